@@ -1,0 +1,33 @@
+"""Diffusion Studio's entry point and Hugging Face Spaces app file: settings -> studio -> UI.
+
+``python app.py --help`` lists every flag. When this file is imported rather than run (``gradio app.py``), the
+settings come from ``STUDIO_*`` environment variables alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from studio.settings import Settings, SettingsError
+
+# Flags are read before torch, diffusers and gradio are imported, so `--help` and a bad flag answer at once.
+try:
+    settings = Settings.from_cli(sys.argv[1:] if __name__ == "__main__" else [])
+except SettingsError as error:
+    sys.exit(f"diffusion studio: {error}")
+
+from studio.composition import build_studio
+from studio.ui import create_demo, launch
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+try:
+    studio = build_studio(settings)
+except SettingsError as error:
+    sys.exit(f"diffusion studio: {error}")
+
+demo = create_demo(studio)
+
+if __name__ == "__main__":
+    launch(demo, studio)

@@ -1,0 +1,185 @@
+"""Turning a model source (Hub id, local diffusers folder, single ``.safetensors`` file) into a pipeline.
+
+Loading fails in many ways a user can fix (a typo, no network, a gated repository, a half-downloaded file), and
+diffusers reports most of them as the same ``OSError``. This module turns each into a message that names the
+model and says what to do. Only the model manager calls it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoPipelineForText2Image, DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+from safetensors import SafetensorError, safe_open
+
+from studio.devices import Placement
+from studio.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+# A key only SDXL single-file checkpoints have (the second, OpenCLIP text encoder).
+_SDXL_KEY_PREFIX = "conditioner.embedders.1."
+# Like A1111, the studio shows what the model made; not loading the checker also saves 1.2 GB. SDXL
+# pipelines have no checker and ignore these (with a logged warning).
+_NO_SAFETY_CHECKER = {"safety_checker": None, "requires_safety_checker": False}
+_LOCAL_HINT = (
+    "point --model at a local diffusers folder or .safetensors file, e.g. python app.py --model ./models/my-model"
+)
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    """Memory savers from the settings; each trades speed for memory and is off by default."""
+
+    attention_slicing: bool = False
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    cpu_offload: bool = False
+
+
+def looks_local(source: str) -> bool:
+    """Whether ``source`` names a file or folder rather than a Hub id (``org/name``)."""
+    path = Path(source).expanduser()
+    return (
+        path.exists()
+        or source.startswith((".", "/", "~", "\\"))
+        or source.endswith((".safetensors", ".ckpt", ".pt", ".bin", ".pth"))
+        or source.count("/") > 1
+    )
+
+
+def model_family(pipeline: DiffusionPipeline) -> str:
+    """SD 1.x, SD 2.x or SDXL, as users name them."""
+    if isinstance(pipeline, StableDiffusionXLPipeline):
+        return "SDXL"
+    text_encoder = getattr(pipeline, "text_encoder", None)
+    if text_encoder is not None and getattr(text_encoder.config, "hidden_size", 768) == 1024:
+        return "SD 2.x"
+    return "SD 1.x"
+
+
+def _single_file_class(path: Path) -> type[DiffusionPipeline]:
+    """Pick the pipeline class of a single-file checkpoint from its tensor names (read without the tensors)."""
+    with safe_open(str(path), framework="pt") as checkpoint:
+        keys = checkpoint.keys()
+    if any(key.startswith(_SDXL_KEY_PREFIX) for key in keys):
+        return StableDiffusionXLPipeline
+    return StableDiffusionPipeline
+
+
+def _load_local(source: str, dtype: torch.dtype) -> DiffusionPipeline:
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"Could not load model {source!r}: no such file or folder. Check the path.")
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelLoadError(
+                f"{path} is a folder but not a diffusers model (it has no model_index.json); "
+                f"{_LOCAL_HINT.replace('point --model at', 'point --model at a model folder or')}"
+            )
+        return AutoPipelineForText2Image.from_pretrained(path, dtype=dtype, **_NO_SAFETY_CHECKER)
+    if path.suffix == ".safetensors":
+        pipeline_class = _single_file_class(path)
+        return pipeline_class.from_single_file(str(path), dtype=dtype)
+    raise ModelLoadError(
+        f"{path} is not a model this studio loads: use a diffusers folder or a single-file .safetensors checkpoint"
+    )
+
+
+def _load_hub(source: str, dtype: torch.dtype, offline: bool) -> DiffusionPipeline:
+    if dtype == torch.float16:
+        # Most Stable Diffusion repositories carry half-size fp16 files; fall back when this one does not.
+        try:
+            return AutoPipelineForText2Image.from_pretrained(
+                source, dtype=dtype, variant="fp16", local_files_only=offline, **_NO_SAFETY_CHECKER
+            )
+        except (OSError, ValueError) as error:
+            log.info("no fp16 variant of %s (%s); loading the full-precision files", source, error)
+    return AutoPipelineForText2Image.from_pretrained(
+        source, dtype=dtype, local_files_only=offline, **_NO_SAFETY_CHECKER
+    )
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def explain_load_failure(source: str, error: BaseException, offline: bool) -> ModelLoadError:
+    """A ``ModelLoadError`` that says why ``source`` did not load and how to fix it."""
+    if isinstance(error, ModelLoadError):
+        return error
+    causes = _causes(error)
+    if looks_local(source):
+        path = Path(source).expanduser()
+        if not path.exists():
+            return ModelLoadError(f"Could not load model {source!r}: no such file or folder. Check the path.")
+        if isinstance(error, SafetensorError | ValueError | KeyError) or any(
+            isinstance(c, SafetensorError) for c in causes
+        ):
+            return ModelLoadError(
+                f"Could not load model {source!r}: the file is damaged or not a Stable Diffusion checkpoint "
+                f"({type(error).__name__}). Download it again or choose another model."
+            )
+        return ModelLoadError(f"Could not load model {source!r}: {error}")
+    if any(isinstance(c, GatedRepoError) for c in causes):
+        return ModelLoadError(
+            f"Could not load model {source!r}: it is gated on the Hugging Face Hub. Accept its license on "
+            f"https://huggingface.co/{source}, log in with `hf auth login`, and try again; or {_LOCAL_HINT}."
+        )
+    if any(isinstance(c, RepositoryNotFoundError) for c in causes):
+        return ModelLoadError(
+            f"Could not load model {source!r}: there is no such model on the Hugging Face Hub (or it is private). "
+            f"Check the name, or {_LOCAL_HINT}."
+        )
+    if offline:
+        return ModelLoadError(
+            f"Could not load model {source!r}: it is not in the local Hugging Face cache, and the studio is offline "
+            f"(--offline or HF_HUB_OFFLINE=1), so it cannot be downloaded. Download it once with network access, "
+            f"or {_LOCAL_HINT}."
+        )
+    return ModelLoadError(
+        f"Could not load model {source!r}: it could not be downloaded from the Hugging Face Hub and is not in the "
+        f"local cache (is the network reachable?). Download it once with network access, or {_LOCAL_HINT}."
+    )
+
+
+def load_pipeline(source: str, placement: Placement, offline: bool, memory: MemoryOptions) -> DiffusionPipeline:
+    """Load ``source`` as a text-to-image pipeline on ``placement``, with the memory options applied.
+
+    Raises ``ModelLoadError`` with a message for the user whatever went wrong in loading.
+    """
+    try:
+        if looks_local(source):
+            pipeline = _load_local(source, placement.dtype)
+        else:
+            pipeline = _load_hub(source, placement.dtype, offline)
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, ModelLoadError) as error:
+        log.warning("loading %s failed", source, exc_info=not isinstance(error, ModelLoadError))
+        raise explain_load_failure(source, error, offline) from error
+    if memory.attention_slicing:
+        pipeline.enable_attention_slicing()
+    if memory.vae_slicing:
+        pipeline.vae.enable_slicing()
+    if memory.vae_tiling:
+        pipeline.vae.enable_tiling()
+    try:
+        if memory.cpu_offload and placement.device.type != "cpu":
+            pipeline.enable_model_cpu_offload(device=placement.device)
+        else:
+            pipeline.to(placement.device)
+    except RuntimeError as error:
+        raise ModelLoadError(
+            f"Model {source!r} loaded but did not fit on {placement.device.type}: {error}. "
+            "Try --cpu-offload, or a smaller model."
+        ) from error
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline

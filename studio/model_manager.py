@@ -1,0 +1,142 @@
+"""The model manager: the only owner of model weights, devices and the GPU.
+
+It loads the base model once, lazily, and derives each task's pipeline from the same modules with ``from_pipe``,
+so a new task costs no new weights. Every request gets its own derived pipeline and its own scheduler, because
+both keep per-call state (the interrupt flag, the step index) that must not be shared between users.
+
+Two locks, as in InvokeAI's model cache:
+- ``_lock`` guards structure: loading and switching models. A failed switch leaves the old model serving.
+- ``_gpu_lock`` guards runs: one generation at a time owns the device. A job keeps a reference to the modules it
+  runs on, so switching models while it runs never frees weights in use.
+"""
+
+from __future__ import annotations
+
+import enum
+import gc
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from diffusers import AutoPipelineForText2Image, DiffusionPipeline
+
+from studio.devices import Placement
+from studio.errors import ModelLoadError
+from studio.loading import MemoryOptions, load_pipeline, model_family
+from studio.schedulers import build_scheduler
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[str, Placement, bool, MemoryOptions], DiffusionPipeline]
+
+
+class Task(enum.Enum):
+    """What a pipeline is derived for; each maps to a diffusers AutoPipeline class."""
+
+    TXT2IMG = "txt2img"
+
+
+_TASK_PIPELINES = {Task.TXT2IMG: AutoPipelineForText2Image}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded base model and what users want to know about it."""
+
+    source: str
+    pipeline: DiffusionPipeline
+    family: str
+    placement: Placement
+
+    def describe(self) -> str:
+        return f"{self.source} ({self.family}, {self.placement.describe()})"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A derived pipeline for one request, and the model it runs on."""
+
+    pipeline: DiffusionPipeline
+    model: LoadedModel
+
+
+class ModelManager:
+    """Loads, derives and guards the pipelines. Thread-safe; every public method may be called from any thread."""
+
+    def __init__(
+        self,
+        source: str,
+        placement: Placement,
+        *,
+        offline: bool = False,
+        memory: MemoryOptions | None = None,
+        loader: Loader = load_pipeline,
+    ) -> None:
+        self._source = source
+        self.placement = placement
+        self.offline = offline
+        self.memory = memory or MemoryOptions()
+        self._loader = loader
+        self._model: LoadedModel | None = None
+        self._lock = threading.RLock()
+        self._gpu_lock = threading.Lock()
+
+    @property
+    def source(self) -> str:
+        """The model that serves (or will serve, once loaded)."""
+        return self._source
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        """The loaded model, without loading one."""
+        return self._model
+
+    def _load(self, source: str) -> LoadedModel:
+        log.info("loading model %s on %s", source, self.placement.describe())
+        pipeline = self._loader(source, self.placement, self.offline, self.memory)
+        return LoadedModel(source, pipeline, model_family(pipeline), self.placement)
+
+    def current(self) -> LoadedModel:
+        """The base model, loaded on first use. Raises ``ModelLoadError`` (with the reason) when it cannot load."""
+        with self._lock:
+            if self._model is None:
+                self._model = self._load(self._source)
+            return self._model
+
+    def switch(self, source: str) -> LoadedModel:
+        """Serve ``source`` from now on. If it fails to load, the model that served before keeps serving.
+
+        Jobs already running finish on the modules they started with; those are freed once the last one ends.
+        """
+        with self._lock:
+            if self._model is not None and self._model.source == source:
+                return self._model
+            try:
+                model = self._load(source)
+            except ModelLoadError:
+                kept = self._model.source if self._model else self._source
+                log.warning("switch to %s failed; %s keeps serving", source, kept)
+                raise
+            self._model, self._source = model, source
+        gc.collect()
+        if self.placement.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return model
+
+    @contextmanager
+    def job(self, task: Task, sampler: str, seeds: Sequence[int]) -> Iterator[Job]:
+        """A pipeline for ``task`` on the loaded weights, with its own ``sampler`` scheduler, holding the GPU.
+
+        ``seeds`` are the per-image seeds (SDE samplers seed their noise from them at build time).
+        """
+        model = self.current()
+        base = model.pipeline
+        scheduler = build_scheduler(sampler, base.scheduler.config, seeds)
+        # Pass the dtype: without it from_pipe casts the shared modules of the base to float32 (diffusers#12754).
+        derived = _TASK_PIPELINES[task].from_pipe(base, dtype=base.dtype, scheduler=scheduler)
+        derived.set_progress_bar_config(disable=True)
+        with self._gpu_lock:
+            yield Job(derived, model)

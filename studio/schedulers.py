@@ -1,0 +1,82 @@
+"""A1111 sampler names mapped to diffusers schedulers.
+
+Users arrive knowing the AUTOMATIC1111 names ("DPM++ 2M Karras"), so those are the names in the UI, the API
+and the PNG metadata. Each scheduler is built with ``from_config`` from the loaded model's own scheduler
+config, so the model's training schedule (beta schedule, prediction type, timestep spacing) is kept and only
+the sampling algorithm changes. A fresh scheduler is built for every request: schedulers keep per-call state
+(step index, multistep history) and are not safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    DPMSolverSDEScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    LMSDiscreteScheduler,
+    PNDMScheduler,
+    UniPCMultistepScheduler,
+)
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from studio.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """One entry of the sampler menu: the scheduler class and the config overrides that make it this sampler."""
+
+    name: str
+    scheduler_class: type[SchedulerMixin]
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+SAMPLERS: dict[str, Sampler] = {
+    sampler.name: sampler
+    for sampler in (
+        Sampler("DPM++ 2M", DPMSolverMultistepScheduler, {"use_karras_sigmas": False}),
+        Sampler("DPM++ 2M Karras", DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
+        Sampler("DPM++ SDE Karras", DPMSolverSDEScheduler, {"use_karras_sigmas": True}),
+        Sampler("Euler", EulerDiscreteScheduler),
+        Sampler("Euler a", EulerAncestralDiscreteScheduler),
+        Sampler("Heun", HeunDiscreteScheduler),
+        Sampler("LMS", LMSDiscreteScheduler),
+        Sampler("DDIM", DDIMScheduler),
+        Sampler("DDPM", DDPMScheduler),
+        Sampler("PNDM", PNDMScheduler),
+        Sampler("UniPC", UniPCMultistepScheduler),
+    )
+}
+SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLERS)
+DEFAULT_SAMPLER = "DPM++ 2M Karras"
+
+
+def check_sampler(name: str) -> Sampler:
+    """The sampler called ``name``, or an error listing the names that exist."""
+    try:
+        return SAMPLERS[name]
+    except (KeyError, TypeError):
+        raise InvalidRequest(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLER_NAMES)}") from None
+
+
+def build_scheduler(name: str, model_config: Mapping[str, Any], seeds: Sequence[int]) -> SchedulerMixin:
+    """A new scheduler for sampler ``name`` that keeps the training schedule in ``model_config``.
+
+    ``seeds`` holds the seed of each image of the batch. Most samplers draw their noise from the per-image
+    generators the pipeline is given, but the SDE samplers draw it from a Brownian tree seeded at build time;
+    without one seed per image they would pick a random one and never reproduce.
+    """
+    sampler = check_sampler(name)
+    overrides = dict(sampler.overrides)
+    if "noise_sampler_seed" in inspect.signature(sampler.scheduler_class.__init__).parameters:
+        overrides["noise_sampler_seed"] = list(seeds)
+    return sampler.scheduler_class.from_config(dict(model_config), **overrides)

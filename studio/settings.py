@@ -1,0 +1,204 @@
+"""Settings of one studio process, from command-line flags and ``STUDIO_*`` environment variables.
+
+Every flag has an environment variable of the same name (``--max-pixels`` is ``STUDIO_MAX_PIXELS``), so a
+Hugging Face Space or a container can be configured without touching the command line. Flags win over the
+environment, and the environment wins over the defaults. The result is one frozen dataclass that the rest of
+the studio reads and never changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_CONTROLNET_MODEL = "lllyasviel/control_v11p_sd15_canny"
+DEVICES = ("auto", "cuda", "mps", "cpu")
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """A flag or environment variable has a value the studio cannot use; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the studio is told at start-up. Limits carry their unit in the name."""
+
+    model: str = DEFAULT_MODEL
+    inpaint_model: str | None = None
+    controlnet_model: str = DEFAULT_CONTROLNET_MODEL
+    device: str = "auto"
+    dtype: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    outputs: Path | None = Path("outputs")
+    max_batch: int = 8
+    max_pixels: int = 1024 * 1024
+    max_steps: int = 150
+    max_queue: int = 32
+    offline: bool = False
+    attention_slicing: bool = False
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    cpu_offload: bool = False
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise SettingsError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise SettingsError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        for name in ("max_batch", "max_pixels", "max_steps", "max_queue"):
+            if getattr(self, name) < 1:
+                flag = "--" + name.replace("_", "-")
+                raise SettingsError(f"{flag} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"--port must be between 1 and 65535, got {self.port}")
+
+    @property
+    def save_outputs(self) -> bool:
+        return self.outputs is not None
+
+    @classmethod
+    def from_cli(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse flags over environment variables over defaults. ``--help`` lists every flag."""
+        environ = os.environ if environ is None else environ
+        args = build_parser(environ).parse_args(argv)
+        outputs = None if args.no_save else Path(args.outputs)
+        return cls(
+            model=args.model,
+            inpaint_model=args.inpaint_model or None,
+            controlnet_model=args.controlnet_model,
+            device=args.device,
+            dtype=args.dtype,
+            host=args.host,
+            port=args.port,
+            outputs=outputs,
+            max_batch=args.max_batch,
+            max_pixels=args.max_pixels,
+            max_steps=args.max_steps,
+            max_queue=args.max_queue,
+            offline=args.offline or _env_flag(environ, "HF_HUB_OFFLINE"),
+            attention_slicing=args.attention_slicing,
+            vae_slicing=args.vae_slicing,
+            vae_tiling=args.vae_tiling,
+            cpu_offload=args.cpu_offload,
+        )
+
+
+def _env_flag(environ: Mapping[str, str], name: str) -> bool:
+    value = environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be 1/0, true/false, yes/no or on/off, got {environ[name]!r}")
+
+
+def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The flags; each default comes from its ``STUDIO_*`` variable when that is set."""
+
+    def env(name: str, default: str | None) -> str | None:
+        return environ.get(f"STUDIO_{name}", default)
+
+    def flag(name: str) -> bool:
+        return _env_flag(environ, f"STUDIO_{name}")
+
+    def number(name: str, default: int) -> int:
+        return _env_int(environ, f"STUDIO_{name}", default)
+
+    parser = argparse.ArgumentParser(
+        prog="python app.py",
+        description="Diffusion Studio: a web studio for diffusion image generation. "
+        "Every flag can also be set as the environment variable STUDIO_<FLAG> "
+        "(for example STUDIO_MAX_PIXELS=589824); flags win over the environment.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    models = parser.add_argument_group("models")
+    models.add_argument(
+        "--model",
+        default=env("MODEL", DEFAULT_MODEL),
+        help="base model: a Hugging Face Hub id, a local diffusers folder, or a single-file .safetensors checkpoint",
+    )
+    models.add_argument(
+        "--inpaint-model",
+        default=env("INPAINT_MODEL", None),
+        help="a dedicated inpainting checkpoint (Hub id, folder or .safetensors); the base model when unset",
+    )
+    models.add_argument(
+        "--controlnet-model",
+        default=env("CONTROLNET_MODEL", DEFAULT_CONTROLNET_MODEL),
+        help="the Canny ControlNet (Hub id or local folder)",
+    )
+    models.add_argument(
+        "--offline",
+        action="store_true",
+        default=flag("OFFLINE"),
+        help="never contact the Hugging Face Hub; load only local folders and the local cache (HF_HUB_OFFLINE=1 too)",
+    )
+    hardware = parser.add_argument_group("hardware")
+    hardware.add_argument("--device", choices=DEVICES, default=env("DEVICE", "auto"), help="where models run")
+    hardware.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default=env("DTYPE", "auto"),
+        help="weight precision; auto is float16 on CUDA and MPS and float32 on the CPU",
+    )
+    hardware.add_argument(
+        "--attention-slicing",
+        action="store_true",
+        default=flag("ATTENTION_SLICING"),
+        help="compute attention in slices: less memory, a little slower",
+    )
+    hardware.add_argument(
+        "--vae-slicing", action="store_true", default=flag("VAE_SLICING"), help="decode a batch one image at a time"
+    )
+    hardware.add_argument(
+        "--vae-tiling", action="store_true", default=flag("VAE_TILING"), help="decode large images in tiles"
+    )
+    hardware.add_argument(
+        "--cpu-offload",
+        action="store_true",
+        default=flag("CPU_OFFLOAD"),
+        help="keep models in CPU memory and move each to the GPU only while it runs (for 4-6 GB GPUs)",
+    )
+    server = parser.add_argument_group("server")
+    server.add_argument("--host", default=env("HOST", "127.0.0.1"), help="address to listen on")
+    server.add_argument("--port", type=int, default=number("PORT", 7860), help="port to listen on")
+    server.add_argument(
+        "--max-queue", type=int, default=number("MAX_QUEUE", 32), help="jobs that may wait for the GPU at once"
+    )
+    outputs = parser.add_argument_group("outputs")
+    outputs.add_argument("--outputs", default=env("OUTPUTS", "outputs"), help="folder where images are saved")
+    outputs.add_argument(
+        "--no-save", action="store_true", default=flag("NO_SAVE"), help="keep nothing on disk (overrides --outputs)"
+    )
+    limits = parser.add_argument_group("limits")
+    limits.add_argument(
+        "--max-batch", type=int, default=number("MAX_BATCH", 8), help="most images one request may ask for"
+    )
+    limits.add_argument(
+        "--max-pixels",
+        type=int,
+        default=number("MAX_PIXELS", 1024 * 1024),
+        help="most pixels (width x height) of one image",
+    )
+    limits.add_argument(
+        "--max-steps", type=int, default=number("MAX_STEPS", 150), help="most denoising steps of one request"
+    )
+    return parser

@@ -1,0 +1,50 @@
+"""The one place where exceptions become what a user sees.
+
+``StudioError`` messages are written for users and shown as they are. Stop is not an error: the user is told
+the job stopped and the outputs stay as they were. Anything else is a bug: the detail goes to the server log and
+the user reads a short message without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import gradio as gr
+
+from studio.errors import Cancelled, StudioError
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(outputs: int) -> Callable[[F], F]:
+    """Wrap a handler with ``outputs`` outputs so that errors reach the user as messages, never tracebacks.
+
+    ``functools.wraps`` keeps the handler's signature, which Gradio reads for the API parameter names and for
+    its ``gr.Request``/``gr.Progress`` arguments.
+    """
+
+    def decorate(handler: F) -> F:
+        @functools.wraps(handler)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return handler(*args, **kwargs)
+            except Cancelled as stopped:
+                gr.Info(str(stopped))
+                skipped = tuple(gr.skip() for _ in range(outputs))
+                return skipped if outputs != 1 else skipped[0]
+            except StudioError as error:
+                raise gr.Error(str(error), print_exception=False) from None
+            except Exception:
+                log.exception("unexpected error in %s", handler.__name__)
+                raise gr.Error(
+                    "Something went wrong on the server; the details are in its log. Try again, or report it.",
+                    print_exception=False,
+                ) from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,99 @@
+"""The results panel every generation tab shows: a PNG gallery, the seeds, the parameters text and notes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from studio.requests import GenerationResult
+from studio.ui.controls import GenerationControls
+
+
+@dataclass(frozen=True)
+class ResultsPanel:
+    gallery: gr.Gallery
+    seeds: gr.Textbox
+    parameters: gr.Textbox
+    notes: gr.Markdown
+    all_seeds: gr.State
+    all_parameters: gr.State
+    selected: gr.State
+
+    def outputs(self) -> list[Any]:
+        """What a generation handler returns, in order (the gallery first, as the API promises)."""
+        return [
+            self.gallery,
+            self.seeds,
+            self.parameters,
+            self.notes,
+            self.all_seeds,
+            self.all_parameters,
+            self.selected,
+        ]
+
+
+RESULT_OUTPUTS = 7
+
+
+def build_results(tab: str) -> ResultsPanel:
+    # PNG, not Gradio's default WebP: lossless, and it keeps the parameters text for PNG Info and other tools.
+    gallery = gr.Gallery(
+        label="Images",
+        format="png",
+        columns=2,
+        height="auto",
+        object_fit="contain",
+        elem_id=f"{tab}-gallery",
+        buttons=["download", "fullscreen"],
+        interactive=False,
+    )
+    seeds = gr.Textbox(label="Seeds", interactive=False, elem_id=f"{tab}-seeds")
+    parameters = gr.Textbox(
+        label="Generation parameters", lines=4, interactive=False, buttons=["copy"], elem_id=f"{tab}-parameters"
+    )
+    notes = gr.Markdown(elem_id=f"{tab}-notes")
+    return ResultsPanel(
+        gallery=gallery,
+        seeds=seeds,
+        parameters=parameters,
+        notes=notes,
+        all_seeds=gr.State([]),
+        all_parameters=gr.State([]),
+        selected=gr.State(0),
+    )
+
+
+def present(result: GenerationResult) -> tuple[Any, ...]:
+    """A result as the values of ``ResultsPanel.outputs()``."""
+    gallery = [(item.image, f"Seed {item.seed}") for item in result.images]
+    seeds = [item.seed for item in result.images]
+    parameters = [item.parameters for item in result.images]
+    notes = "\n".join(f"⚠️ {note}" for note in result.notes)
+    return gallery, ", ".join(map(str, seeds)), parameters[0], notes, seeds, parameters, 0
+
+
+def wire_results(panel: ResultsPanel, controls: GenerationControls) -> None:
+    """Selecting an image shows its parameters; ♻️ puts its seed back into the seed box."""
+
+    def on_select(all_parameters: list[str], event: gr.SelectData) -> tuple[str, int]:
+        index = event.index if isinstance(event.index, int) else 0
+        text = all_parameters[index] if 0 <= index < len(all_parameters) else ""
+        return text, index
+
+    def reuse_seed(all_seeds: list[int], selected: int, current: float) -> float:
+        if not all_seeds:
+            return current
+        return all_seeds[selected] if 0 <= selected < len(all_seeds) else all_seeds[0]
+
+    panel.gallery.select(
+        on_select, inputs=[panel.all_parameters], outputs=[panel.parameters, panel.selected], api_visibility="private"
+    )
+    controls.reuse_seed.click(
+        reuse_seed,
+        inputs=[panel.all_seeds, panel.selected, controls.seed],
+        outputs=controls.seed,
+        queue=False,
+        api_visibility="private",
+    )

@@ -1,0 +1,52 @@
+"""The Blocks app: the header, the tabs, the queue, and how it is launched."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from studio import __version__
+from studio.composition import Studio
+from studio.ui.txt2img import build_txt2img_tab
+
+CSS = """
+#studio-header h1 { margin-bottom: 0; }
+#studio-header p { margin-top: 0.25rem; opacity: 0.8; }
+"""
+THEME = gr.themes.Soft(primary_hue="indigo")
+
+
+def model_status(studio: Studio) -> str:
+    """The header's model line: what serves, or what will load on first use."""
+    loaded = studio.manager.loaded
+    if loaded is not None:
+        return f"**Model:** {loaded.describe()}"
+    placement = studio.manager.placement.describe()
+    return f"**Model:** {studio.manager.source} ({placement}) — loads on the first generation"
+
+
+def create_demo(studio: Studio) -> gr.Blocks:
+    """The whole studio UI over ``studio``, with its queue configured. Launch it with ``launch``."""
+    with gr.Blocks(title="Diffusion Studio") as demo:
+        with gr.Column(elem_id="studio-header"):
+            gr.Markdown(f"# Diffusion Studio\nv{__version__} · diffusion image generation over 🤗 diffusers")
+            status = gr.Markdown(model_status(studio), elem_id="model-status")
+        with gr.Tabs():
+            generation_events = [build_txt2img_tab(studio)]
+        refresh = {"fn": lambda: model_status(studio), "outputs": status, "api_visibility": "private", "queue": False}
+        demo.load(**refresh)
+        for event in generation_events:
+            event.then(**refresh)  # the first generation loads the model: show what loaded
+    # Explicit, so a flood of requests is told "queue is full" instead of waiting forever.
+    demo.queue(max_size=studio.settings.max_queue, default_concurrency_limit=1)
+    return demo
+
+
+def launch(demo: gr.Blocks, studio: Studio, **kwargs: object) -> None:
+    """Serve ``demo`` on the configured host and port (blocking unless ``prevent_thread_lock=True``)."""
+    demo.launch(
+        server_name=studio.settings.host,
+        server_port=studio.settings.port,
+        theme=THEME,
+        css=CSS,
+        **kwargs,  # type: ignore[arg-type]
+    )

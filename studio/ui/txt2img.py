@@ -1,0 +1,88 @@
+"""The Text to image tab and its ``/txt2img`` endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from studio.composition import Studio
+from studio.requests import Txt2ImgRequest
+from studio.ui.controls import build_generation_controls, build_prompts
+from studio.ui.errors import user_errors
+from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
+from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
+
+
+def build_txt2img_tab(studio: Studio) -> gr.events.Dependency:
+    """Prompt, controls, Generate and Stop, and the results; call inside a ``gr.Tabs``. Returns the generate
+    event, so the app can follow it (with a refresh of the model status)."""
+    with gr.Tab("Text to image", id="txt2img"):
+        with gr.Row(equal_height=True):
+            with gr.Column(scale=5):
+                prompt, negative = build_prompts("txt2img")
+            with gr.Column(scale=1, min_width=160):
+                generate = gr.Button("Generate", variant="primary", size="lg", elem_id="txt2img-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="txt2img-stop")
+        with gr.Row():
+            with gr.Column():
+                controls = build_generation_controls("txt2img", studio.settings, prompt, negative)
+            with gr.Column():
+                panel = build_results("txt2img")
+
+    @user_errors(outputs=RESULT_OUTPUTS)
+    def txt2img(
+        prompt: str,
+        negative_prompt: str,
+        sampler: str,
+        steps: float,
+        guidance_scale: float,
+        width: float,
+        height: float,
+        seed: float,
+        batch_size: float,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
+    ) -> tuple[Any, ...]:
+        """Generate images from a text prompt.
+
+        Args:
+            prompt: what to draw.
+            negative_prompt: what to avoid ("" for nothing).
+            sampler: an A1111 sampler name, e.g. "DPM++ 2M Karras", "Euler a", "DDIM".
+            steps: denoising steps (25 is a good default).
+            guidance_scale: classifier-free guidance (CFG) scale; 5-9 is usual, 0 or 1 turns guidance off.
+            width: image width in pixels, a multiple of 8.
+            height: image height in pixels, a multiple of 8.
+            seed: -1 for random; image i of the batch uses seed + i.
+            batch_size: how many images to make.
+        Returns:
+            The gallery of PNG images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
+        """
+        job = Txt2ImgRequest(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            sampler=sampler,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            width=width,
+            height=height,
+            seed=seed,
+            batch_size=batch_size,
+        )
+        with studio.cancels.job(owner_of(request)) as cancel:
+            result = studio.service.txt2img(job, progress=progress_reporter(progress), cancel=cancel)
+        return present(result)
+
+    event = gr.on(
+        triggers=[generate.click, prompt.submit],
+        fn=txt2img,
+        inputs=controls.inputs(),
+        outputs=panel.outputs(),
+        api_name="txt2img",
+        concurrency_id=GPU_QUEUE,
+        concurrency_limit=1,
+    )
+    wire_stop(stop, event, panel.notes, studio)
+    wire_results(panel, controls)
+    return event

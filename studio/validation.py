@@ -1,0 +1,108 @@
+"""Checks shared by every generation request, each failing with a message that says how to fix the value.
+
+The service calls these once, before any GPU work. Values arrive from the UI, gradio_client or JSON, so a
+whole number may come as ``20.0`` and is accepted; ``20.5`` or ``"20"`` is not.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from studio.errors import InvalidRequest
+from studio.requests import RANDOM_SEED
+
+MAX_SEED = 2**32 - 1
+MIN_SIDE = 64
+MAX_PROMPT_CHARS = 4000
+MAX_GUIDANCE_SCALE = 30.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for; set by ``--max-batch``, ``--max-pixels`` and ``--max-steps``."""
+
+    max_batch: int = 8
+    max_pixels: int = 1024 * 1024
+    max_steps: int = 150
+
+
+def whole_number(name: str, value: object) -> int:
+    """``value`` as an int, accepting integral floats (``20.0``) but not ``20.5``, strings or booleans."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequest(f"{name} must be a whole number, got {value!r}")
+    if isinstance(value, float) and not value.is_integer():
+        raise InvalidRequest(f"{name} must be a whole number, got {value}; try {round(value)}")
+    return int(value)
+
+
+def number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise InvalidRequest(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def check_text(name: str, value: object) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be text, got {type(value).__name__}")
+    if len(value) > MAX_PROMPT_CHARS:
+        raise InvalidRequest(f"{name} is {len(value)} characters long; the limit is {MAX_PROMPT_CHARS}. Shorten it.")
+    return value
+
+
+def check_steps(value: object, limits: Limits) -> int:
+    steps = whole_number("steps", value)
+    if not 1 <= steps <= limits.max_steps:
+        raise InvalidRequest(f"steps must be between 1 and {limits.max_steps}, got {steps}")
+    return steps
+
+
+def check_guidance_scale(value: object) -> float:
+    scale = number("guidance_scale (CFG scale)", value)
+    if not 0 <= scale <= MAX_GUIDANCE_SCALE:
+        raise InvalidRequest(
+            f"guidance_scale (CFG scale) must be between 0 and {MAX_GUIDANCE_SCALE:g}, got {scale:g}; 5-9 is usual"
+        )
+    return scale
+
+
+def _nearest_multiples(value: int) -> str:
+    below = value // 8 * 8
+    above = below + 8
+    return f"{above} or {below}" if below >= MIN_SIDE else str(max(above, MIN_SIDE))
+
+
+def check_size(width_value: object, height_value: object, limits: Limits) -> tuple[int, int]:
+    """Width and height: multiples of 8 (the VAE downsamples by 8), at least 64, at most ``max_pixels`` together."""
+    width = whole_number("width", width_value)
+    height = whole_number("height", height_value)
+    for name, side in (("width", width), ("height", height)):
+        if side < MIN_SIDE:
+            raise InvalidRequest(f"{name} must be at least {MIN_SIDE}, got {side}")
+        if side % 8:
+            raise InvalidRequest(f"{name} must be a multiple of 8, got {side}; try {_nearest_multiples(side)}")
+    if width * height > limits.max_pixels:
+        raise InvalidRequest(
+            f"{width}x{height} is {width * height:,} pixels; this studio allows at most {limits.max_pixels:,} "
+            f"(--max-pixels). Make the image smaller."
+        )
+    return width, height
+
+
+def check_batch_size(value: object, limits: Limits) -> int:
+    batch = whole_number("batch_size", value)
+    if not 1 <= batch <= limits.max_batch:
+        raise InvalidRequest(f"batch_size must be between 1 and {limits.max_batch} (--max-batch), got {batch}")
+    return batch
+
+
+def resolve_seed(value: object) -> int:
+    """The seed to use: ``-1`` becomes a random seed, anything else must lie in 0..2**32-1 as in A1111."""
+    seed = whole_number("seed", value)
+    if seed == RANDOM_SEED:
+        return secrets.randbelow(MAX_SEED + 1)
+    if not 0 <= seed <= MAX_SEED:
+        raise InvalidRequest(f"seed must be -1 (random) or between 0 and {MAX_SEED}, got {seed}")
+    return seed

@@ -1,0 +1,70 @@
+"""Shared fixtures: a tiny model saved to disk, the studio built over it, and the app launched on loopback.
+
+No test touches the network: the Hub is switched off for the whole session, and the model is built in code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Before anything imports huggingface_hub or gradio: no Hub, no telemetry.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="studio-tests-hf-home-")  # an empty cache: nothing to find
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from studio.composition import Studio, build_studio
+from studio.settings import Settings
+from studio.ui import create_demo, launch
+from tests.tiny_model import save_tiny_model
+
+SMALL = {"width": 64, "height": 64, "num_inference_steps": 4}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SD 1.x model saved as a diffusers folder."""
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def other_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second tiny model with other random weights, for switching."""
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd-other", seed=1)
+
+
+def make_settings(model: Path | str, outputs: Path | None, **overrides: object) -> Settings:
+    return Settings(model=str(model), outputs=outputs, device="cpu", port=free_port(), **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def studio(tiny_model: Path, tmp_path: Path) -> Studio:
+    """A fresh studio over the tiny model, saving into this test's own folder."""
+    return build_studio(make_settings(tiny_model, tmp_path / "outputs"))
+
+
+@pytest.fixture(scope="session")
+def served_studio(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Studio:
+    return build_studio(make_settings(tiny_model, tmp_path_factory.mktemp("served-outputs")))
+
+
+@pytest.fixture(scope="session")
+def server(served_studio: Studio) -> Iterator[str]:
+    """The studio's UI launched on loopback; yields its URL."""
+    demo: gr.Blocks = create_demo(served_studio)
+    launch(demo, served_studio, prevent_thread_lock=True, quiet=True)
+    yield f"http://{served_studio.settings.host}:{served_studio.settings.port}/"
+    demo.close()

@@ -1,0 +1,103 @@
+from pathlib import Path
+
+import pytest
+
+from studio.devices import resolve_placement
+from studio.settings import DEFAULT_CONTROLNET_MODEL, DEFAULT_MODEL, Settings, SettingsError, build_parser
+
+
+def test_defaults_match_the_documented_ones() -> None:
+    settings = Settings.from_cli([], environ={})
+    assert settings.model == DEFAULT_MODEL == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    assert settings.controlnet_model == DEFAULT_CONTROLNET_MODEL == "lllyasviel/control_v11p_sd15_canny"
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 7860
+    assert settings.outputs == Path("outputs")
+    assert settings.save_outputs
+    assert settings.device == "auto"
+    assert settings.dtype == "auto"
+    assert not settings.offline
+
+
+def test_environment_sets_values_and_flags_win() -> None:
+    environ = {"STUDIO_MODEL": "env/model", "STUDIO_MAX_STEPS": "40", "STUDIO_VAE_TILING": "1", "STUDIO_PORT": "9000"}
+    from_env = Settings.from_cli([], environ=environ)
+    assert (from_env.model, from_env.max_steps, from_env.vae_tiling, from_env.port) == ("env/model", 40, True, 9000)
+    flagged = Settings.from_cli(["--model", "flag/model", "--max-steps", "12", "--port", "8000"], environ=environ)
+    assert (flagged.model, flagged.max_steps, flagged.port) == ("flag/model", 12, 8000)
+
+
+def test_no_save_keeps_nothing() -> None:
+    assert Settings.from_cli(["--no-save"], environ={}).outputs is None
+    assert Settings.from_cli([], environ={"STUDIO_NO_SAVE": "true"}).outputs is None
+    assert Settings.from_cli(["--outputs", "/tmp/x"], environ={}).outputs == Path("/tmp/x")
+
+
+def test_offline_from_flag_or_hf_hub_offline() -> None:
+    assert Settings.from_cli(["--offline"], environ={}).offline
+    assert Settings.from_cli([], environ={"HF_HUB_OFFLINE": "1"}).offline
+    assert not Settings.from_cli([], environ={"HF_HUB_OFFLINE": "0"}).offline
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"STUDIO_MAX_BATCH": "many"}, "STUDIO_MAX_BATCH must be a whole number"),
+        ({"STUDIO_OFFLINE": "perhaps"}, "STUDIO_OFFLINE must be 1/0"),
+    ],
+)
+def test_bad_environment_values_are_named(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_cli([], environ=environ)
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(SettingsError, match="--max-pixels must be at least 1"):
+        Settings.from_cli(["--max-pixels", "0"], environ={})
+
+
+def test_help_documents_every_flag() -> None:
+    text = build_parser({}).format_help()
+    for flag in (
+        "--model",
+        "--inpaint-model",
+        "--controlnet-model",
+        "--device",
+        "--dtype",
+        "--port",
+        "--host",
+        "--outputs",
+        "--no-save",
+        "--max-batch",
+        "--max-pixels",
+        "--max-steps",
+        "--offline",
+        "--max-queue",
+        "--attention-slicing",
+        "--vae-slicing",
+        "--vae-tiling",
+        "--cpu-offload",
+    ):
+        assert flag in text
+    assert "STUDIO_" in text
+
+
+def test_cpu_placement_is_float32_and_refuses_float16() -> None:
+    import torch
+
+    placement = resolve_placement("cpu", "auto")
+    assert placement.device.type == "cpu"
+    assert placement.dtype == torch.float32
+    assert resolve_placement("cpu", "bfloat16").dtype == torch.bfloat16
+    with pytest.raises(SettingsError, match="float16 is not supported on the CPU"):
+        resolve_placement("cpu", "float16")
+
+
+def test_missing_cuda_is_a_clear_message() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        assert resolve_placement("cuda", "auto").dtype == torch.float16
+    else:
+        with pytest.raises(SettingsError, match="PyTorch sees no CUDA GPU"):
+            resolve_placement("cuda", "auto")

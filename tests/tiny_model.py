@@ -1,0 +1,102 @@
+"""A tiny Stable Diffusion 1.x model built in code: real diffusers and transformers classes, random weights.
+
+Nothing can be downloaded here, so the tests build this model, save it with ``save_pretrained`` and load it
+through the studio's real loading code. It generates a 64x64 image in a fraction of a second on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+WORDS = (  # noqa: SIM905 - a sentence reads better than a column of words
+    "a photo of cat dog red blue green yellow house tree sky sea mountain portrait painting "
+    "astronaut horse riding on the moon in with and city night sunset forest"
+).split()
+
+
+def _write_tokenizer(folder: Path) -> CLIPTokenizer:
+    """A CLIP BPE tokenizer over a handful of whole words (no merges needed: each word is one token)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = ["<|startoftext|>", "<|endoftext|>"]
+    letters = sorted({c for w in WORDS for c in w})
+    vocab_tokens = specials + letters + [c + "</w>" for c in letters] + [w + "</w>" for w in WORDS]
+    merges = ["#version: 0.2"]
+    known = set(vocab_tokens)
+    for word in WORDS:
+        pieces = [*list(word[:-1]), word[-1] + "</w>"]
+        while len(pieces) > 1:
+            merged = pieces[0] + pieces[1]
+            merges.append(f"{pieces[0]} {pieces[1]}")
+            if merged not in known:
+                vocab_tokens.append(merged)
+                known.add(merged)
+            pieces = [merged, *pieces[2:]]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(vocab_tokens))}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("\n".join(dict.fromkeys(merges)) + "\n")
+    # Without model_max_length the tokenizer's default is huge and padding to it fails.
+    return CLIPTokenizer.from_pretrained(folder, model_max_length=77)
+
+
+def build_tiny_pipeline(scratch: Path, seed: int = 0) -> StableDiffusionPipeline:
+    """The tiny pipeline in memory (``scratch`` holds the tokenizer files it is built from)."""
+    torch.manual_seed(seed)
+    tokenizer = _write_tokenizer(scratch / "tokenizer-src")
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        sample_size=64,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            hidden_size=32,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer.get_vocab()),
+            max_position_embeddings=77,
+        )
+    )
+    scheduler = PNDMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1
+    )
+    return StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def save_tiny_model(folder: Path, seed: int = 0) -> Path:
+    """Build the tiny model and save it as a diffusers folder at ``folder``; returns ``folder``."""
+    pipeline = build_tiny_pipeline(folder.parent / f".{folder.name}-scratch", seed=seed)
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
