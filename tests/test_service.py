@@ -1,6 +1,7 @@
 """Generation through the service: seeds that reproduce, progress, Stop, metadata, saved files, NaN recovery."""
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from studio.metadata import read_metadata
 from studio.requests import Txt2ImgRequest
 from studio.vae_decode import UPCAST_NOTE
 from tests.conftest import SMALL, make_settings
+from tests.tiny_model import save_tiny_sdxl_model
 
 
 def pixels(image: Image.Image) -> np.ndarray:
@@ -165,3 +167,14 @@ def test_nan_from_a_half_precision_vae_is_decoded_again_in_float32(tiny_model: P
     assert result.notes == (UPCAST_NOTE.format(dtype="bfloat16"),)
     assert pixels(result.images[0].image).std() > 0, "a real picture, not a black square"
     assert vae.dtype == torch.bfloat16, "the shared VAE is back in its dtype"
+
+
+def test_sdxl_models_load_and_generate(tmp_path: Path) -> None:
+    model = save_tiny_sdxl_model(tmp_path / "tiny-sdxl")
+    studio = build_studio(make_settings(model, None))
+    assert studio.manager.current().family == "SDXL"
+    request = Txt2ImgRequest(prompt="a cat", negative_prompt="blurry", seed=8, batch_size=2, **SMALL)
+    first = studio.service.txt2img(request)
+    again = studio.service.txt2img(replace(request, seed=9, batch_size=1))
+    assert first.images[0].image.size == (64, 64)
+    assert mean_abs_diff(first.images[1].image, again.images[0].image) < 1.0

@@ -10,8 +10,15 @@ import json
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from diffusers import (
+    AutoencoderKL,
+    EulerDiscreteScheduler,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 WORDS = (  # noqa: SIM905 - a sentence reads better than a column of words
     "a photo of cat dog red blue green yellow house tree sky sea mountain portrait painting "
@@ -98,5 +105,66 @@ def build_tiny_pipeline(scratch: Path, seed: int = 0) -> StableDiffusionPipeline
 def save_tiny_model(folder: Path, seed: int = 0) -> Path:
     """Build the tiny model and save it as a diffusers folder at ``folder``; returns ``folder``."""
     pipeline = build_tiny_pipeline(folder.parent / f".{folder.name}-scratch", seed=seed)
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def save_tiny_sdxl_model(folder: Path, seed: int = 0) -> Path:
+    """A tiny SDXL model (two text encoders, size/crop conditioning) saved as a diffusers folder."""
+    torch.manual_seed(seed)
+    scratch = folder.parent / f".{folder.name}-scratch"
+    tokenizer = _write_tokenizer(scratch / "tokenizer-src")
+
+    def text_config() -> CLIPTextConfig:
+        return CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer.get_vocab()),
+            max_position_embeddings=77,
+            projection_dim=32,
+            hidden_act="gelu",
+        )
+
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + 32,  # six size/crop ids of 8 dims, plus the pooled text
+        cross_attention_dim=64,  # both text encoders' hidden states side by side
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        sample_size=64,
+    )
+    pipeline = StableDiffusionXLPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=CLIPTextModel(text_config()),
+        text_encoder_2=CLIPTextModelWithProjection(text_config()),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        scheduler=EulerDiscreteScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
+        ),
+    )
     pipeline.save_pretrained(folder, safe_serialization=True)
     return folder
