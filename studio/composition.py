@@ -34,6 +34,7 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
             settings.model,
             resolve_placement(settings.device, settings.dtype),
             offline=settings.offline,
+            inpaint_source=settings.inpaint_model,
             memory=MemoryOptions(
                 attention_slicing=settings.attention_slicing,
                 vae_slicing=settings.vae_slicing,

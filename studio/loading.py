@@ -8,11 +8,21 @@ model and says what to do. Only the model manager calls it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
-from diffusers import AutoPipelineForText2Image, DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers import (
+    AutoPipelineForText2Image,
+    DiffusionPipeline,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLInpaintPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 from safetensors import SafetensorError, safe_open
 
@@ -20,6 +30,7 @@ from studio.devices import Placement
 from studio.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
+_Loaded = TypeVar("_Loaded")
 
 # A key only SDXL single-file checkpoints have (the second, OpenCLIP text encoder).
 _SDXL_KEY_PREFIX = "conditioner.embedders.1."
@@ -71,6 +82,23 @@ def _single_file_class(path: Path) -> type[DiffusionPipeline]:
     return StableDiffusionPipeline
 
 
+def _hub_kwargs(dtype: torch.dtype, offline: bool) -> list[dict[str, object]]:
+    """The ways to ask the Hub for a model, best first: the half-size fp16 files when loading in float16 (most
+    Stable Diffusion repositories carry them), then the full-precision files."""
+    plain: dict[str, object] = {"dtype": dtype, "local_files_only": offline}
+    return [{**plain, "variant": "fp16"}, plain] if dtype == torch.float16 else [plain]
+
+
+def _from_hub(load: Callable[..., _Loaded], source: str, dtype: torch.dtype, offline: bool, **extra: object) -> _Loaded:
+    attempts = _hub_kwargs(dtype, offline)
+    for kwargs in attempts[:-1]:
+        try:
+            return load(source, **kwargs, **extra)
+        except (OSError, ValueError) as error:
+            log.info("no fp16 variant of %s (%s); loading the full-precision files", source, error)
+    return load(source, **attempts[-1], **extra)
+
+
 def _load_local(source: str, dtype: torch.dtype) -> DiffusionPipeline:
     path = Path(source).expanduser()
     if not path.exists():
@@ -87,20 +115,6 @@ def _load_local(source: str, dtype: torch.dtype) -> DiffusionPipeline:
         return pipeline_class.from_single_file(str(path), dtype=dtype)
     raise ModelLoadError(
         f"{path} is not a model this studio loads: use a diffusers folder or a single-file .safetensors checkpoint"
-    )
-
-
-def _load_hub(source: str, dtype: torch.dtype, offline: bool) -> DiffusionPipeline:
-    if dtype == torch.float16:
-        # Most Stable Diffusion repositories carry half-size fp16 files; fall back when this one does not.
-        try:
-            return AutoPipelineForText2Image.from_pretrained(
-                source, dtype=dtype, variant="fp16", local_files_only=offline, **_NO_SAFETY_CHECKER
-            )
-        except (OSError, ValueError) as error:
-            log.info("no fp16 variant of %s (%s); loading the full-precision files", source, error)
-    return AutoPipelineForText2Image.from_pretrained(
-        source, dtype=dtype, local_files_only=offline, **_NO_SAFETY_CHECKER
     )
 
 
@@ -161,7 +175,9 @@ def load_pipeline(source: str, placement: Placement, offline: bool, memory: Memo
         if looks_local(source):
             pipeline = _load_local(source, placement.dtype)
         else:
-            pipeline = _load_hub(source, placement.dtype, offline)
+            pipeline = _from_hub(
+                AutoPipelineForText2Image.from_pretrained, source, placement.dtype, offline, **_NO_SAFETY_CHECKER
+            )
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, ModelLoadError) as error:
         log.warning("loading %s failed", source, exc_info=not isinstance(error, ModelLoadError))
         raise explain_load_failure(source, error, offline) from error
@@ -183,3 +199,31 @@ def load_pipeline(source: str, placement: Placement, offline: bool, memory: Memo
         ) from error
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def _load_unet(source: str, dtype: torch.dtype, offline: bool) -> UNet2DConditionModel:
+    if not looks_local(source):
+        return _from_hub(UNet2DConditionModel.from_pretrained, source, dtype, offline, subfolder="unet")
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"Could not load model {source!r}: no such file or folder. Check the path.")
+    if path.is_file() and path.suffix == ".safetensors":
+        single_file_class = (
+            StableDiffusionXLInpaintPipeline
+            if _single_file_class(path) is StableDiffusionXLPipeline
+            else StableDiffusionInpaintPipeline
+        )
+        return single_file_class.from_single_file(str(path), dtype=dtype).unet
+    if not (path / "unet").is_dir():
+        raise ModelLoadError(f"{source!r} is not a diffusers model folder with a unet/ subfolder")
+    return UNet2DConditionModel.from_pretrained(path, subfolder="unet", dtype=dtype)
+
+
+def load_inpaint_unet(source: str, placement: Placement, offline: bool) -> UNet2DConditionModel:
+    """The UNet of an inpainting model (Hub id, folder or single file), on ``placement``."""
+    try:
+        unet = _load_unet(source, placement.dtype, offline)
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, ModelLoadError) as error:
+        log.warning("loading the inpainting UNet of %s failed", source, exc_info=not isinstance(error, ModelLoadError))
+        raise explain_load_failure(source, error, offline) from error
+    return unet.to(placement.device)

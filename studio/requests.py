@@ -7,9 +7,9 @@ boundary, and never changed afterwards; the service works on a validated copy wi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from PIL import Image
 
@@ -32,9 +32,80 @@ class Txt2ImgRequest:
     seed: int = RANDOM_SEED
     batch_size: int = 1
 
+    task: ClassVar[str] = "txt2img"
+
     def to_record(self) -> dict[str, Any]:
-        """The request as plain JSON-able data (for the lossless PNG chunk)."""
-        return {"task": "txt2img", **asdict(self)}
+        return _record(self)
+
+
+def _record(request: Any) -> dict[str, Any]:
+    """The request as plain JSON-able data (for the lossless PNG chunk); pictures are replaced by their sizes."""
+    record: dict[str, Any] = {"task": request.task}
+    for item in fields(request):
+        value = getattr(request, item.name)
+        if isinstance(value, Image.Image):
+            record[f"{item.name}_size"] = list(value.size)
+        elif value is not None:
+            record[item.name] = value
+    return record
+
+
+@dataclass(frozen=True)
+class Img2ImgRequest:
+    """Image to image: ``image`` resized to ``width x height`` by ``resize_mode``, then ``strength`` of the
+    denoising schedule run on it (0 keeps the image, 1 ignores it)."""
+
+    image: Image.Image
+    prompt: str
+    negative_prompt: str = ""
+    sampler: str = DEFAULT_SAMPLER
+    num_inference_steps: int = 25
+    guidance_scale: float = 7.0
+    strength: float = 0.75
+    width: int = 512
+    height: int = 512
+    resize_mode: str = "Just resize"
+    seed: int = RANDOM_SEED
+    batch_size: int = 1
+
+    task: ClassVar[str] = "img2img"
+
+    def to_record(self) -> dict[str, Any]:
+        return _record(self)
+
+
+@dataclass(frozen=True)
+class InpaintRequest:
+    """Inpainting: repaint where ``mask_image`` is white, keep the rest of ``image`` pixel for pixel.
+
+    ``masked_content`` is what the model starts from in the mask ("original", "fill", "latent noise");
+    ``inpaint_only_masked`` repaints a crop around the mask (plus ``padding`` pixels) at full resolution and pastes
+    it back; ``mask_blur`` softens the mask's edge so the repainted region meets the rest without a seam.
+    """
+
+    image: Image.Image
+    mask_image: Image.Image
+    prompt: str
+    negative_prompt: str = ""
+    sampler: str = DEFAULT_SAMPLER
+    num_inference_steps: int = 25
+    guidance_scale: float = 7.0
+    strength: float = 0.75
+    mask_blur: int = 4
+    masked_content: str = "original"
+    inpaint_only_masked: bool = False
+    padding: int = 32
+    invert_mask: bool = False
+    seed: int = RANDOM_SEED
+    batch_size: int = 1
+
+    task: ClassVar[str] = "inpaint"
+
+    def to_record(self) -> dict[str, Any]:
+        return _record(self)
+
+
+GenerationRequest = Txt2ImgRequest | Img2ImgRequest | InpaintRequest
 
 
 @dataclass(frozen=True)
@@ -52,7 +123,7 @@ class GenerationResult:
     """What a generation produced. ``request`` is the validated request with its seed resolved; ``notes`` tells
     the user about anything the studio did on their behalf (such as decoding again in float32)."""
 
-    request: Txt2ImgRequest
+    request: GenerationRequest
     images: tuple[GeneratedImage, ...]
     model: str
     notes: tuple[str, ...] = ()

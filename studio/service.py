@@ -1,4 +1,4 @@
-"""The studio's service: validate -> seed -> derive a pipeline -> run -> decode -> metadata -> save.
+"""The studio's service: validate -> seed -> plan -> derive a pipeline -> run -> decode -> finish -> save.
 
 It knows nothing of Gradio or HTTP: the web layers turn their inputs into request dataclasses, call a method
 here, and show the result. Every check happens before the GPU is taken, and every message says what to fix.
@@ -7,8 +7,8 @@ here, and show the result. Every check happens before the GPU is taken, and ever
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +16,35 @@ import torch
 from diffusers import DiffusionPipeline
 from PIL import Image
 
-from studio import __version__
+from studio import __version__, images
 from studio.errors import Cancelled, InvalidRequest
 from studio.loading import looks_local
 from studio.metadata import Parameters, attach, format_parameters, png_info
 from studio.model_manager import ModelManager, Task
 from studio.outputs import OutputStore
-from studio.requests import GeneratedImage, GenerationResult, Txt2ImgRequest
+from studio.requests import (
+    GeneratedImage,
+    GenerationRequest,
+    GenerationResult,
+    Img2ImgRequest,
+    InpaintRequest,
+    Txt2ImgRequest,
+)
 from studio.schedulers import check_sampler
 from studio.vae_decode import decode_latents
 from studio.validation import (
+    MAX_MASK_BLUR,
+    MAX_PADDING,
     Limits,
     check_batch_size,
+    check_choice,
+    check_flag,
     check_guidance_scale,
+    check_image,
+    check_range,
     check_size,
     check_steps,
+    check_strength,
     check_text,
     resolve_seed,
 )
@@ -46,22 +60,71 @@ def model_name(source: str) -> str:
     return Path(source).stem if looks_local(source) else source
 
 
+def _validate_common(request: Any, limits: Limits) -> dict[str, Any]:
+    """The fields every generation request has, checked; returns the normalised values."""
+    check_sampler(request.sampler)
+    steps = check_steps(request.num_inference_steps, limits)
+    return {
+        "prompt": check_text("prompt", request.prompt),
+        "negative_prompt": check_text("negative_prompt", request.negative_prompt),
+        "num_inference_steps": steps,
+        "guidance_scale": check_guidance_scale(request.guidance_scale),
+        "batch_size": check_batch_size(request.batch_size, limits),
+        "seed": resolve_seed(request.seed),
+    }
+
+
 def validate_txt2img(request: Txt2ImgRequest, limits: Limits) -> Txt2ImgRequest:
     """The request checked and normalised, with a random seed (-1) replaced by the seed that will be used."""
     if not isinstance(request, Txt2ImgRequest):
         raise InvalidRequest(f"expected a Txt2ImgRequest, got {type(request).__name__}")
-    check_sampler(request.sampler)
+    width, height = check_size(request.width, request.height, limits)
+    return replace(request, width=width, height=height, **_validate_common(request, limits))
+
+
+def validate_img2img(request: Img2ImgRequest, limits: Limits) -> Img2ImgRequest:
+    if not isinstance(request, Img2ImgRequest):
+        raise InvalidRequest(f"expected an Img2ImgRequest, got {type(request).__name__}")
+    common = _validate_common(request, limits)
     width, height = check_size(request.width, request.height, limits)
     return replace(
         request,
-        prompt=check_text("prompt", request.prompt),
-        negative_prompt=check_text("negative_prompt", request.negative_prompt),
-        num_inference_steps=check_steps(request.num_inference_steps, limits),
-        guidance_scale=check_guidance_scale(request.guidance_scale),
+        image=images.to_rgb(check_image("image", request.image)),
         width=width,
         height=height,
-        batch_size=check_batch_size(request.batch_size, limits),
-        seed=resolve_seed(request.seed),
+        strength=check_strength(request.strength, common["num_inference_steps"]),
+        resize_mode=check_choice("resize_mode", request.resize_mode, images.RESIZE_MODES),
+        **common,
+    )
+
+
+def validate_inpaint(request: InpaintRequest, limits: Limits) -> InpaintRequest:
+    """Checks, plus the mask made binary, of the image's size, inverted when asked, and not empty."""
+    if not isinstance(request, InpaintRequest):
+        raise InvalidRequest(f"expected an InpaintRequest, got {type(request).__name__}")
+    common = _validate_common(request, limits)
+    image = images.to_rgb(check_image("image", request.image))
+    if not isinstance(request.mask_image, Image.Image):
+        raise InvalidRequest("the mask is missing: paint over the part of the picture to change, or upload a mask")
+    mask = images.mask_from_image(request.mask_image, image.size)
+    if check_flag("invert_mask", request.invert_mask):
+        mask = images.invert(mask)
+    if images.is_empty(mask):
+        raise InvalidRequest(
+            "the mask is empty: paint over the part of the picture to change (or upload a mask where white "
+            "means change)" + (", or turn off 'invert mask'" if request.invert_mask else "")
+        )
+    return replace(
+        request,
+        image=image,
+        mask_image=mask,
+        strength=check_strength(request.strength, common["num_inference_steps"]),
+        mask_blur=check_range("mask_blur", request.mask_blur, 0, MAX_MASK_BLUR),
+        masked_content=check_choice("masked_content", request.masked_content, images.MASKED_CONTENT),
+        inpaint_only_masked=check_flag("inpaint_only_masked", request.inpaint_only_masked),
+        padding=check_range("padding", request.padding, 0, MAX_PADDING),
+        invert_mask=False,  # already applied to mask_image
+        **common,
     )
 
 
@@ -78,6 +141,24 @@ def _step_callback(
         return tensors
 
     return on_step_end
+
+
+def _unchanged(image: Image.Image) -> Image.Image:
+    return image
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A validated request as one pipeline call: its arguments, the finishing of each image, and the extra
+    A1111 fields the metadata records."""
+
+    task: Task
+    request: GenerationRequest
+    arguments: Mapping[str, Any]
+    size: tuple[int, int]
+    finish: Callable[[Image.Image], Image.Image] = _unchanged
+    fields: Mapping[str, object] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
 
 class StudioService:
@@ -98,37 +179,120 @@ class StudioService:
         """Generate ``request.batch_size`` images; image *i* uses seed ``seed + i`` and its own CPU generator,
         so any image of a batch can be made again alone, at any batch size, on any device."""
         request = validate_txt2img(request, self.limits)
+        plan = _Plan(
+            task=Task.TXT2IMG,
+            request=request,
+            arguments={"width": request.width, "height": request.height},
+            size=(request.width, request.height),
+        )
+        return self._run(plan, progress, cancel)
+
+    def img2img(
+        self,
+        request: Img2ImgRequest,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> GenerationResult:
+        """Redraw ``request.image`` at ``strength``, resized to the requested size by the requested mode."""
+        request = validate_img2img(request, self.limits)
+        init = images.resize_image(request.image, request.width, request.height, request.resize_mode)
+        plan = _Plan(
+            task=Task.IMG2IMG,
+            request=request,
+            arguments={"image": init, "strength": request.strength},
+            size=(request.width, request.height),
+            fields={"Denoising strength": request.strength},
+        )
+        return self._run(plan, progress, cancel)
+
+    def inpaint(
+        self,
+        request: InpaintRequest,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> GenerationResult:
+        """Repaint the masked part of ``request.image``; every pixel outside the (blurred) mask is returned as it
+        was. Results have the size of the input image."""
+        request = validate_inpaint(request, self.limits)
+        image, mask = request.image, request.mask_image
+        notes: list[str] = []
+        if request.inpaint_only_masked:
+            padded = images.padded_box(mask, request.padding)
+            size = images.scale_to_area(padded.size, self.manager.native_resolution(), self.limits.max_pixels)
+            box = images.expand_to_aspect(padded, size[0] / size[1], image.size)
+        else:
+            box = images.Box(0, 0, *image.size)
+            size = images.fit_within(image.width, image.height, self.limits.max_pixels)
+            if size != image.size:
+                notes.append(f"The picture was inpainted at {size[0]}x{size[1]} (multiples of 8, --max-pixels).")
+        region, region_mask = image.crop(box.as_tuple()), mask.crop(box.as_tuple())
+        if request.masked_content == "fill":
+            region = images.fill_masked(region, region_mask)
+        elif request.masked_content == "latent noise":
+            region = images.noise_masked(region, region_mask, request.seed)
+        soft_mask = images.blur(mask, request.mask_blur)
+
+        def paste_back(generated: Image.Image) -> Image.Image:
+            pasted = image.copy()
+            pasted.paste(generated.resize(box.size, Image.LANCZOS), (box.left, box.top))
+            return images.composite(image, pasted, soft_mask)
+
+        fields: dict[str, object] = {"Denoising strength": request.strength, "Mask blur": request.mask_blur}
+        if request.inpaint_only_masked:
+            fields.update({"Inpaint area": "Only masked", "Masked area padding": request.padding})
+        fields["Masked content"] = request.masked_content
+        plan = _Plan(
+            task=Task.INPAINT,
+            request=request,
+            arguments={
+                "image": region.resize(size, Image.LANCZOS),
+                "mask_image": soft_mask.crop(box.as_tuple()).resize(size, Image.LANCZOS),
+                "strength": request.strength,
+                "width": size[0],
+                "height": size[1],
+            },
+            size=image.size,
+            finish=paste_back,
+            fields=fields,
+            notes=tuple(notes),
+        )
+        return self._run(plan, progress, cancel)
+
+    def _run(self, plan: _Plan, progress: ProgressCallback | None, cancel: threading.Event | None) -> GenerationResult:
+        request = plan.request
         seeds = [request.seed + i for i in range(request.batch_size)]
-        with self.manager.job(Task.TXT2IMG, request.sampler, seeds) as job:
+        with self.manager.job(plan.task, request.sampler, seeds) as job:
             output = job.pipeline(
                 prompt=request.prompt,
                 negative_prompt=request.negative_prompt or None,
                 num_inference_steps=request.num_inference_steps,
                 guidance_scale=request.guidance_scale,
-                width=request.width,
-                height=request.height,
                 num_images_per_prompt=request.batch_size,
                 generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
                 output_type="latent",
                 callback_on_step_end=_step_callback(progress, cancel),
+                **plan.arguments,
             )
             if cancel is not None and cancel.is_set():
                 raise Cancelled("Stopped: the generation was interrupted and nothing was kept.")
-            images, notes = decode_latents(job.pipeline.vae, job.pipeline.image_processor, output.images)
-        return self._finish(request, images, seeds, model_name(job.model.source), notes)
+            decoded, notes = decode_latents(job.pipeline.vae, job.pipeline.image_processor, output.images)
+        finished = [plan.finish(image) for image in decoded]
+        return self._finish(plan, finished, seeds, model_name(job.model.source), [*plan.notes, *notes])
 
     def _finish(
         self,
-        request: Txt2ImgRequest,
-        images: Sequence[Image.Image],
+        plan: _Plan,
+        finished: Sequence[Image.Image],
         seeds: Sequence[int],
         model: str,
         notes: Sequence[str],
     ) -> GenerationResult:
         """Attach metadata to each image and save it."""
-        task = request.to_record()["task"]
+        request = plan.request
         items = []
-        for index, (image, seed) in enumerate(zip(images, seeds, strict=True)):
+        for index, (image, seed) in enumerate(zip(finished, seeds, strict=True)):
             parameters = format_parameters(
                 Parameters(
                     prompt=request.prompt,
@@ -138,8 +302,9 @@ class StudioService:
                         "Sampler": request.sampler,
                         "CFG scale": request.guidance_scale,
                         "Seed": seed,
-                        "Size": f"{request.width}x{request.height}",
+                        "Size": f"{plan.size[0]}x{plan.size[1]}",
                         "Model": model,
+                        **plan.fields,
                         "Version": VERSION_TAG,
                     },
                 )
@@ -152,6 +317,6 @@ class StudioService:
                 "version": VERSION_TAG,
             }
             attach(image, parameters, record)
-            path = self.outputs.save(image, task, seed, png_info(parameters, record))
+            path = self.outputs.save(image, request.task, seed, png_info(parameters, record))
             items.append(GeneratedImage(image=image, seed=seed, parameters=parameters, path=path))
         return GenerationResult(request=request, images=tuple(items), model=model, notes=tuple(notes))

@@ -6,8 +6,11 @@ whole number may come as ``20.0`` and is accepted; ``20.5`` or ``"20"`` is not.
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
+
+from PIL import Image
 
 from studio.errors import InvalidRequest
 from studio.requests import RANDOM_SEED
@@ -106,3 +109,47 @@ def resolve_seed(value: object) -> int:
     if not 0 <= seed <= MAX_SEED:
         raise InvalidRequest(f"seed must be -1 (random) or between 0 and {MAX_SEED}, got {seed}")
     return seed
+
+
+MAX_MASK_BLUR = 64
+MAX_PADDING = 256
+
+
+def check_strength(value: object, steps: int) -> float:
+    """Denoising strength in 0..1, high enough that at least one of ``steps`` denoising steps runs."""
+    strength = number("strength (denoising strength)", value)
+    if not 0 <= strength <= 1:
+        raise InvalidRequest(f"strength (denoising strength) must be between 0 and 1, got {strength:g}")
+    if int(steps * strength) < 1:
+        hint = f"raise strength to at least {1 / steps:.2f}"
+        if strength > 0:
+            hint += f" or steps to at least {math.ceil(1 / strength)}"
+        raise InvalidRequest(f"strength {strength:g} with {steps} steps leaves no denoising step to run; {hint}")
+    return strength
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise InvalidRequest(f"{name} must be one of: {', '.join(choices)}; got {value!r}")
+    return str(value)
+
+
+def check_range(name: str, value: object, low: int, high: int) -> int:
+    whole = whole_number(name, value)
+    if not low <= whole <= high:
+        raise InvalidRequest(f"{name} must be between {low} and {high}, got {whole}")
+    return whole
+
+
+def check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def check_image(name: str, value: object) -> Image.Image:
+    if not isinstance(value, Image.Image):
+        raise InvalidRequest(f"{name} is missing: upload an image")
+    if value.width < 8 or value.height < 8:
+        raise InvalidRequest(f"{name} is {value.width}x{value.height}; it must be at least 8x8 pixels")
+    return value

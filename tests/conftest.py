@@ -46,6 +46,12 @@ def other_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd-other", seed=1)
 
 
+@pytest.fixture(scope="session")
+def tiny_inpaint_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SD 1.x inpainting model (UNet with 9 input channels)."""
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd-inpainting", seed=2, inpainting=True)
+
+
 def make_settings(model: Path | str, outputs: Path | None, **overrides: object) -> Settings:
     return Settings(model=str(model), outputs=outputs, device="cpu", port=free_port(), **overrides)  # type: ignore[arg-type]
 

@@ -3,15 +3,25 @@
 from pathlib import Path
 
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from studio.metadata import read_metadata
 
-TXT2IMG_PARAMETERS = [
-    "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "width", "height", "seed", "batch_size",
-]  # fmt: skip
+ENDPOINT_PARAMETERS = {
+    "/txt2img": [
+        "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "width", "height", "seed", "batch_size",
+    ],
+    "/img2img": [
+        "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",
+        "batch_size", "width", "height", "resize_mode",
+    ],
+    "/inpaint": [
+        "image", "mask", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",
+        "mask_blur", "inpaint_only_masked", "padding", "masked_content", "invert_mask", "batch_size",
+    ],
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +31,11 @@ def client(server: str) -> Client:
 
 def test_endpoint_parameters_have_the_documented_names(client: Client) -> None:
     api = client.view_api(print_info=False, return_format="dict")
-    endpoint = api["named_endpoints"]["/txt2img"]
-    assert [p["parameter_name"] for p in endpoint["parameters"]] == TXT2IMG_PARAMETERS
-    assert endpoint["returns"][0]["component"] == "Gallery"
-    assert set(api["named_endpoints"]) == {"/txt2img"}, "helpers (stop, select, seed buttons) stay private"
+    for name, parameters in ENDPOINT_PARAMETERS.items():
+        endpoint = api["named_endpoints"][name]
+        assert [p["parameter_name"] for p in endpoint["parameters"]] == parameters, name
+        assert endpoint["returns"][0]["component"] == "Gallery", name
+    assert set(api["named_endpoints"]) == set(ENDPOINT_PARAMETERS), "helpers (stop, select, send to) stay private"
 
 
 def test_generates_pngs_with_a1111_parameters(client: Client) -> None:
@@ -80,3 +91,73 @@ def test_same_seed_through_the_api_gives_the_same_file_bytes(client: Client) -> 
             return image.convert("RGB").tobytes()
 
     assert generate() == generate()
+
+
+def save_png(image: Image.Image, path: Path) -> str:
+    image.save(path, format="PNG")
+    return str(path)
+
+
+def test_img2img_endpoint(client: Client, tmp_path: Path) -> None:
+    source = save_png(Image.new("RGB", (120, 90), (200, 120, 40)), tmp_path / "source.png")
+    gallery, seeds, parameters, _notes = client.predict(
+        image=handle_file(source), prompt="a house", negative_prompt="", sampler="Euler", steps=4,
+        guidance_scale=7, strength=0.5, seed=4, batch_size=1, width=96, height=64, resize_mode="Crop and resize",
+        api_name="/img2img",
+    )  # fmt: skip
+    assert seeds == "4"
+    assert "Denoising strength: 0.5" in parameters
+    with Image.open(gallery[0]["image"]) as image:
+        assert image.size == (96, 64)
+
+
+def test_img2img_too_low_strength_is_a_message(client: Client, tmp_path: Path) -> None:
+    source = save_png(Image.new("RGB", (64, 64)), tmp_path / "source.png")
+    with pytest.raises(AppError, match="leaves no denoising step to run"):
+        client.predict(
+            image=handle_file(source), prompt="a house", negative_prompt="", sampler="Euler", steps=4,
+            guidance_scale=7, strength=0.1, seed=4, batch_size=1, width=64, height=64, resize_mode="Just resize",
+            api_name="/img2img",
+        )  # fmt: skip
+
+
+def test_inpaint_endpoint_with_painted_layers(client: Client, tmp_path: Path) -> None:
+    source_image = Image.new("RGB", (72, 64), (30, 60, 90))
+    source = save_png(source_image, tmp_path / "source.png")
+    layer = Image.new("RGBA", (72, 64), (0, 0, 0, 0))
+    ImageDraw.Draw(layer).ellipse((20, 20, 44, 44), fill=(0, 0, 0, 255))  # a black brush stroke
+    stroke = save_png(layer, tmp_path / "layer.png")
+    gallery, _seeds, parameters, _notes = client.predict(
+        image={"background": handle_file(source), "layers": [handle_file(stroke)], "composite": None},
+        mask=None, prompt="a cat", negative_prompt="", sampler="Euler", steps=4, guidance_scale=7, strength=0.75,
+        seed=2, mask_blur=0, inpaint_only_masked=False, padding=32, masked_content="original", invert_mask=False,
+        batch_size=1, api_name="/inpaint",
+    )  # fmt: skip
+    assert "Mask blur: 0" in parameters
+    with Image.open(gallery[0]["image"]) as image:
+        out = image.convert("RGB")
+    assert out.size == (72, 64)
+    assert out.getpixel((2, 2)) == (30, 60, 90), "outside the stroke: unchanged"
+    assert out.getpixel((32, 32)) != (30, 60, 90), "under the stroke: repainted"
+
+
+def test_inpaint_endpoint_with_an_uploaded_mask_and_an_empty_one(client: Client, tmp_path: Path) -> None:
+    source = save_png(Image.new("RGB", (64, 64), (30, 60, 90)), tmp_path / "source.png")
+    white_square = Image.new("L", (32, 32), 0)  # half the size: resized to the picture
+    ImageDraw.Draw(white_square).rectangle((0, 0, 15, 15), fill=255)
+    mask = save_png(white_square, tmp_path / "mask.png")
+    arguments = dict(
+        prompt="a cat", negative_prompt="", sampler="Euler", steps=4, guidance_scale=7, strength=0.75, seed=2,
+        mask_blur=0, inpaint_only_masked=True, padding=8, masked_content="fill", invert_mask=False, batch_size=1,
+        api_name="/inpaint",
+    )  # fmt: skip
+    editor = {"background": handle_file(source), "layers": [], "composite": None}
+    gallery, *_ = client.predict(image=editor, mask=handle_file(mask), **arguments)
+    with Image.open(gallery[0]["image"]) as image:
+        out = image.convert("RGB")
+    assert out.getpixel((50, 50)) == (30, 60, 90)
+    assert out.getpixel((10, 10)) != (30, 60, 90)
+    with pytest.raises(AppError, match="the mask is empty"):
+        client.predict(image=editor, mask=None, **arguments)
+    with pytest.raises(AppError, match="image is missing"):
+        client.predict(image=None, mask=None, **arguments)

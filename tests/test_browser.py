@@ -5,20 +5,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from studio.composition import Studio
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.browser_helpers import CHROMIUM, CHROMIUM_ARGS, set_number
 
 
 @pytest.fixture(scope="session")
@@ -36,14 +27,6 @@ def page(browser: Browser, server: str) -> Iterator[Page]:
     expect(page.locator("#txt2img-generate")).to_be_visible(timeout=30_000)
     yield page
     page.close()
-
-
-def set_number(page: Page, elem_id: str, value: int) -> None:
-    """Type into a slider's number box, as a person does to set an exact value."""
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
-    expect(box).to_have_value(str(value))
 
 
 def test_type_a_prompt_click_generate_and_see_the_image(page: Page) -> None:
@@ -113,3 +96,79 @@ def test_stop_interrupts_a_running_generation(page: Page, served_studio: Studio)
     stopped_steps = len(steps_seen) - 2  # the second job ran 2 steps (CFG is one batched UNet call per step)
     assert 0 < stopped_steps < 150, f"denoising stopped early ({stopped_steps} of 150 steps ran)"
     assert len(list(Path(outputs).rglob("*.png"))) == saved_before + 1, "the stopped job saved nothing"
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    """A picture a person would upload: a blue square on orange, 96x64."""
+    image = Image.new("RGB", (96, 64), (230, 140, 40))
+    ImageDraw.Draw(image).rectangle((30, 16, 61, 47), fill=(40, 60, 200))
+    path = tmp_path / "photo.png"
+    image.save(path)
+    return path
+
+
+def open_tab(page: Page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def test_img2img_upload_and_generate(page: Page, photo: Path) -> None:
+    open_tab(page, "Image to image")
+    page.locator("#img2img-image input[type=file]").set_input_files(str(photo))
+    # The size sliders follow the uploaded picture.
+    expect(page.locator("#img2img-width input[type=number]")).to_have_value("96")
+    expect(page.locator("#img2img-height input[type=number]")).to_have_value("64")
+    page.locator("#img2img-prompt textarea").fill("a blue window")
+    set_number(page, "img2img-steps", 4)
+    page.locator("#img2img-seed input").fill("8")
+    page.locator("#img2img-generate").click()
+    expect(page.locator("#img2img-gallery img").first).to_be_visible(timeout=60_000)
+    expect(page.locator("#img2img-parameters textarea")).to_have_value(re.compile(r"Size: 96x64, .*Denoising strength"))
+
+
+def test_inpaint_paint_a_stroke_and_generate(page: Page, photo: Path, served_studio: Studio) -> None:
+    open_tab(page, "Inpaint")
+    editor = page.locator("#inpaint-editor")
+    expect(editor.locator(".pixi-target canvas").first).to_be_attached(timeout=30_000)
+    editor.locator("input[type=file]").set_input_files(str(photo))
+    canvas = editor.locator(".pixi-target canvas").first
+    expect(canvas).to_be_visible()
+    page.wait_for_function(
+        "() => { const c = document.querySelector('#inpaint-editor .pixi-target canvas'); return c && c.width > 0; }"
+    )
+    box = canvas.bounding_box()
+    assert box is not None
+    # One brush stroke across the middle of the picture.
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.35, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.65, y, steps=4)
+    page.mouse.up()
+    page.locator("#inpaint-prompt textarea").fill("a red ball")
+    set_number(page, "inpaint-steps", 4)
+    page.locator("#inpaint-seed input").fill("11")
+    page.locator("#inpaint-generate").click()
+    expect(page.locator("#inpaint-gallery img").first).to_be_visible(timeout=60_000)
+    expect(page.locator("#inpaint-parameters textarea")).to_have_value(re.compile(r"Size: 96x64, .*Mask blur: 4"))
+    outputs = served_studio.settings.outputs
+    assert outputs is not None
+    newest = max((outputs / "inpaint").rglob("*-11.png"), key=lambda p: p.stat().st_mtime)
+    with Image.open(newest) as result, Image.open(photo) as original:
+        out, src = result.convert("RGB"), original.convert("RGB")
+        assert out.size == src.size
+        assert out.getpixel((2, 2)) == src.getpixel((2, 2)), "far from the stroke: unchanged"
+        assert out.getpixel((48, 32)) != src.getpixel((48, 32)), "under the stroke: repainted"
+
+
+def test_send_a_result_to_img2img(page: Page) -> None:
+    page.locator("#txt2img-prompt textarea").fill("a yellow sunset")
+    set_number(page, "txt2img-width", 64)
+    set_number(page, "txt2img-height", 64)
+    set_number(page, "txt2img-steps", 2)
+    page.locator("#txt2img-generate").click()
+    expect(page.locator("#txt2img-gallery img").first).to_be_visible(timeout=60_000)
+    page.locator("#txt2img-send-to-img2img").click()
+    expect(page.get_by_role("tab", name="Image to image")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#img2img-prompt textarea")).to_have_value("a yellow sunset")
+    expect(page.locator("#img2img-image img").first).to_be_visible()
+    expect(page.locator("#img2img-width input[type=number]")).to_have_value("64")

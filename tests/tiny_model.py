@@ -14,6 +14,7 @@ from diffusers import (
     AutoencoderKL,
     EulerDiscreteScheduler,
     PNDMScheduler,
+    StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
@@ -50,15 +51,16 @@ def _write_tokenizer(folder: Path) -> CLIPTokenizer:
     return CLIPTokenizer.from_pretrained(folder, model_max_length=77)
 
 
-def build_tiny_pipeline(scratch: Path, seed: int = 0) -> StableDiffusionPipeline:
-    """The tiny pipeline in memory (``scratch`` holds the tokenizer files it is built from)."""
+def build_tiny_pipeline(scratch: Path, seed: int = 0, inpainting: bool = False) -> StableDiffusionPipeline:
+    """The tiny pipeline in memory (``scratch`` holds the tokenizer files it is built from). ``inpainting``
+    gives its UNet the 9 input channels of an inpainting model (latents, mask, masked-image latents)."""
     torch.manual_seed(seed)
     tokenizer = _write_tokenizer(scratch / "tokenizer-src")
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=2,
         sample_size=32,
-        in_channels=4,
+        in_channels=9 if inpainting else 4,
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
@@ -90,7 +92,10 @@ def build_tiny_pipeline(scratch: Path, seed: int = 0) -> StableDiffusionPipeline
     scheduler = PNDMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1
     )
-    return StableDiffusionPipeline(
+    pipeline_class: type[StableDiffusionPipeline] | type[StableDiffusionInpaintPipeline] = (
+        StableDiffusionInpaintPipeline if inpainting else StableDiffusionPipeline
+    )
+    return pipeline_class(
         unet=unet,
         vae=vae,
         text_encoder=text_encoder,
@@ -102,9 +107,9 @@ def build_tiny_pipeline(scratch: Path, seed: int = 0) -> StableDiffusionPipeline
     )
 
 
-def save_tiny_model(folder: Path, seed: int = 0) -> Path:
+def save_tiny_model(folder: Path, seed: int = 0, inpainting: bool = False) -> Path:
     """Build the tiny model and save it as a diffusers folder at ``folder``; returns ``folder``."""
-    pipeline = build_tiny_pipeline(folder.parent / f".{folder.name}-scratch", seed=seed)
+    pipeline = build_tiny_pipeline(folder.parent / f".{folder.name}-scratch", seed=seed, inpainting=inpainting)
     pipeline.save_pretrained(folder, safe_serialization=True)
     return folder
 

@@ -14,36 +14,41 @@ from studio.validation import MAX_GUIDANCE_SCALE, MIN_SIDE
 
 @dataclass(frozen=True)
 class GenerationControls:
-    """The prompt, sampler, size, seed and batch widgets of one tab."""
+    """The sampler, steps, CFG, size, seed and batch widgets of one tab. Tabs whose size follows their input
+    image (inpainting) have no size sliders."""
 
-    prompt: gr.Textbox
-    negative_prompt: gr.Textbox
     sampler: gr.Dropdown
     steps: gr.Slider
     guidance_scale: gr.Slider
-    width: gr.Slider
-    height: gr.Slider
+    width: gr.Slider | None
+    height: gr.Slider | None
     seed: gr.Number
     random_seed: gr.Button
     reuse_seed: gr.Button
     batch_size: gr.Slider
 
-    def inputs(self) -> list[gr.components.Component]:
-        """The widgets in the order of the handlers' parameters (the API's parameter order too)."""
-        return [
-            self.prompt,
-            self.negative_prompt,
-            self.sampler,
-            self.steps,
-            self.guidance_scale,
-            self.width,
-            self.height,
-            self.seed,
-            self.batch_size,
-        ]
+
+@dataclass(frozen=True)
+class PromptRow:
+    """The prompt, the negative prompt, and the Generate and Stop buttons beside them."""
+
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    generate: gr.Button
+    stop: gr.Button
 
 
-def build_prompts(tab: str) -> tuple[gr.Textbox, gr.Textbox]:
+def build_prompt_row(tab: str) -> PromptRow:
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=5):
+            prompt, negative = _build_prompts(tab)
+        with gr.Column(scale=1, min_width=160):
+            generate = gr.Button("Generate", variant="primary", size="lg", elem_id=f"{tab}-generate")
+            stop = gr.Button("Stop", variant="stop", elem_id=f"{tab}-stop")
+    return PromptRow(prompt, negative, generate, stop)
+
+
+def _build_prompts(tab: str) -> tuple[gr.Textbox, gr.Textbox]:
     prompt = gr.Textbox(
         label="Prompt",
         lines=3,
@@ -59,12 +64,15 @@ def build_prompts(tab: str) -> tuple[gr.Textbox, gr.Textbox]:
     return prompt, negative
 
 
-def build_generation_controls(
-    tab: str, settings: Settings, prompt: gr.Textbox, negative: gr.Textbox
-) -> GenerationControls:
+def max_side(settings: Settings) -> int:
+    """The longest side the size sliders offer: what ``--max-pixels`` allows next to a 64-pixel side."""
+    return max(MIN_SIDE, min(2048, settings.max_pixels // MIN_SIDE // 8 * 8))
+
+
+def build_generation_controls(tab: str, settings: Settings, *, with_size: bool = True) -> GenerationControls:
     """Sampler, steps, CFG, size, seed and batch widgets for ``tab`` (used in elem_ids for tests and CSS)."""
-    max_side = max(MIN_SIDE, min(2048, settings.max_pixels // MIN_SIDE // 8 * 8))
-    default_side = min(512, max_side)
+    largest = max_side(settings)
+    default_side = min(512, largest)
     with gr.Row():
         sampler = gr.Dropdown(SAMPLER_NAMES, value=DEFAULT_SAMPLER, label="Sampler", elem_id=f"{tab}-sampler", scale=2)
         steps = gr.Slider(
@@ -76,9 +84,11 @@ def build_generation_controls(
             elem_id=f"{tab}-steps",
             scale=3,
         )
-    with gr.Row():
-        width = gr.Slider(MIN_SIDE, max_side, value=default_side, step=8, label="Width", elem_id=f"{tab}-width")
-        height = gr.Slider(MIN_SIDE, max_side, value=default_side, step=8, label="Height", elem_id=f"{tab}-height")
+    width = height = None
+    if with_size:
+        with gr.Row():
+            width = gr.Slider(MIN_SIDE, largest, value=default_side, step=8, label="Width", elem_id=f"{tab}-width")
+            height = gr.Slider(MIN_SIDE, largest, value=default_side, step=8, label="Height", elem_id=f"{tab}-height")
     with gr.Row():
         guidance_scale = gr.Slider(
             0, MAX_GUIDANCE_SCALE, value=7.0, step=0.5, label="CFG scale", elem_id=f"{tab}-cfg", scale=3
@@ -92,8 +102,6 @@ def build_generation_controls(
         reuse_seed = gr.Button("♻️", elem_id=f"{tab}-reuse-seed", scale=0, min_width=48)
     random_seed.click(lambda: RANDOM_SEED, outputs=seed, queue=False, api_visibility="private")
     return GenerationControls(
-        prompt=prompt,
-        negative_prompt=negative,
         sampler=sampler,
         steps=steps,
         guidance_scale=guidance_scale,

@@ -20,6 +20,7 @@ class ResultsPanel:
     all_seeds: gr.State
     all_parameters: gr.State
     selected: gr.State
+    send_buttons: dict[str, gr.Button]
 
     def outputs(self) -> list[Any]:
         """What a generation handler returns, in order (the gallery first, as the API promises)."""
@@ -37,6 +38,9 @@ class ResultsPanel:
 RESULT_OUTPUTS = 7
 
 
+SEND_TARGETS = {"img2img": "Send to img2img", "inpaint": "Send to inpaint"}
+
+
 def build_results(tab: str) -> ResultsPanel:
     # PNG, not Gradio's default WebP: lossless, and it keeps the parameters text for PNG Info and other tools.
     gallery = gr.Gallery(
@@ -49,6 +53,11 @@ def build_results(tab: str) -> ResultsPanel:
         buttons=["download", "fullscreen"],
         interactive=False,
     )
+    with gr.Row():
+        send_buttons = {
+            target: gr.Button(label, size="sm", elem_id=f"{tab}-send-to-{target}")
+            for target, label in SEND_TARGETS.items()
+        }
     seeds = gr.Textbox(label="Seeds", interactive=False, elem_id=f"{tab}-seeds")
     parameters = gr.Textbox(
         label="Generation parameters", lines=4, interactive=False, buttons=["copy"], elem_id=f"{tab}-parameters"
@@ -62,6 +71,7 @@ def build_results(tab: str) -> ResultsPanel:
         all_seeds=gr.State([]),
         all_parameters=gr.State([]),
         selected=gr.State(0),
+        send_buttons=send_buttons,
     )
 
 

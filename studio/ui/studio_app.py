@@ -6,6 +6,9 @@ import gradio as gr
 
 from studio import __version__
 from studio.composition import Studio
+from studio.ui.img2img import build_img2img_tab
+from studio.ui.inpaint import build_inpaint_tab
+from studio.ui.tabs import wire_send_to
 from studio.ui.txt2img import build_txt2img_tab
 
 CSS = """
@@ -30,12 +33,13 @@ def create_demo(studio: Studio) -> gr.Blocks:
         with gr.Column(elem_id="studio-header"):
             gr.Markdown(f"# Diffusion Studio\nv{__version__} · diffusion image generation over 🤗 diffusers")
             status = gr.Markdown(model_status(studio), elem_id="model-status")
-        with gr.Tabs():
-            generation_events = [build_txt2img_tab(studio)]
+        with gr.Tabs() as tabs:
+            generation_tabs = [build_txt2img_tab(studio), build_img2img_tab(studio), build_inpaint_tab(studio)]
+        wire_send_to(tabs, generation_tabs)
         refresh = {"fn": lambda: model_status(studio), "outputs": status, "api_visibility": "private", "queue": False}
         demo.load(**refresh)
-        for event in generation_events:
-            event.then(**refresh)  # the first generation loads the model: show what loaded
+        for tab in generation_tabs:
+            tab.event.then(**refresh)  # the first generation loads the model: show what loaded
     # Explicit, so a flood of requests is told "queue is full" instead of waiting forever.
     demo.queue(max_size=studio.settings.max_queue, default_concurrency_limit=1)
     return demo

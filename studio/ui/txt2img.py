@@ -8,25 +8,20 @@ import gradio as gr
 
 from studio.composition import Studio
 from studio.requests import Txt2ImgRequest
-from studio.ui.controls import build_generation_controls, build_prompts
+from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
+from studio.ui.tabs import GenerationTab
 
 
-def build_txt2img_tab(studio: Studio) -> gr.events.Dependency:
-    """Prompt, controls, Generate and Stop, and the results; call inside a ``gr.Tabs``. Returns the generate
-    event, so the app can follow it (with a refresh of the model status)."""
+def build_txt2img_tab(studio: Studio) -> GenerationTab:
+    """Prompt, controls, Generate and Stop, and the results; call inside a ``gr.Tabs``."""
     with gr.Tab("Text to image", id="txt2img"):
-        with gr.Row(equal_height=True):
-            with gr.Column(scale=5):
-                prompt, negative = build_prompts("txt2img")
-            with gr.Column(scale=1, min_width=160):
-                generate = gr.Button("Generate", variant="primary", size="lg", elem_id="txt2img-generate")
-                stop = gr.Button("Stop", variant="stop", elem_id="txt2img-stop")
+        row = build_prompt_row("txt2img")
         with gr.Row():
             with gr.Column():
-                controls = build_generation_controls("txt2img", studio.settings, prompt, negative)
+                controls = build_generation_controls("txt2img", studio.settings)
             with gr.Column():
                 panel = build_results("txt2img")
 
@@ -74,15 +69,26 @@ def build_txt2img_tab(studio: Studio) -> gr.events.Dependency:
             result = studio.service.txt2img(job, progress=progress_reporter(progress), cancel=cancel)
         return present(result)
 
+    assert controls.width is not None and controls.height is not None
     event = gr.on(
-        triggers=[generate.click, prompt.submit],
+        triggers=[row.generate.click, row.prompt.submit],
         fn=txt2img,
-        inputs=controls.inputs(),
+        inputs=[
+            row.prompt,
+            row.negative_prompt,
+            controls.sampler,
+            controls.steps,
+            controls.guidance_scale,
+            controls.width,
+            controls.height,
+            controls.seed,
+            controls.batch_size,
+        ],
         outputs=panel.outputs(),
         api_name="txt2img",
         concurrency_id=GPU_QUEUE,
         concurrency_limit=1,
     )
-    wire_stop(stop, event, panel.notes, studio)
+    wire_stop(row.stop, event, panel.notes, studio)
     wire_results(panel, controls)
-    return event
+    return GenerationTab("txt2img", "Text to image", row.prompt, row.negative_prompt, None, panel, event)

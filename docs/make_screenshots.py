@@ -1,0 +1,90 @@
+"""Take the README's screenshots: the studio over the tiny test model, driven in Chromium.
+
+    python docs/make_screenshots.py
+
+Writes docs/images/*.png. Uses Debian's chromium (/usr/bin/chromium) and the tiny random-weight model from the
+tests, so it needs neither a GPU nor the Hub; the generated pictures are therefore noise.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from PIL import Image, ImageDraw  # noqa: E402
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+from studio.composition import build_studio  # noqa: E402
+from studio.settings import Settings  # noqa: E402
+from studio.ui import create_demo, launch  # noqa: E402
+from tests.browser_helpers import CHROMIUM, CHROMIUM_ARGS, set_number  # noqa: E402
+from tests.tiny_model import save_tiny_model  # noqa: E402
+
+OUT = ROOT / "docs" / "images"
+
+
+def shoot(page: Page, name: str) -> None:
+    page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
+    print("wrote", OUT / f"{name}.png")
+
+
+def main() -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="studio-screenshots-"))
+    model = save_tiny_model(scratch / "tiny-sd")
+    photo = Image.new("RGB", (192, 128), (230, 140, 40))
+    ImageDraw.Draw(photo).rectangle((60, 32, 123, 95), fill=(40, 60, 200))
+    photo.save(scratch / "photo.png")
+    studio = build_studio(Settings(model=str(model), outputs=None, device="cpu", port=7899))
+    demo = create_demo(studio)
+    launch(demo, studio, prevent_thread_lock=True, quiet=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto("http://127.0.0.1:7899/")
+            page.locator("#txt2img-prompt textarea").fill("a watercolor painting of a lighthouse at dawn")
+            page.locator("#txt2img-negative-prompt textarea").fill("blurry, low quality")
+            for elem_id, value in (("txt2img-width", 128), ("txt2img-height", 128), ("txt2img-steps", 8)):
+                set_number(page, elem_id, value)
+            set_number(page, "txt2img-batch", 2)
+            page.locator("#txt2img-seed input").fill("42")
+            page.locator("#txt2img-generate").click()
+            expect(page.locator("#txt2img-gallery img").first).to_be_visible(timeout=60_000)
+            shoot(page, "txt2img")
+
+            page.get_by_role("tab", name="Inpaint").click()
+            editor = page.locator("#inpaint-editor")
+            expect(editor.locator(".pixi-target canvas").first).to_be_attached(timeout=30_000)
+            editor.locator("input[type=file]").set_input_files(str(scratch / "photo.png"))
+            canvas = editor.locator(".pixi-target canvas").first
+            page.wait_for_function(
+                "() => { const c = document.querySelector('#inpaint-editor .pixi-target canvas');"
+                " return c && c.width > 0; }"
+            )
+            box = canvas.bounding_box()
+            assert box is not None
+            y = box["y"] + box["height"] / 2
+            page.mouse.move(box["x"] + box["width"] * 0.4, y)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=4)
+            page.mouse.up()
+            page.locator("#inpaint-prompt textarea").fill("a red ball")
+            set_number(page, "inpaint-steps", 8)
+            page.locator("#inpaint-generate").click()
+            expect(page.locator("#inpaint-gallery img").first).to_be_visible(timeout=60_000)
+            shoot(page, "inpaint")
+            browser.close()
+    finally:
+        demo.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The Image to image tab and its ``/img2img`` endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from studio.composition import Studio
+from studio.images import RESIZE_MODES, fit_within
+from studio.requests import Img2ImgRequest
+from studio.ui.controls import build_generation_controls, build_prompt_row
+from studio.ui.errors import user_errors
+from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
+from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
+from studio.ui.tabs import GenerationTab
+
+
+def build_img2img_tab(studio: Studio) -> GenerationTab:
+    with gr.Tab("Image to image", id="img2img"):
+        row = build_prompt_row("img2img")
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(
+                    label="Image",
+                    type="pil",
+                    image_mode="RGB",
+                    sources=["upload", "clipboard"],
+                    height=360,
+                    elem_id="img2img-image",
+                )
+                strength = gr.Slider(
+                    0, 1, value=0.75, step=0.01, label="Denoising strength", elem_id="img2img-strength"
+                )
+                resize_mode = gr.Radio(
+                    list(RESIZE_MODES), value=RESIZE_MODES[0], label="Resize mode", elem_id="img2img-resize-mode"
+                )
+                controls = build_generation_controls("img2img", studio.settings)
+            with gr.Column():
+                panel = build_results("img2img")
+    assert controls.width is not None and controls.height is not None
+
+    def follow_image_size(picture: Image.Image | None) -> tuple[Any, Any]:
+        """A new picture sets the size sliders to its own size (multiples of 8, within --max-pixels)."""
+        if picture is None:
+            return gr.skip(), gr.skip()
+        return fit_within(picture.width, picture.height, studio.settings.max_pixels)
+
+    image.change(
+        follow_image_size,
+        inputs=image,
+        outputs=[controls.width, controls.height],
+        queue=False,
+        api_visibility="private",
+    )
+
+    @user_errors(outputs=RESULT_OUTPUTS)
+    def img2img(
+        image: Image.Image | None,
+        prompt: str,
+        negative_prompt: str,
+        sampler: str,
+        steps: float,
+        guidance_scale: float,
+        strength: float,
+        seed: float,
+        batch_size: float,
+        width: float,
+        height: float,
+        resize_mode: str,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
+    ) -> tuple[Any, ...]:
+        """Redraw an image following a prompt.
+
+        Args:
+            image: the picture to start from.
+            prompt: what to draw.
+            negative_prompt: what to avoid ("" for nothing).
+            sampler: an A1111 sampler name, e.g. "DPM++ 2M Karras", "Euler a", "DDIM".
+            steps: denoising steps; strength x steps of them run.
+            guidance_scale: classifier-free guidance (CFG) scale; 5-9 is usual.
+            strength: denoising strength, 0-1: how much of the picture is redrawn (0.75 is usual).
+            seed: -1 for random; image i of the batch uses seed + i.
+            batch_size: how many images to make.
+            width: output width in pixels, a multiple of 8.
+            height: output height in pixels, a multiple of 8.
+            resize_mode: "Just resize", "Crop and resize" or "Resize and fill".
+        Returns:
+            The gallery of PNG images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
+        """
+        job = Img2ImgRequest(
+            image=image,  # type: ignore[arg-type]  # a missing image is reported by the service
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            sampler=sampler,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            strength=strength,
+            width=width,
+            height=height,
+            resize_mode=resize_mode,
+            seed=seed,
+            batch_size=batch_size,
+        )
+        with studio.cancels.job(owner_of(request)) as cancel:
+            result = studio.service.img2img(job, progress=progress_reporter(progress), cancel=cancel)
+        return present(result)
+
+    event = gr.on(
+        triggers=[row.generate.click, row.prompt.submit],
+        fn=img2img,
+        inputs=[
+            image,
+            row.prompt,
+            row.negative_prompt,
+            controls.sampler,
+            controls.steps,
+            controls.guidance_scale,
+            strength,
+            controls.seed,
+            controls.batch_size,
+            controls.width,
+            controls.height,
+            resize_mode,
+        ],
+        outputs=panel.outputs(),
+        api_name="img2img",
+        concurrency_id=GPU_QUEUE,
+        concurrency_limit=1,
+    )
+    wire_stop(row.stop, event, panel.notes, studio)
+    wire_results(panel, controls)
+    return GenerationTab("img2img", "Image to image", row.prompt, row.negative_prompt, image, panel, event)

@@ -1,0 +1,179 @@
+"""The Inpaint tab: a mask painted in the browser (or uploaded), and its ``/inpaint`` endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+from PIL import Image, ImageChops
+
+from studio.composition import Studio
+from studio.errors import InvalidRequest
+from studio.images import MASKED_CONTENT, mask_from_image, mask_from_layers
+from studio.requests import InpaintRequest
+from studio.ui.controls import build_generation_controls, build_prompt_row
+from studio.ui.errors import user_errors
+from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
+from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
+from studio.ui.tabs import GenerationTab
+from studio.validation import MAX_MASK_BLUR, MAX_PADDING
+
+
+def editor_image_and_mask(
+    value: dict[str, Any] | Image.Image | None, uploaded_mask: Image.Image | None
+) -> tuple[Image.Image, Image.Image]:
+    """The picture and the mask (white = repaint) from the editor's value and the optional uploaded mask.
+
+    Painted strokes are read from the layers' alpha channel; an uploaded mask is read by brightness. Both
+    together repaint wherever either says so.
+    """
+    if isinstance(value, Image.Image):
+        background, layers = value, []
+    elif isinstance(value, dict):
+        background, layers = value.get("background"), value.get("layers") or []
+    else:
+        background, layers = None, []
+    if not isinstance(background, Image.Image):
+        raise InvalidRequest("image is missing: upload the picture to inpaint")
+    mask = mask_from_layers(layers, background.size)
+    if uploaded_mask is not None:
+        mask = ImageChops.lighter(mask, mask_from_image(uploaded_mask, background.size))
+    return background, mask
+
+
+def build_inpaint_tab(studio: Studio) -> GenerationTab:
+    with gr.Tab("Inpaint", id="inpaint"):
+        row = build_prompt_row("inpaint")
+        with gr.Row():
+            with gr.Column():
+                # RGBA and PNG: the strokes are read from the layers' alpha, which WebP or RGB would lose.
+                editor = gr.ImageMask(
+                    label="Image (paint over what to change)",
+                    type="pil",
+                    image_mode="RGBA",
+                    format="png",
+                    sources=["upload", "clipboard"],
+                    brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=24),
+                    eraser=gr.Eraser(default_size=24),
+                    transforms=(),
+                    height=420,
+                    elem_id="inpaint-editor",
+                )
+                with gr.Accordion("Upload a mask instead (white = change)", open=False):
+                    mask = gr.Image(
+                        label="Mask", type="pil", image_mode="RGBA", sources=["upload"], elem_id="inpaint-mask"
+                    )
+                with gr.Row():
+                    invert_mask = gr.Checkbox(label="Invert mask", value=False, elem_id="inpaint-invert")
+                    only_masked = gr.Checkbox(
+                        label="Only masked (crop around the mask, generate at full resolution)",
+                        value=False,
+                        elem_id="inpaint-only-masked",
+                    )
+                with gr.Row():
+                    mask_blur = gr.Slider(0, MAX_MASK_BLUR, value=4, step=1, label="Mask blur", elem_id="inpaint-blur")
+                    padding = gr.Slider(
+                        0, MAX_PADDING, value=32, step=4, label="Only masked padding (px)", elem_id="inpaint-padding"
+                    )
+                masked_content = gr.Radio(
+                    list(MASKED_CONTENT), value="original", label="Masked content", elem_id="inpaint-masked-content"
+                )
+                strength = gr.Slider(
+                    0, 1, value=0.75, step=0.01, label="Denoising strength", elem_id="inpaint-strength"
+                )
+                controls = build_generation_controls("inpaint", studio.settings, with_size=False)
+            with gr.Column():
+                panel = build_results("inpaint")
+
+    @user_errors(outputs=RESULT_OUTPUTS)
+    def inpaint(
+        image: dict[str, Any] | None,
+        mask: Image.Image | None,
+        prompt: str,
+        negative_prompt: str,
+        sampler: str,
+        steps: float,
+        guidance_scale: float,
+        strength: float,
+        seed: float,
+        mask_blur: float,
+        inpaint_only_masked: bool,
+        padding: float,
+        masked_content: str,
+        invert_mask: bool,
+        batch_size: float,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
+    ) -> tuple[Any, ...]:
+        """Repaint the masked part of an image; everything outside the mask is kept pixel for pixel.
+
+        Args:
+            image: the editor value: {"background": picture, "layers": [painted strokes], "composite": ...}; the
+                mask is wherever the layers are not transparent.
+            mask: an optional separate mask image, white where the picture should change.
+            prompt: what to paint in the masked region.
+            negative_prompt: what to avoid ("" for nothing).
+            sampler: an A1111 sampler name, e.g. "DPM++ 2M Karras", "Euler a", "DDIM".
+            steps: denoising steps; strength x steps of them run.
+            guidance_scale: classifier-free guidance (CFG) scale; 5-9 is usual.
+            strength: denoising strength, 0-1: how much of the masked region is redrawn.
+            seed: -1 for random; image i of the batch uses seed + i.
+            mask_blur: pixels of softening at the mask's edge, so no seam shows.
+            inpaint_only_masked: repaint only a crop around the mask, at the model's full resolution.
+            padding: pixels of context around the mask in "only masked" mode.
+            masked_content: what the model starts from in the mask: "original", "fill" or "latent noise".
+            invert_mask: repaint everything except the mask.
+            batch_size: how many images to make.
+        Returns:
+            The gallery of PNG images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
+        """
+        picture, painted = editor_image_and_mask(image, mask)
+        job = InpaintRequest(
+            image=picture,
+            mask_image=painted,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            sampler=sampler,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            strength=strength,
+            mask_blur=mask_blur,  # type: ignore[arg-type]  # whole floats are accepted by the service
+            masked_content=masked_content,
+            inpaint_only_masked=inpaint_only_masked,
+            padding=padding,  # type: ignore[arg-type]
+            invert_mask=invert_mask,
+            seed=seed,
+            batch_size=batch_size,
+        )
+        with studio.cancels.job(owner_of(request)) as cancel:
+            result = studio.service.inpaint(job, progress=progress_reporter(progress), cancel=cancel)
+        return present(result)
+
+    event = gr.on(
+        triggers=[row.generate.click, row.prompt.submit],
+        fn=inpaint,
+        inputs=[
+            editor,
+            mask,
+            row.prompt,
+            row.negative_prompt,
+            controls.sampler,
+            controls.steps,
+            controls.guidance_scale,
+            strength,
+            controls.seed,
+            mask_blur,
+            only_masked,
+            padding,
+            masked_content,
+            invert_mask,
+            controls.batch_size,
+        ],
+        outputs=panel.outputs(),
+        api_name="inpaint",
+        concurrency_id=GPU_QUEUE,
+        concurrency_limit=1,
+    )
+    wire_stop(row.stop, event, panel.notes, studio)
+    wire_results(panel, controls)
+    return GenerationTab("inpaint", "Inpaint", row.prompt, row.negative_prompt, editor, panel, event)

@@ -1,0 +1,59 @@
+"""What the app knows of each generation tab, and the "Send to" buttons that carry images between tabs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from studio.ui.results import ResultsPanel
+
+
+@dataclass(frozen=True)
+class GenerationTab:
+    """One generation tab: where its prompt and input image live, its results, and its generate event."""
+
+    tab_id: str
+    label: str
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    image: gr.components.Component | None
+    results: ResultsPanel
+    event: gr.events.Dependency
+
+
+def selected_image(gallery: Sequence[Any] | None, selected: int) -> Image.Image | None:
+    """The picture selected in a result gallery (the first when nothing was selected)."""
+    if not gallery:
+        return None
+    item = gallery[selected] if 0 <= selected < len(gallery) else gallery[0]
+    path = item[0] if isinstance(item, list | tuple) else item
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def wire_send_to(tabs: gr.Tabs, all_tabs: Sequence[GenerationTab]) -> None:
+    """Every tab's "Send to <tab>" buttons put the selected image and the prompts into that tab and open it."""
+    targets = {tab.tab_id: tab for tab in all_tabs if tab.image is not None}
+    for source in all_tabs:
+        for target_id, button in source.results.send_buttons.items():
+            target = targets[target_id]
+            target_image = target.image
+            assert target_image is not None
+
+            def send(gallery: list[Any] | None, selected: int, prompt: str, negative: str, to: str = target_id):
+                image = selected_image(gallery, selected)
+                if image is None:
+                    raise gr.Error("Generate an image first, then send it.", print_exception=False)
+                return image, prompt, negative, gr.Tabs(selected=to)
+
+            button.click(
+                send,
+                inputs=[source.results.gallery, source.results.selected, source.prompt, source.negative_prompt],
+                outputs=[target_image, target.prompt, target.negative_prompt, tabs],
+                queue=False,
+                api_visibility="private",
+            )
