@@ -35,6 +35,9 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
             resolve_placement(settings.device, settings.dtype),
             offline=settings.offline,
             inpaint_source=settings.inpaint_model,
+            controlnet_source=settings.controlnet_model,
+            cache_bytes=int(settings.cache_gb * 2**30),
+            single_file_config=settings.model_config,
             memory=MemoryOptions(
                 attention_slicing=settings.attention_slicing,
                 vae_slicing=settings.vae_slicing,

@@ -187,3 +187,23 @@ def composite(original: Image.Image, generated: Image.Image, mask: Image.Image) 
     if generated.size != original.size:
         generated = generated.resize(original.size, Image.LANCZOS)
     return Image.composite(generated.convert("RGB"), original.convert("RGB"), mask.convert("L"))
+
+
+PREPROCESSORS = ("canny", "none")
+
+
+def canny(image: Image.Image, low_threshold: int, high_threshold: int) -> Image.Image:
+    """OpenCV's Canny edges of ``image``: white lines on black, as RGB (what a canny ControlNet was trained on).
+
+    Thresholds are the hysteresis pair on the gradient magnitude; swapped ones are put in order, so any pair of
+    slider positions gives the same edges as the ordered pair.
+    """
+    low, high = sorted((int(low_threshold), int(high_threshold)))
+    gray = np.asarray(image.convert("L"))
+    edges = cv2.Canny(gray, low, high)
+    return Image.fromarray(edges).convert("RGB")
+
+
+def as_edge_map(image: Image.Image) -> Image.Image:
+    """A ready-made edge map (preprocessor "none"): used as it is, in RGB."""
+    return image.convert("RGB")

@@ -16,6 +16,7 @@ from typing import TypeVar
 import torch
 from diffusers import (
     AutoPipelineForText2Image,
+    ControlNetModel,
     DiffusionPipeline,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
@@ -99,7 +100,7 @@ def _from_hub(load: Callable[..., _Loaded], source: str, dtype: torch.dtype, off
     return load(source, **attempts[-1], **extra)
 
 
-def _load_local(source: str, dtype: torch.dtype) -> DiffusionPipeline:
+def _load_local(source: str, dtype: torch.dtype, offline: bool, config: str | None) -> DiffusionPipeline:
     path = Path(source).expanduser()
     if not path.exists():
         raise ModelLoadError(f"Could not load model {source!r}: no such file or folder. Check the path.")
@@ -111,8 +112,11 @@ def _load_local(source: str, dtype: torch.dtype) -> DiffusionPipeline:
             )
         return AutoPipelineForText2Image.from_pretrained(path, dtype=dtype, **_NO_SAFETY_CHECKER)
     if path.suffix == ".safetensors":
+        # Without config=, diffusers takes the configs of the checkpoint's architecture from its Hub repository
+        # (or the local cache); --model-config names a folder to take them from instead, which works offline.
         pipeline_class = _single_file_class(path)
-        return pipeline_class.from_single_file(str(path), dtype=dtype)
+        extra = {"config": config} if config else {}
+        return pipeline_class.from_single_file(str(path), dtype=dtype, local_files_only=offline, **extra)
     raise ModelLoadError(
         f"{path} is not a model this studio loads: use a diffusers folder or a single-file .safetensors checkpoint"
     )
@@ -166,14 +170,17 @@ def explain_load_failure(source: str, error: BaseException, offline: bool) -> Mo
     )
 
 
-def load_pipeline(source: str, placement: Placement, offline: bool, memory: MemoryOptions) -> DiffusionPipeline:
+def load_pipeline(
+    source: str, placement: Placement, offline: bool, memory: MemoryOptions, single_file_config: str | None = None
+) -> DiffusionPipeline:
     """Load ``source`` as a text-to-image pipeline on ``placement``, with the memory options applied.
+    ``single_file_config`` (a diffusers folder or Hub id) describes a single-file checkpoint's architecture.
 
     Raises ``ModelLoadError`` with a message for the user whatever went wrong in loading.
     """
     try:
         if looks_local(source):
-            pipeline = _load_local(source, placement.dtype)
+            pipeline = _load_local(source, placement.dtype, offline, single_file_config)
         else:
             pipeline = _from_hub(
                 AutoPipelineForText2Image.from_pretrained, source, placement.dtype, offline, **_NO_SAFETY_CHECKER
@@ -227,3 +234,24 @@ def load_inpaint_unet(source: str, placement: Placement, offline: bool) -> UNet2
         log.warning("loading the inpainting UNet of %s failed", source, exc_info=not isinstance(error, ModelLoadError))
         raise explain_load_failure(source, error, offline) from error
     return unet.to(placement.device)
+
+
+def _load_controlnet(source: str, dtype: torch.dtype, offline: bool) -> ControlNetModel:
+    if not looks_local(source):
+        return _from_hub(ControlNetModel.from_pretrained, source, dtype, offline)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"Could not load ControlNet {source!r}: no such file or folder. Check the path.")
+    if path.is_file() and path.suffix == ".safetensors":
+        return ControlNetModel.from_single_file(str(path), dtype=dtype)
+    return ControlNetModel.from_pretrained(path, dtype=dtype)
+
+
+def load_controlnet(source: str, placement: Placement, offline: bool) -> ControlNetModel:
+    """A ControlNet (Hub id, folder or single file), on ``placement``."""
+    try:
+        controlnet = _load_controlnet(source, placement.dtype, offline)
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, ModelLoadError) as error:
+        log.warning("loading the ControlNet %s failed", source, exc_info=not isinstance(error, ModelLoadError))
+        raise explain_load_failure(source, error, offline) from error
+    return controlnet.to(placement.device)

@@ -17,7 +17,7 @@ import gc
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -25,19 +25,30 @@ from diffusers import (
     AutoPipelineForImage2Image,
     AutoPipelineForInpainting,
     AutoPipelineForText2Image,
+    ControlNetModel,
     DiffusionPipeline,
     UNet2DConditionModel,
 )
 
 from studio.devices import Placement
 from studio.errors import InvalidRequest, ModelLoadError
-from studio.loading import MemoryOptions, load_inpaint_unet, load_pipeline, model_family
+from studio.loading import MemoryOptions, load_controlnet, load_inpaint_unet, load_pipeline, model_family
+from studio.module_cache import ModuleCache
 from studio.schedulers import build_scheduler
 
 log = logging.getLogger(__name__)
 
-Loader = Callable[[str, Placement, bool, MemoryOptions], DiffusionPipeline]
+Loader = Callable[..., DiffusionPipeline]
 UnetLoader = Callable[[str, Placement, bool], UNet2DConditionModel]
+ControlNetLoader = Callable[[str, Placement, bool], ControlNetModel]
+
+DEFAULT_CONTROLNETS = {
+    "SD 1.x": "lllyasviel/control_v11p_sd15_canny",
+    "SD 2.x": "thibaud/controlnet-sd21-canny-diffusers",
+    "SDXL": "diffusers/controlnet-canny-sdxl-1.0",
+}
+"""The canny ControlNet each model family uses when ``--controlnet-model`` is not given."""
+DEFAULT_CACHE_BYTES = 4 * 2**30
 
 INPAINT_UNET_CHANNELS = 9
 """An inpainting UNet takes the noisy latents (4), the mask (1) and the masked image's latents (4)."""
@@ -49,12 +60,14 @@ class Task(enum.Enum):
     TXT2IMG = "txt2img"
     IMG2IMG = "img2img"
     INPAINT = "inpaint"
+    CONTROLNET = "controlnet"
 
 
 _TASK_PIPELINES = {
     Task.TXT2IMG: AutoPipelineForText2Image,
     Task.IMG2IMG: AutoPipelineForImage2Image,
     Task.INPAINT: AutoPipelineForInpainting,
+    Task.CONTROLNET: AutoPipelineForText2Image,  # with a controlnet= module it derives the ControlNet pipeline
 }
 
 
@@ -94,13 +107,20 @@ class ModelManager:
         offline: bool = False,
         memory: MemoryOptions | None = None,
         inpaint_source: str | None = None,
+        controlnet_source: str | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        single_file_config: str | None = None,
         loader: Loader = load_pipeline,
         unet_loader: UnetLoader = load_inpaint_unet,
+        controlnet_loader: ControlNetLoader = load_controlnet,
     ) -> None:
         self._source = source
         self.inpaint_source = inpaint_source
+        self.controlnet_source = controlnet_source
+        self.single_file_config = single_file_config
         self._unet_loader = unet_loader
-        self._inpaint_unet: UNet2DConditionModel | None = None
+        self._controlnet_loader = controlnet_loader
+        self.extras = ModuleCache(cache_bytes)
         self.placement = placement
         self.offline = offline
         self.memory = memory or MemoryOptions()
@@ -121,7 +141,9 @@ class ModelManager:
 
     def _load(self, source: str) -> LoadedModel:
         log.info("loading model %s on %s", source, self.placement.describe())
-        pipeline = self._loader(source, self.placement, self.offline, self.memory)
+        pipeline = self._loader(
+            source, self.placement, self.offline, self.memory, single_file_config=self.single_file_config
+        )
         return LoadedModel(source, pipeline, model_family(pipeline), self.placement)
 
     def current(self) -> LoadedModel:
@@ -156,28 +178,24 @@ class ModelManager:
             torch.cuda.empty_cache()
         return model
 
-    def inpaint_unet(self) -> UNet2DConditionModel | None:
-        """The UNet of ``--inpaint-model``, loaded once on first use (None when no inpainting model is set).
+    def controlnet_for(self, model: LoadedModel) -> str:
+        """The ControlNet serving ``model``: ``--controlnet-model``, or the canny ControlNet of its family."""
+        return self.controlnet_source or DEFAULT_CONTROLNETS[model.family]
 
-        Only the UNet is loaded: the text encoders and VAE of the base model serve it too, so a dedicated
-        inpainting model costs one UNet of memory, not a second pipeline.
-        """
-        if self.inpaint_source is None:
-            return None
-        with self._lock:
-            if self._inpaint_unet is None:
-                log.info("loading inpainting UNet of %s", self.inpaint_source)
-                unet = self._unet_loader(self.inpaint_source, self.placement, self.offline)
-                if not is_inpainting_unet(unet):
-                    raise ModelLoadError(
-                        f"--inpaint-model {self.inpaint_source!r} is not an inpainting model: its UNet takes "
-                        f"{unet.config.in_channels} input channels, an inpainting UNet takes {INPAINT_UNET_CHANNELS}."
-                    )
-                self._inpaint_unet = unet
-            return self._inpaint_unet
+    def _inpaint_unet(self) -> UNet2DConditionModel:
+        assert self.inpaint_source is not None
+        unet = self._unet_loader(self.inpaint_source, self.placement, self.offline)
+        if not is_inpainting_unet(unet):
+            raise ModelLoadError(
+                f"--inpaint-model {self.inpaint_source!r} is not an inpainting model: its UNet takes "
+                f"{unet.config.in_channels} input channels, an inpainting UNet takes {INPAINT_UNET_CHANNELS}."
+            )
+        return unet
 
-    def _task_modules(self, task: Task, model: LoadedModel) -> dict[str, UNet2DConditionModel]:
-        """Modules that replace the base's for ``task``: the inpainting UNet, where there is one."""
+    def _task_modules(self, task: Task, model: LoadedModel, held: ExitStack) -> dict[str, torch.nn.Module]:
+        """Modules that join the base's for ``task`` (a ControlNet, an inpainting UNet), held in the cache
+        until ``held`` closes. Only the inpainting UNet of ``--inpaint-model`` is loaded, not its pipeline: the
+        text encoders and VAE of the base serve it, so it costs one UNet of memory."""
         base_unet = model.pipeline.unet
         if is_inpainting_unet(base_unet):
             if task is not Task.INPAINT:
@@ -186,13 +204,28 @@ class ModelManager:
                     "regular model with --model (an inpainting model can serve alongside it: --inpaint-model)."
                 )
             return {}
-        if task is Task.INPAINT and (unet := self.inpaint_unet()) is not None:
+        if task is Task.INPAINT and self.inpaint_source is not None:
+            unet = held.enter_context(self.extras.use(("inpaint-unet", self.inpaint_source), self._inpaint_unet))
             if unet.config.cross_attention_dim != base_unet.config.cross_attention_dim:
                 raise ModelLoadError(
                     f"--inpaint-model {self.inpaint_source!r} belongs to another model family than the loaded "
                     f"{model.source!r} ({model.family}); choose an inpainting model of the same family."
                 )
             return {"unet": unet}
+        if task is Task.CONTROLNET:
+            source = self.controlnet_for(model)
+            controlnet = held.enter_context(
+                self.extras.use(
+                    ("controlnet", source), lambda: self._controlnet_loader(source, self.placement, self.offline)
+                )
+            )
+            if controlnet.config.cross_attention_dim != base_unet.config.cross_attention_dim:
+                raise ModelLoadError(
+                    f"The ControlNet {source!r} was made for another model family than the loaded {model.source!r} "
+                    f"({model.family}); use a canny ControlNet for {model.family} with --controlnet-model, e.g. "
+                    f"{DEFAULT_CONTROLNETS[model.family]}."
+                )
+            return {"controlnet": controlnet}
         return {}
 
     @contextmanager
@@ -203,10 +236,11 @@ class ModelManager:
         """
         model = self.current()
         base = model.pipeline
-        modules = self._task_modules(task, model)
-        scheduler = build_scheduler(sampler, base.scheduler.config, seeds)
-        # Pass the dtype: without it from_pipe casts the shared modules of the base to float32 (diffusers#12754).
-        derived = _TASK_PIPELINES[task].from_pipe(base, dtype=base.dtype, scheduler=scheduler, **modules)
-        derived.set_progress_bar_config(disable=True)
-        with self._gpu_lock:
-            yield Job(derived, model)
+        with ExitStack() as held:
+            modules = self._task_modules(task, model, held)
+            scheduler = build_scheduler(sampler, base.scheduler.config, seeds)
+            # Pass the dtype: without it from_pipe casts the shared modules of the base to float32 (diffusers#12754).
+            derived = _TASK_PIPELINES[task].from_pipe(base, dtype=base.dtype, scheduler=scheduler, **modules)
+            derived.set_progress_bar_config(disable=True)
+            with self._gpu_lock:
+                yield Job(derived, model)

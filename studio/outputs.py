@@ -50,3 +50,12 @@ class OutputStore:
         path = self._claim(folder, seed)
         image.save(path, format="PNG", pnginfo=pnginfo)
         return path
+
+    def save_beside(self, path: Path | None, image: Image.Image, suffix: str, pnginfo: PngInfo) -> Path | None:
+        """Write ``image`` next to an image already saved at ``path``, named ``<its name>-<suffix>.png`` (the
+        edge map a ControlNet followed, say); nothing when saving is off."""
+        if path is None:
+            return None
+        beside = path.with_name(f"{path.stem}-{suffix}.png")
+        image.save(beside, format="PNG", pnginfo=pnginfo)
+        return beside

@@ -105,7 +105,39 @@ class InpaintRequest:
         return _record(self)
 
 
-GenerationRequest = Txt2ImgRequest | Img2ImgRequest | InpaintRequest
+@dataclass(frozen=True)
+class ControlNetRequest:
+    """Text to image guided by a Canny edge map of ``image`` (or ``image`` itself with preprocessor "none").
+
+    ``controlnet_conditioning_scale`` weighs the ControlNet (0 ignores it); it acts from
+    ``control_guidance_start`` to ``control_guidance_end`` (fractions of the steps). The output size follows the
+    control image (multiples of 8) unless ``width`` and ``height`` are given.
+    """
+
+    image: Image.Image
+    prompt: str
+    negative_prompt: str = ""
+    sampler: str = DEFAULT_SAMPLER
+    num_inference_steps: int = 25
+    guidance_scale: float = 7.0
+    preprocessor: str = "canny"
+    low_threshold: int = 100
+    high_threshold: int = 200
+    controlnet_conditioning_scale: float = 1.0
+    control_guidance_start: float = 0.0
+    control_guidance_end: float = 1.0
+    width: int | None = None
+    height: int | None = None
+    seed: int = RANDOM_SEED
+    batch_size: int = 1
+
+    task: ClassVar[str] = "controlnet"
+
+    def to_record(self) -> dict[str, Any]:
+        return _record(self)
+
+
+GenerationRequest = Txt2ImgRequest | Img2ImgRequest | InpaintRequest | ControlNetRequest
 
 
 @dataclass(frozen=True)
@@ -127,6 +159,8 @@ class GenerationResult:
     images: tuple[GeneratedImage, ...]
     model: str
     notes: tuple[str, ...] = ()
+    control_image: GeneratedImage | None = None
+    """The edge map a ControlNet followed, saved beside the images."""
 
     @property
     def seeds(self) -> tuple[int, ...]:

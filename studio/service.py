@@ -19,10 +19,11 @@ from PIL import Image
 from studio import __version__, images
 from studio.errors import Cancelled, InvalidRequest
 from studio.loading import looks_local
-from studio.metadata import Parameters, attach, format_parameters, png_info
+from studio.metadata import Parameters, attach, format_parameters, format_value, png_info
 from studio.model_manager import ModelManager, Task
 from studio.outputs import OutputStore
 from studio.requests import (
+    ControlNetRequest,
     GeneratedImage,
     GenerationRequest,
     GenerationResult,
@@ -35,10 +36,12 @@ from studio.vae_decode import decode_latents
 from studio.validation import (
     MAX_MASK_BLUR,
     MAX_PADDING,
+    MIN_SIDE,
     Limits,
     check_batch_size,
     check_choice,
     check_flag,
+    check_fraction,
     check_guidance_scale,
     check_image,
     check_range,
@@ -48,6 +51,8 @@ from studio.validation import (
     check_text,
     resolve_seed,
 )
+
+MAX_CONTROL_WEIGHT = 2.0
 
 ProgressCallback = Callable[[int, int], None]
 """Called after every denoising step with (steps done, steps in all)."""
@@ -128,6 +133,44 @@ def validate_inpaint(request: InpaintRequest, limits: Limits) -> InpaintRequest:
     )
 
 
+def validate_controlnet(request: ControlNetRequest, limits: Limits) -> ControlNetRequest:
+    """Checks, with the thresholds put in order and the size resolved (the control image's, unless given)."""
+    if not isinstance(request, ControlNetRequest):
+        raise InvalidRequest(f"expected a ControlNetRequest, got {type(request).__name__}")
+    common = _validate_common(request, limits)
+    image = images.to_rgb(check_image("image", request.image))
+    if request.width is None and request.height is None:
+        if min(image.size) < MIN_SIDE:
+            raise InvalidRequest(
+                f"the control image is {image.width}x{image.height}; ControlNet needs at least {MIN_SIDE}x{MIN_SIDE}: "
+                "upload a larger picture, or set width and height"
+            )
+        width, height = images.fit_within(image.width, image.height, limits.max_pixels)
+    else:
+        width, height = check_size(request.width, request.height, limits)
+    low = check_range("low_threshold", request.low_threshold, 1, 255)
+    high = check_range("high_threshold", request.high_threshold, 1, 255)
+    start = check_fraction("guidance_start", request.control_guidance_start)
+    end = check_fraction("guidance_end", request.control_guidance_end)
+    if start >= end:
+        raise InvalidRequest(f"guidance_start ({start:g}) must be below guidance_end ({end:g})")
+    return replace(
+        request,
+        image=image,
+        preprocessor=check_choice("preprocessor", request.preprocessor, images.PREPROCESSORS),
+        low_threshold=min(low, high),
+        high_threshold=max(low, high),
+        controlnet_conditioning_scale=check_fraction(
+            "conditioning_scale (control weight)", request.controlnet_conditioning_scale, MAX_CONTROL_WEIGHT
+        ),
+        control_guidance_start=start,
+        control_guidance_end=end,
+        width=width,
+        height=height,
+        **common,
+    )
+
+
 def _step_callback(
     progress: ProgressCallback | None, cancel: threading.Event | None
 ) -> Callable[[DiffusionPipeline, int, Any, dict[str, Any]], dict[str, Any]]:
@@ -159,6 +202,7 @@ class _Plan:
     finish: Callable[[Image.Image], Image.Image] = _unchanged
     fields: Mapping[str, object] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    control_image: Image.Image | None = None
 
 
 class StudioService:
@@ -260,6 +304,61 @@ class StudioService:
         )
         return self._run(plan, progress, cancel)
 
+    def controlnet(
+        self,
+        request: ControlNetRequest,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> GenerationResult:
+        """Text to image that follows the Canny edges of ``request.image``; the edge map comes with the result."""
+        swapped = isinstance(request.low_threshold, int | float) and isinstance(request.high_threshold, int | float)
+        swapped = swapped and request.low_threshold > request.high_threshold
+        request = validate_controlnet(request, self.limits)
+        assert request.width is not None and request.height is not None
+        source = images.resize_image(request.image, request.width, request.height, "Crop and resize")
+        if request.preprocessor == "canny":
+            control = images.canny(source, request.low_threshold, request.high_threshold)
+        else:
+            control = images.as_edge_map(source)
+        notes = []
+        if swapped:
+            notes.append("The low threshold was above the high one; they were used the other way round.")
+        if images.is_empty(control.convert("L")):
+            notes.append(
+                "The edge map is empty (no edges at these thresholds), so the ControlNet had nothing to follow; "
+                "lower the thresholds."
+            )
+        controlnet = model_name(self.manager.controlnet_for(self.manager.current()))
+        unit = {
+            "Module": request.preprocessor,
+            "Model": controlnet,
+            "Weight": request.controlnet_conditioning_scale,
+            "Resize Mode": "Crop and Resize",
+            "Threshold A": request.low_threshold,
+            "Threshold B": request.high_threshold,
+            "Guidance Start": request.control_guidance_start,
+            "Guidance End": request.control_guidance_end,
+        }
+        plan = _Plan(
+            task=Task.CONTROLNET,
+            request=request,
+            arguments={
+                "image": control,
+                "controlnet_conditioning_scale": request.controlnet_conditioning_scale,
+                "control_guidance_start": request.control_guidance_start,
+                "control_guidance_end": request.control_guidance_end,
+                "width": request.width,
+                "height": request.height,
+            },
+            size=(request.width, request.height),
+            # As the sd-webui-controlnet extension writes it: one quoted "Key: value, ..." field per unit.
+            fields={"ControlNet 0": ", ".join(f"{key}: {format_value(value)}" for key, value in unit.items())},
+            notes=tuple(notes),
+            control_image=control,
+        )
+        return self._run(plan, progress, cancel)
+
     def _run(self, plan: _Plan, progress: ProgressCallback | None, cancel: threading.Event | None) -> GenerationResult:
         request = plan.request
         seeds = [request.seed + i for i in range(request.batch_size)]
@@ -319,4 +418,14 @@ class StudioService:
             attach(image, parameters, record)
             path = self.outputs.save(image, request.task, seed, png_info(parameters, record))
             items.append(GeneratedImage(image=image, seed=seed, parameters=parameters, path=path))
-        return GenerationResult(request=request, images=tuple(items), model=model, notes=tuple(notes))
+        control = None
+        if plan.control_image is not None:
+            first = items[0]
+            attach(plan.control_image, first.parameters, {"control_image_of": first.seed, "model": model})
+            path = self.outputs.save_beside(
+                first.path, plan.control_image, str(request.preprocessor), png_info(first.parameters, {})
+            )
+            control = GeneratedImage(image=plan.control_image, seed=first.seed, parameters=first.parameters, path=path)
+        return GenerationResult(
+            request=request, images=tuple(items), model=model, notes=tuple(notes), control_image=control
+        )

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-DEFAULT_CONTROLNET_MODEL = "lllyasviel/control_v11p_sd15_canny"
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 _TRUE = {"1", "true", "yes", "on"}
@@ -32,7 +31,8 @@ class Settings:
 
     model: str = DEFAULT_MODEL
     inpaint_model: str | None = None
-    controlnet_model: str = DEFAULT_CONTROLNET_MODEL
+    model_config: str | None = None
+    controlnet_model: str | None = None
     device: str = "auto"
     dtype: str = "auto"
     host: str = "127.0.0.1"
@@ -42,6 +42,7 @@ class Settings:
     max_pixels: int = 1024 * 1024
     max_steps: int = 150
     max_queue: int = 32
+    cache_gb: float = 4.0
     offline: bool = False
     attention_slicing: bool = False
     vae_slicing: bool = False
@@ -57,6 +58,8 @@ class Settings:
             if getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")
                 raise SettingsError(f"{flag} must be at least 1, got {getattr(self, name)}")
+        if not self.cache_gb >= 0:
+            raise SettingsError(f"--cache-gb must be 0 or more, got {self.cache_gb}")
         if not 0 < self.port < 65536:
             raise SettingsError(f"--port must be between 1 and 65535, got {self.port}")
 
@@ -73,7 +76,8 @@ class Settings:
         return cls(
             model=args.model,
             inpaint_model=args.inpaint_model or None,
-            controlnet_model=args.controlnet_model,
+            model_config=args.model_config or None,
+            controlnet_model=args.controlnet_model or None,
             device=args.device,
             dtype=args.dtype,
             host=args.host,
@@ -83,6 +87,7 @@ class Settings:
             max_pixels=args.max_pixels,
             max_steps=args.max_steps,
             max_queue=args.max_queue,
+            cache_gb=args.cache_gb,
             offline=args.offline or _env_flag(environ, "HF_HUB_OFFLINE"),
             attention_slicing=args.attention_slicing,
             vae_slicing=args.vae_slicing,
@@ -108,6 +113,16 @@ def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _env_float(environ: Mapping[str, str], name: str, default: float) -> float:
+    value = environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {value!r}") from None
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -136,14 +151,30 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="base model: a Hugging Face Hub id, a local diffusers folder, or a single-file .safetensors checkpoint",
     )
     models.add_argument(
+        "--model-config",
+        default=env("MODEL_CONFIG", None),
+        help="for a single-file checkpoint: a diffusers folder (or Hub id) of the same architecture to take the "
+        "model configs and tokenizer from; unset, diffusers picks the matching Stable Diffusion repository "
+        "(downloaded once, then from the cache)",
+    )
+    models.add_argument(
         "--inpaint-model",
         default=env("INPAINT_MODEL", None),
         help="a dedicated inpainting checkpoint (Hub id, folder or .safetensors); the base model when unset",
     )
     models.add_argument(
         "--controlnet-model",
-        default=env("CONTROLNET_MODEL", DEFAULT_CONTROLNET_MODEL),
-        help="the Canny ControlNet (Hub id or local folder)",
+        default=env("CONTROLNET_MODEL", None),
+        help="the Canny ControlNet (Hub id, folder or .safetensors); unset: the model family's own, "
+        "lllyasviel/control_v11p_sd15_canny (SD 1.x), thibaud/controlnet-sd21-canny-diffusers (SD 2.x), "
+        "diffusers/controlnet-canny-sdxl-1.0 (SDXL)",
+    )
+    models.add_argument(
+        "--cache-gb",
+        type=float,
+        default=_env_float(environ, "STUDIO_CACHE_GB", 4.0),
+        help="memory for ControlNets and inpainting UNets kept loaded beside the base model; "
+        "past it the least recently used one is unloaded",
     )
     models.add_argument(
         "--offline",

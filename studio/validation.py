@@ -153,3 +153,10 @@ def check_image(name: str, value: object) -> Image.Image:
     if value.width < 8 or value.height < 8:
         raise InvalidRequest(f"{name} is {value.width}x{value.height}; it must be at least 8x8 pixels")
     return value
+
+
+def check_fraction(name: str, value: object, high: float = 1.0) -> float:
+    fraction = number(name, value)
+    if not 0 <= fraction <= high:
+        raise InvalidRequest(f"{name} must be between 0 and {high:g}, got {fraction:g}")
+    return fraction

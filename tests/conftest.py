@@ -23,7 +23,7 @@ import pytest
 from studio.composition import Studio, build_studio
 from studio.settings import Settings
 from studio.ui import create_demo, launch
-from tests.tiny_model import save_tiny_model
+from tests.tiny_model import save_tiny_controlnet, save_tiny_model
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 4}
 
@@ -52,19 +52,27 @@ def tiny_inpaint_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd-inpainting", seed=2, inpainting=True)
 
 
+@pytest.fixture(scope="session")
+def tiny_controlnet(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny canny ControlNet for the tiny model."""
+    return save_tiny_controlnet(tiny_model, tmp_path_factory.mktemp("models") / "tiny-controlnet")
+
+
 def make_settings(model: Path | str, outputs: Path | None, **overrides: object) -> Settings:
     return Settings(model=str(model), outputs=outputs, device="cpu", port=free_port(), **overrides)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def studio(tiny_model: Path, tmp_path: Path) -> Studio:
-    """A fresh studio over the tiny model, saving into this test's own folder."""
-    return build_studio(make_settings(tiny_model, tmp_path / "outputs"))
+def studio(tiny_model: Path, tiny_controlnet: Path, tmp_path: Path) -> Studio:
+    """A fresh studio over the tiny model (and its ControlNet), saving into this test's own folder."""
+    return build_studio(make_settings(tiny_model, tmp_path / "outputs", controlnet_model=str(tiny_controlnet)))
 
 
 @pytest.fixture(scope="session")
-def served_studio(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Studio:
-    return build_studio(make_settings(tiny_model, tmp_path_factory.mktemp("served-outputs")))
+def served_studio(tiny_model: Path, tiny_controlnet: Path, tmp_path_factory: pytest.TempPathFactory) -> Studio:
+    return build_studio(
+        make_settings(tiny_model, tmp_path_factory.mktemp("served-outputs"), controlnet_model=str(tiny_controlnet))
+    )
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -16,6 +17,11 @@ ENDPOINT_PARAMETERS = {
     "/img2img": [
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",
         "batch_size", "width", "height", "resize_mode",
+    ],
+    "/canny": ["image", "low_threshold", "high_threshold", "preprocessor"],
+    "/controlnet": [
+        "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "low_threshold", "high_threshold",
+        "conditioning_scale", "guidance_start", "guidance_end", "seed", "batch_size", "preprocessor", "width", "height",
     ],
     "/inpaint": [
         "image", "mask", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",
@@ -34,7 +40,8 @@ def test_endpoint_parameters_have_the_documented_names(client: Client) -> None:
     for name, parameters in ENDPOINT_PARAMETERS.items():
         endpoint = api["named_endpoints"][name]
         assert [p["parameter_name"] for p in endpoint["parameters"]] == parameters, name
-        assert endpoint["returns"][0]["component"] == "Gallery", name
+        if name != "/canny":
+            assert endpoint["returns"][0]["component"] == "Gallery", name
     assert set(api["named_endpoints"]) == set(ENDPOINT_PARAMETERS), "helpers (stop, select, send to) stay private"
 
 
@@ -161,3 +168,36 @@ def test_inpaint_endpoint_with_an_uploaded_mask_and_an_empty_one(client: Client,
         client.predict(image=editor, mask=None, **arguments)
     with pytest.raises(AppError, match="image is missing"):
         client.predict(image=None, mask=None, **arguments)
+
+
+def square_picture(path: Path) -> str:
+    image = Image.new("RGB", (80, 64), "black")
+    ImageDraw.Draw(image).rectangle((20, 16, 59, 47), fill="white")
+    return save_png(image, path)
+
+
+def test_canny_endpoint_returns_the_edge_map(client: Client, tmp_path: Path) -> None:
+    edges_path = client.predict(
+        image=handle_file(square_picture(tmp_path / "square.png")), low_threshold=100, high_threshold=200,
+        api_name="/canny",
+    )  # fmt: skip
+    with Image.open(edges_path) as edges:
+        gray = edges.convert("L")
+    assert gray.size == (80, 64)
+    assert max(gray.getpixel((x, 30)) for x in range(18, 23)) == 255, "the square's left side"
+    assert gray.getpixel((40, 30)) == 0 and gray.getpixel((2, 2)) == 0
+    assert set(np.unique(np.asarray(gray)).tolist()) == {0, 255}, "lossless: edges are pure white on black"
+
+
+def test_controlnet_endpoint_returns_images_and_the_edge_map(client: Client, tmp_path: Path) -> None:
+    gallery, seeds, parameters, _notes = client.predict(
+        image=handle_file(square_picture(tmp_path / "square.png")), prompt="a box", negative_prompt="",
+        sampler="Euler", steps=3, guidance_scale=7, low_threshold=100, high_threshold=200, conditioning_scale=0.8,
+        guidance_start=0, guidance_end=1, seed=6, batch_size=1, preprocessor="canny", width=80, height=64,
+        api_name="/controlnet",
+    )  # fmt: skip
+    assert seeds == "6"
+    assert [item["caption"] for item in gallery] == ["Seed 6", "Canny edges"]
+    assert "Weight: 0.8" in parameters
+    with Image.open(gallery[0]["image"]) as image:
+        assert image.size == (80, 64)

@@ -4,6 +4,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -172,3 +173,27 @@ def test_send_a_result_to_img2img(page: Page) -> None:
     expect(page.locator("#img2img-prompt textarea")).to_have_value("a yellow sunset")
     expect(page.locator("#img2img-image img").first).to_be_visible()
     expect(page.locator("#img2img-width input[type=number]")).to_have_value("64")
+
+
+def test_controlnet_edge_preview_follows_the_thresholds_then_generate(page: Page, tmp_path: Path) -> None:
+    # Soft shading: which of its edges Canny keeps depends on the thresholds.
+    shading = np.tile(np.linspace(0, 255, 96), (64, 1)) + np.random.default_rng(0).normal(0, 20, (64, 96))
+    photo = tmp_path / "shaded.png"
+    Image.fromarray(shading.clip(0, 255).astype(np.uint8)).convert("RGB").save(photo)
+    open_tab(page, "ControlNet")
+    page.locator("#controlnet-image input[type=file]").set_input_files(str(photo))
+    preview = page.locator("#controlnet-edges img")
+    expect(preview).to_be_visible(timeout=30_000)
+    first = preview.get_attribute("src")
+    set_number(page, "controlnet-low", 5)
+    set_number(page, "controlnet-high", 10)
+    expect(preview).not_to_have_attribute("src", first or "", timeout=30_000)
+    page.locator("#controlnet-prompt textarea").fill("a blue box")
+    set_number(page, "controlnet-steps", 3)
+    page.locator("#controlnet-generate").click()
+    captions = page.locator("#controlnet-gallery .thumbnail-item, #controlnet-gallery .caption-label")
+    expect(page.locator("#controlnet-gallery img").first).to_be_visible(timeout=60_000)
+    expect(page.locator("#controlnet-parameters textarea")).to_have_value(
+        re.compile(r"Threshold A: 5, Threshold B: 10")
+    )
+    assert captions.count() >= 1

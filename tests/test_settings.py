@@ -3,13 +3,14 @@ from pathlib import Path
 import pytest
 
 from studio.devices import resolve_placement
-from studio.settings import DEFAULT_CONTROLNET_MODEL, DEFAULT_MODEL, Settings, SettingsError, build_parser
+from studio.settings import DEFAULT_MODEL, Settings, SettingsError, build_parser
 
 
 def test_defaults_match_the_documented_ones() -> None:
     settings = Settings.from_cli([], environ={})
     assert settings.model == DEFAULT_MODEL == "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    assert settings.controlnet_model == DEFAULT_CONTROLNET_MODEL == "lllyasviel/control_v11p_sd15_canny"
+    assert settings.controlnet_model is None, "each model family's own canny ControlNet"
+    assert settings.cache_gb == 4.0
     assert settings.host == "127.0.0.1"
     assert settings.port == 7860
     assert settings.outputs == Path("outputs")
@@ -44,6 +45,7 @@ def test_offline_from_flag_or_hf_hub_offline() -> None:
     [
         ({"STUDIO_MAX_BATCH": "many"}, "STUDIO_MAX_BATCH must be a whole number"),
         ({"STUDIO_OFFLINE": "perhaps"}, "STUDIO_OFFLINE must be 1/0"),
+        ({"STUDIO_CACHE_GB": "lots"}, "STUDIO_CACHE_GB must be a number"),
     ],
 )
 def test_bad_environment_values_are_named(environ: dict[str, str], message: str) -> None:
@@ -80,6 +82,7 @@ def test_help_documents_every_flag() -> None:
     ):
         assert flag in text
     assert "STUDIO_" in text
+    assert "lllyasviel/control_v11p_sd15_canny" in text, "the family defaults are documented"
 
 
 def test_cpu_placement_is_float32_and_refuses_float16() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderKL,
+    ControlNetModel,
     EulerDiscreteScheduler,
     PNDMScheduler,
     StableDiffusionInpaintPipeline,
@@ -172,4 +173,18 @@ def save_tiny_sdxl_model(folder: Path, seed: int = 0) -> Path:
         ),
     )
     pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def save_tiny_controlnet(model_folder: Path, folder: Path) -> Path:
+    """A tiny canny ControlNet made from the tiny model's UNet (its encoder copied, zero convolutions zeroed)
+    and saved as a diffusers folder. The conditioning embedding downsamples once, as the tiny VAE does."""
+    unet = UNet2DConditionModel.from_pretrained(model_folder, subfolder="unet")
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    # Random weights in the zero convolutions, so the ControlNet changes the output and tests can see it.
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for block in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            block.weight.copy_(torch.randn(block.weight.shape, generator=generator) * 0.5)
+    controlnet.save_pretrained(folder, safe_serialization=True)
     return folder

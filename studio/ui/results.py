@@ -38,7 +38,7 @@ class ResultsPanel:
 RESULT_OUTPUTS = 7
 
 
-SEND_TARGETS = {"img2img": "Send to img2img", "inpaint": "Send to inpaint"}
+SEND_TARGETS = {"img2img": "Send to img2img", "inpaint": "Send to inpaint", "controlnet": "Send to ControlNet"}
 
 
 def build_results(tab: str) -> ResultsPanel:

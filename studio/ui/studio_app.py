@@ -6,6 +6,7 @@ import gradio as gr
 
 from studio import __version__
 from studio.composition import Studio
+from studio.ui.controlnet import build_controlnet_tab
 from studio.ui.img2img import build_img2img_tab
 from studio.ui.inpaint import build_inpaint_tab
 from studio.ui.tabs import wire_send_to
@@ -34,7 +35,12 @@ def create_demo(studio: Studio) -> gr.Blocks:
             gr.Markdown(f"# Diffusion Studio\nv{__version__} · diffusion image generation over 🤗 diffusers")
             status = gr.Markdown(model_status(studio), elem_id="model-status")
         with gr.Tabs() as tabs:
-            generation_tabs = [build_txt2img_tab(studio), build_img2img_tab(studio), build_inpaint_tab(studio)]
+            generation_tabs = [
+                build_txt2img_tab(studio),
+                build_img2img_tab(studio),
+                build_inpaint_tab(studio),
+                build_controlnet_tab(studio),
+            ]
         wire_send_to(tabs, generation_tabs)
         refresh = {"fn": lambda: model_status(studio), "outputs": status, "api_visibility": "private", "queue": False}
         demo.load(**refresh)

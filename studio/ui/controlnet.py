@@ -1,0 +1,214 @@
+"""The ControlNet tab: a Canny edge map that follows the thresholds at once, and ``/controlnet`` + ``/canny``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from studio.composition import Studio
+from studio.images import PREPROCESSORS, as_edge_map, canny, fit_within, to_rgb
+from studio.requests import ControlNetRequest
+from studio.service import MAX_CONTROL_WEIGHT
+from studio.ui.controls import build_generation_controls, build_prompt_row
+from studio.ui.errors import user_errors
+from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
+from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
+from studio.ui.tabs import GenerationTab
+
+EDGE_CAPTION = "Canny edges"
+
+
+@user_errors(outputs=1)
+def canny_preview(
+    image: Image.Image | None, low_threshold: float, high_threshold: float, preprocessor: str = "canny"
+) -> Image.Image | None:
+    """The edge map of an image, as the ControlNet will see it (CPU only, outside the GPU queue).
+
+    Args:
+        image: the picture to find edges in.
+        low_threshold: Canny lower hysteresis threshold, 1-255 (default 100).
+        high_threshold: Canny upper hysteresis threshold, 1-255 (default 200); a swapped pair is put in order.
+        preprocessor: "canny" (default), or "none" to return the picture as the edge map it already is.
+    Returns:
+        The edge map: white edges on black.
+    """
+    if image is None:
+        return None
+    if preprocessor == "none":
+        return as_edge_map(to_rgb(image))
+    return canny(to_rgb(image), int(low_threshold), int(high_threshold))
+
+
+def build_controlnet_tab(studio: Studio) -> GenerationTab:
+    with gr.Tab("ControlNet", id="controlnet"):
+        row = build_prompt_row("controlnet")
+        with gr.Row():
+            with gr.Column():
+                with gr.Row():
+                    image = gr.Image(
+                        label="Control image",
+                        type="pil",
+                        image_mode="RGB",
+                        sources=["upload", "clipboard"],
+                        height=300,
+                        elem_id="controlnet-image",
+                    )
+                    edges = gr.Image(
+                        label="Edge map",
+                        type="pil",
+                        format="png",  # lossless: WebP would blur the one-pixel edges
+                        interactive=False,
+                        height=300,
+                        elem_id="controlnet-edges",
+                    )
+                preprocessor = gr.Radio(
+                    list(PREPROCESSORS),
+                    value="canny",
+                    label="Preprocessor (none: the upload already is an edge map)",
+                    elem_id="controlnet-preprocessor",
+                )
+                with gr.Row():
+                    low = gr.Slider(1, 255, value=100, step=1, label="Low threshold", elem_id="controlnet-low")
+                    high = gr.Slider(1, 255, value=200, step=1, label="High threshold", elem_id="controlnet-high")
+                with gr.Row():
+                    weight = gr.Slider(
+                        0, MAX_CONTROL_WEIGHT, value=1.0, step=0.05, label="Control weight", elem_id="controlnet-weight"
+                    )
+                    start = gr.Slider(0, 1, value=0.0, step=0.01, label="Guidance start", elem_id="controlnet-start")
+                    end = gr.Slider(0, 1, value=1.0, step=0.01, label="Guidance end", elem_id="controlnet-end")
+                controls = build_generation_controls("controlnet", studio.settings)
+            with gr.Column():
+                panel = build_results("controlnet")
+    assert controls.width is not None and controls.height is not None
+
+    # The preview is pure CPU work: it runs at once, outside the GPU queue, and only the latest move counts.
+    gr.on(
+        triggers=[image.change, preprocessor.change, low.change, high.change],
+        fn=canny_preview,
+        inputs=[image, low, high, preprocessor],
+        outputs=edges,
+        trigger_mode="always_last",
+        api_name="canny",
+        concurrency_limit=None,
+    )
+    # Thresholds mean nothing to a ready-made edge map.
+    preprocessor.change(
+        lambda module: (gr.Slider(interactive=module == "canny"), gr.Slider(interactive=module == "canny")),
+        inputs=preprocessor,
+        outputs=[low, high],
+        queue=False,
+        api_visibility="private",
+    )
+
+    def follow_image_size(picture: Image.Image | None) -> tuple[Any, Any]:
+        if picture is None:
+            return gr.skip(), gr.skip()
+        return fit_within(picture.width, picture.height, studio.settings.max_pixels)
+
+    image.change(
+        follow_image_size,
+        inputs=image,
+        outputs=[controls.width, controls.height],
+        queue=False,
+        api_visibility="private",
+    )
+
+    @user_errors(outputs=RESULT_OUTPUTS)
+    def controlnet(
+        image: Image.Image | None,
+        prompt: str,
+        negative_prompt: str,
+        sampler: str,
+        steps: float,
+        guidance_scale: float,
+        low_threshold: float,
+        high_threshold: float,
+        conditioning_scale: float,
+        guidance_start: float,
+        guidance_end: float,
+        seed: float,
+        batch_size: float,
+        preprocessor: str,
+        width: float,
+        height: float,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
+    ) -> tuple[Any, ...]:
+        """Generate images that follow the Canny edges of a picture.
+
+        Args:
+            image: the control picture (or a ready edge map with preprocessor "none").
+            prompt: what to draw.
+            negative_prompt: what to avoid ("" for nothing).
+            sampler: an A1111 sampler name, e.g. "DPM++ 2M Karras", "Euler a", "DDIM".
+            steps: denoising steps.
+            guidance_scale: classifier-free guidance (CFG) scale; 5-9 is usual.
+            low_threshold: Canny lower threshold, 1-255 (default 100).
+            high_threshold: Canny upper threshold, 1-255 (default 200).
+            conditioning_scale: control weight, 0-2 (0 ignores the edges, 1 is usual).
+            guidance_start: fraction of the steps at which the ControlNet starts acting (0-1).
+            guidance_end: fraction of the steps at which it stops acting (0-1).
+            seed: -1 for random; image i of the batch uses seed + i.
+            batch_size: how many images to make.
+            preprocessor: "canny" (find edges) or "none" (the image is an edge map).
+            width: output width, a multiple of 8 (the uploaded image's size by default in the UI).
+            height: output height, a multiple of 8.
+        Returns:
+            The gallery: the images (PNG with A1111 metadata) and, last, the edge map they followed.
+        """
+        job = ControlNetRequest(
+            image=image,  # type: ignore[arg-type]  # a missing image is reported by the service
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            sampler=sampler,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            preprocessor=preprocessor,
+            low_threshold=low_threshold,  # type: ignore[arg-type]  # whole floats are accepted by the service
+            high_threshold=high_threshold,  # type: ignore[arg-type]
+            controlnet_conditioning_scale=conditioning_scale,
+            control_guidance_start=guidance_start,
+            control_guidance_end=guidance_end,
+            width=width,  # type: ignore[arg-type]
+            height=height,  # type: ignore[arg-type]
+            seed=seed,
+            batch_size=batch_size,
+        )
+        with studio.cancels.job(owner_of(request)) as cancel:
+            result = studio.service.controlnet(job, progress=progress_reporter(progress), cancel=cancel)
+        gallery, *rest = present(result)
+        if result.control_image is not None:
+            gallery = [*gallery, (result.control_image.image, EDGE_CAPTION)]
+        return (gallery, *rest)
+
+    event = gr.on(
+        triggers=[row.generate.click, row.prompt.submit],
+        fn=controlnet,
+        inputs=[
+            image,
+            row.prompt,
+            row.negative_prompt,
+            controls.sampler,
+            controls.steps,
+            controls.guidance_scale,
+            low,
+            high,
+            weight,
+            start,
+            end,
+            controls.seed,
+            controls.batch_size,
+            preprocessor,
+            controls.width,
+            controls.height,
+        ],
+        outputs=panel.outputs(),
+        api_name="controlnet",
+        concurrency_id=GPU_QUEUE,
+        concurrency_limit=1,
+    )
+    wire_stop(row.stop, event, panel.notes, studio)
+    wire_results(panel, controls)
+    return GenerationTab("controlnet", "ControlNet", row.prompt, row.negative_prompt, image, panel, event)
