@@ -25,7 +25,7 @@ from studio.composition import build_studio  # noqa: E402
 from studio.settings import Settings  # noqa: E402
 from studio.ui import create_demo, launch  # noqa: E402
 from tests.browser_helpers import CHROMIUM, CHROMIUM_ARGS, set_number  # noqa: E402
-from tests.tiny_model import save_tiny_model  # noqa: E402
+from tests.tiny_model import save_tiny_controlnet, save_tiny_model  # noqa: E402
 
 OUT = ROOT / "docs" / "images"
 
@@ -41,7 +41,10 @@ def main() -> None:
     photo = Image.new("RGB", (192, 128), (230, 140, 40))
     ImageDraw.Draw(photo).rectangle((60, 32, 123, 95), fill=(40, 60, 200))
     photo.save(scratch / "photo.png")
-    studio = build_studio(Settings(model=str(model), outputs=None, device="cpu", port=7899))
+    controlnet = save_tiny_controlnet(model, scratch / "tiny-controlnet")
+    studio = build_studio(
+        Settings(model=str(model), controlnet_model=str(controlnet), outputs=None, device="cpu", port=7899)
+    )
     demo = create_demo(studio)
     launch(demo, studio, prevent_thread_lock=True, quiet=True)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -81,6 +84,15 @@ def main() -> None:
             page.locator("#inpaint-generate").click()
             expect(page.locator("#inpaint-gallery img").first).to_be_visible(timeout=60_000)
             shoot(page, "inpaint")
+
+            page.get_by_role("tab", name="ControlNet").click()
+            page.locator("#controlnet-image input[type=file]").set_input_files(str(scratch / "photo.png"))
+            expect(page.locator("#controlnet-edges img")).to_be_visible(timeout=30_000)
+            page.locator("#controlnet-prompt textarea").fill("a bronze statue in a museum")
+            set_number(page, "controlnet-steps", 8)
+            page.locator("#controlnet-generate").click()
+            expect(page.locator("#controlnet-gallery img").first).to_be_visible(timeout=60_000)
+            shoot(page, "controlnet")
             browser.close()
     finally:
         demo.close()
