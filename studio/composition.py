@@ -45,6 +45,11 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
                 cpu_offload=settings.cpu_offload,
             ),
         )
-    limits = Limits(max_batch=settings.max_batch, max_pixels=settings.max_pixels, max_steps=settings.max_steps)
+    limits = Limits(
+        max_batch=settings.max_batch,
+        max_pixels=settings.max_pixels,
+        max_steps=settings.max_steps,
+        max_cells=settings.max_cells,
+    )
     service = StudioService(manager, limits, OutputStore(settings.outputs))
     return Studio(settings=settings, manager=manager, service=service, cancels=CancelRegistry())

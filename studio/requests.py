@@ -141,6 +141,52 @@ GenerationRequest = Txt2ImgRequest | Img2ImgRequest | InpaintRequest | ControlNe
 
 
 @dataclass(frozen=True)
+class CompareRequest:
+    """Every prompt crossed with every value of one axis ("Sampler", "Steps", "CFG scale", "Seed", "Strength"),
+    all else equal, the seed included. With ``image`` the cells are image to image (at ``strength``)."""
+
+    prompts: tuple[str, ...]
+    negative_prompt: str = ""
+    sampler: str = DEFAULT_SAMPLER
+    num_inference_steps: int = 25
+    guidance_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    seed: int = RANDOM_SEED
+    axis: str = "None"
+    axis_values: tuple[str | int | float, ...] = ()
+    image: Image.Image | None = None
+    strength: float = 0.75
+
+    task: ClassVar[str] = "compare"
+
+    def to_record(self) -> dict[str, Any]:
+        return _record(self)
+
+
+@dataclass(frozen=True)
+class CompareCell:
+    """One cell of a comparison: its prompt, its value on the axis (None without one), and its image."""
+
+    prompt: str
+    axis_value: str | int | float | None
+    image: GeneratedImage
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """The cells row by row (one row per axis value), the labelled grid, and each prompt's words marked where
+    they differ from the others."""
+
+    request: CompareRequest
+    cells: tuple[CompareCell, ...]
+    grid: GeneratedImage
+    prompt_diff: tuple[tuple[tuple[str, bool], ...], ...]
+    model: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class GeneratedImage:
     """One image of a result: the picture (with its PNG metadata in ``info``), its seed and where it was saved."""
 

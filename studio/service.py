@@ -16,13 +16,16 @@ import torch
 from diffusers import DiffusionPipeline
 from PIL import Image
 
-from studio import __version__, images
+from studio import __version__, compare, images
 from studio.errors import Cancelled, InvalidRequest
 from studio.loading import looks_local
-from studio.metadata import Parameters, attach, format_parameters, format_value, png_info
+from studio.metadata import Parameters, attach, format_parameters, format_value, parse_parameters, png_info
 from studio.model_manager import ModelManager, Task
 from studio.outputs import OutputStore
 from studio.requests import (
+    CompareCell,
+    CompareRequest,
+    CompareResult,
     ControlNetRequest,
     GeneratedImage,
     GenerationRequest,
@@ -56,6 +59,8 @@ MAX_CONTROL_WEIGHT = 2.0
 
 ProgressCallback = Callable[[int, int], None]
 """Called after every denoising step with (steps done, steps in all)."""
+CompareProgress = Callable[[int, int, int, int], None]
+"""Called after every denoising step of a comparison with (steps done, steps in all, cells done, cells in all)."""
 
 VERSION_TAG = f"Diffusion Studio {__version__}"
 
@@ -168,6 +173,62 @@ def validate_controlnet(request: ControlNetRequest, limits: Limits) -> ControlNe
         width=width,
         height=height,
         **common,
+    )
+
+
+def validate_compare(request: CompareRequest, limits: Limits) -> CompareRequest:
+    """Checks of the shared settings and of each axis value (as the single-image tasks check them), and the
+    number of cells against ``--max-cells``."""
+    if not isinstance(request, CompareRequest):
+        raise InvalidRequest(f"expected a CompareRequest, got {type(request).__name__}")
+    prompts = tuple(check_text("prompt", prompt) for prompt in request.prompts)
+    if not 1 <= len(prompts) <= compare.MAX_PROMPTS:
+        raise InvalidRequest(f"compare 1 to {compare.MAX_PROMPTS} prompts, one per line; got {len(prompts)}")
+    if len(prompts) == 1 and not request.axis_values:
+        raise InvalidRequest("enter 2 or more prompts (one per line), or choose an axis and values to compare")
+    axis = check_choice("axis", request.axis, compare.AXES)
+    if axis != compare.NO_AXIS and not request.axis_values:
+        raise InvalidRequest(f"enter the {axis} values to compare, separated by commas")
+    cells = len(prompts) * max(1, len(request.axis_values))
+    if cells > limits.max_cells:
+        raise InvalidRequest(
+            f"{cells} cells ({len(prompts)} prompts x {max(1, len(request.axis_values))} values); "
+            f"this studio makes at most {limits.max_cells} per comparison (--max-cells). Compare fewer."
+        )
+    check_sampler(request.sampler)
+    steps = check_steps(request.num_inference_steps, limits)
+    width, height = check_size(request.width, request.height, limits)
+    image = None
+    strength = request.strength
+    if request.image is not None:
+        image = images.to_rgb(check_image("image", request.image))
+        strength = check_strength(request.strength, steps)
+    elif axis == "Strength":
+        raise InvalidRequest("the Strength axis compares image to image: add a source image")
+    checks = {
+        "Sampler": lambda v: check_sampler(v).name,
+        "Steps": lambda v: check_steps(v, limits),
+        "CFG scale": check_guidance_scale,
+        "Seed": resolve_seed,
+        "Strength": lambda v: check_strength(v, steps),
+    }
+    values = tuple(checks[axis](value) for value in request.axis_values) if axis != compare.NO_AXIS else ()
+    if image is not None and axis == "Steps":
+        for value in values:
+            check_strength(strength, int(value))
+    return replace(
+        request,
+        prompts=prompts,
+        negative_prompt=check_text("negative_prompt", request.negative_prompt),
+        num_inference_steps=steps,
+        guidance_scale=check_guidance_scale(request.guidance_scale),
+        width=width,
+        height=height,
+        seed=resolve_seed(request.seed),
+        axis=axis,
+        axis_values=values,
+        image=image,
+        strength=strength,
     )
 
 
@@ -359,26 +420,176 @@ class StudioService:
         )
         return self._run(plan, progress, cancel)
 
-    def _run(self, plan: _Plan, progress: ProgressCallback | None, cancel: threading.Event | None) -> GenerationResult:
-        request = plan.request
-        seeds = [request.seed + i for i in range(request.batch_size)]
-        with self.manager.job(plan.task, request.sampler, seeds) as job:
+    def compare(
+        self,
+        request: CompareRequest,
+        *,
+        progress: CompareProgress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> CompareResult:
+        """Every prompt crossed with every axis value, all else equal (the seed too), so differences come from
+        the prompt or the value alone. Cells that share their settings run as one batched pipeline call, each
+        with its own generator, so a cell matches what txt2img (or img2img) makes for the same settings."""
+        request = validate_compare(request, self.limits)
+        values: tuple[compare.AxisValue | None, ...] = request.axis_values or (None,)
+        cells = [(value, prompt) for value in values for prompt in request.prompts]
+        requests = [self._cell_request(request, prompt, value) for value, prompt in cells]
+        # Cells with the same settings (all but prompt and seed) share one pipeline call, up to --max-batch.
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for index, cell in enumerate(requests):
+            key = (cell.sampler, cell.num_inference_steps, cell.guidance_scale, getattr(cell, "strength", None))
+            groups.setdefault(key, []).append(index)
+        chunks = [
+            indices[start : start + self.limits.max_batch]
+            for indices in groups.values()
+            for start in range(0, len(indices), self.limits.max_batch)
+        ]
+        steps_of = [self._steps_run(requests[chunk[0]]) for chunk in chunks]
+        total_steps, done_steps, done_cells = sum(steps_of), 0, 0
+        images_of: dict[int, Image.Image] = {}
+        all_notes: list[str] = []
+        model = ""
+        for chunk, steps in zip(chunks, steps_of, strict=True):
+
+            def report(done: int, _total: int, before: int = done_steps, cells_done: int = done_cells) -> None:
+                if progress is not None:
+                    progress(before + done, total_steps, cells_done, len(requests))
+
+            first = requests[chunk[0]]
+            arguments: dict[str, Any] = {
+                "prompt": [requests[i].prompt for i in chunk],
+                "negative_prompt": [first.negative_prompt] * len(chunk) if first.negative_prompt else None,
+                "num_inference_steps": first.num_inference_steps,
+                "guidance_scale": first.guidance_scale,
+                "num_images_per_prompt": 1,
+            }
+            if isinstance(first, Img2ImgRequest):
+                init = images.resize_image(first.image, first.width, first.height, first.resize_mode)
+                arguments.update(image=[init] * len(chunk), strength=first.strength)
+                task = Task.IMG2IMG
+            else:
+                arguments.update(width=first.width, height=first.height)
+                task = Task.TXT2IMG
+            seeds = [requests[i].seed for i in chunk]
+            decoded, notes, model = self._denoise(task, first.sampler, seeds, arguments, report, cancel)
+            all_notes.extend(note for note in notes if note not in all_notes)
+            images_of.update(zip(chunk, decoded, strict=True))
+            done_steps += steps
+            done_cells += len(chunk)
+            if progress is not None:
+                progress(done_steps, total_steps, done_cells, len(requests))
+        results = []
+        for index, ((value, prompt), cell) in enumerate(zip(cells, requests, strict=True)):
+            plan = self._cell_plan(cell)
+            generated = self._finish(plan, [images_of[index]], [cell.seed], model, [], folder="compare").images[0]
+            results.append(CompareCell(prompt=prompt, axis_value=value, image=generated))
+        grid = self._grid(request, results, model)
+        diff = tuple(tuple(words) for words in compare.differing_words(request.prompts))
+        return CompareResult(request, tuple(results), grid, diff, model, tuple(all_notes))
+
+    def _cell_request(
+        self, request: CompareRequest, prompt: str, value: compare.AxisValue | None
+    ) -> Txt2ImgRequest | Img2ImgRequest:
+        """What txt2img (or img2img) would be asked for one cell: the shared settings with the axis value set."""
+        axis_field = {
+            "Sampler": "sampler",
+            "Steps": "num_inference_steps",
+            "CFG scale": "guidance_scale",
+            "Seed": "seed",
+            "Strength": "strength",
+        }
+        shared: dict[str, Any] = {
+            "prompt": prompt,
+            "negative_prompt": request.negative_prompt,
+            "sampler": request.sampler,
+            "num_inference_steps": request.num_inference_steps,
+            "guidance_scale": request.guidance_scale,
+            "width": request.width,
+            "height": request.height,
+            "seed": request.seed,
+        }
+        if request.image is not None:
+            shared.update(image=request.image, strength=request.strength, resize_mode="Crop and resize")
+        if value is not None:
+            shared[axis_field[request.axis]] = value
+        if request.image is not None:
+            return Img2ImgRequest(**shared)
+        return Txt2ImgRequest(**shared)
+
+    @staticmethod
+    def _steps_run(cell: Txt2ImgRequest | Img2ImgRequest) -> int:
+        """Denoising steps a cell really runs: img2img skips the first (1 - strength) of the schedule."""
+        if isinstance(cell, Img2ImgRequest):
+            return int(cell.num_inference_steps * cell.strength)
+        return cell.num_inference_steps
+
+    @staticmethod
+    def _cell_plan(cell: Txt2ImgRequest | Img2ImgRequest) -> _Plan:
+        if isinstance(cell, Img2ImgRequest):
+            return _Plan(
+                Task.IMG2IMG, cell, {}, (cell.width, cell.height), fields={"Denoising strength": cell.strength}
+            )
+        return _Plan(Task.TXT2IMG, cell, {}, (cell.width, cell.height))
+
+    def _grid(self, request: CompareRequest, cells: Sequence[CompareCell], model: str) -> GeneratedImage:
+        """The labelled grid (prompts across, axis values down), saved beside the first cell, with metadata that
+        names the axes."""
+        columns = len(request.prompts)
+        rows = [
+            [cell.image.image for cell in cells[start : start + columns]] for start in range(0, len(cells), columns)
+        ]
+        row_labels = [compare.format_axis_value(request.axis, value) for value in request.axis_values]
+        grid = compare.draw_grid(rows, compare.GridLabels(columns=request.prompts, rows=row_labels))
+        first = cells[0].image
+        axes = {"Compare prompts": " | ".join(request.prompts)}
+        if request.axis_values:
+            axes["Compare axis"] = f"{request.axis}: " + ", ".join(str(v) for v in request.axis_values)
+        parsed = parse_parameters(first.parameters)
+        parameters = format_parameters(
+            Parameters(prompt=parsed.prompt, negative_prompt=parsed.negative_prompt, fields={**parsed.fields, **axes})
+        )
+        record = {"request": request.to_record(), "model": model, "version": VERSION_TAG}
+        attach(grid, parameters, record)
+        path = self.outputs.save_beside(first.path, grid, "grid", png_info(parameters, record))
+        return GeneratedImage(image=grid, seed=first.seed, parameters=parameters, path=path)
+
+    def _denoise(
+        self,
+        task: Task,
+        sampler: str,
+        seeds: Sequence[int],
+        arguments: Mapping[str, Any],
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> tuple[list[Image.Image], list[str], str]:
+        """One pipeline call on the GPU: one CPU generator per image, latents out, decoded here (with the float32
+        retry). Returns the pictures, notes for the user, and the model's name."""
+        with self.manager.job(task, sampler, seeds) as job:
             output = job.pipeline(
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt or None,
-                num_inference_steps=request.num_inference_steps,
-                guidance_scale=request.guidance_scale,
-                num_images_per_prompt=request.batch_size,
                 generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
                 output_type="latent",
                 callback_on_step_end=_step_callback(progress, cancel),
-                **plan.arguments,
+                **arguments,
             )
             if cancel is not None and cancel.is_set():
                 raise Cancelled("Stopped: the generation was interrupted and nothing was kept.")
             decoded, notes = decode_latents(job.pipeline.vae, job.pipeline.image_processor, output.images)
+        return decoded, notes, model_name(job.model.source)
+
+    def _run(self, plan: _Plan, progress: ProgressCallback | None, cancel: threading.Event | None) -> GenerationResult:
+        request = plan.request
+        seeds = [request.seed + i for i in range(request.batch_size)]
+        arguments = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt or None,
+            "num_inference_steps": request.num_inference_steps,
+            "guidance_scale": request.guidance_scale,
+            "num_images_per_prompt": request.batch_size,
+            **plan.arguments,
+        }
+        decoded, notes, model = self._denoise(plan.task, request.sampler, seeds, arguments, progress, cancel)
         finished = [plan.finish(image) for image in decoded]
-        return self._finish(plan, finished, seeds, model_name(job.model.source), [*plan.notes, *notes])
+        return self._finish(plan, finished, seeds, model, [*plan.notes, *notes])
 
     def _finish(
         self,
@@ -387,8 +598,9 @@ class StudioService:
         seeds: Sequence[int],
         model: str,
         notes: Sequence[str],
+        folder: str | None = None,
     ) -> GenerationResult:
-        """Attach metadata to each image and save it."""
+        """Attach metadata to each image and save it (under ``folder``, by default the request's task)."""
         request = plan.request
         items = []
         for index, (image, seed) in enumerate(zip(finished, seeds, strict=True)):
@@ -416,7 +628,7 @@ class StudioService:
                 "version": VERSION_TAG,
             }
             attach(image, parameters, record)
-            path = self.outputs.save(image, request.task, seed, png_info(parameters, record))
+            path = self.outputs.save(image, folder or request.task, seed, png_info(parameters, record))
             items.append(GeneratedImage(image=image, seed=seed, parameters=parameters, path=path))
         control = None
         if plan.control_image is not None:

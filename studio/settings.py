@@ -42,6 +42,7 @@ class Settings:
     max_pixels: int = 1024 * 1024
     max_steps: int = 150
     max_queue: int = 32
+    max_cells: int = 16
     cache_gb: float = 4.0
     offline: bool = False
     attention_slicing: bool = False
@@ -54,7 +55,7 @@ class Settings:
             raise SettingsError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.dtype not in DTYPES:
             raise SettingsError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        for name in ("max_batch", "max_pixels", "max_steps", "max_queue"):
+        for name in ("max_batch", "max_pixels", "max_steps", "max_queue", "max_cells"):
             if getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")
                 raise SettingsError(f"{flag} must be at least 1, got {getattr(self, name)}")
@@ -87,6 +88,7 @@ class Settings:
             max_pixels=args.max_pixels,
             max_steps=args.max_steps,
             max_queue=args.max_queue,
+            max_cells=args.max_cells,
             cache_gb=args.cache_gb,
             offline=args.offline or _env_flag(environ, "HF_HUB_OFFLINE"),
             attention_slicing=args.attention_slicing,
@@ -231,5 +233,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--max-steps", type=int, default=number("MAX_STEPS", 150), help="most denoising steps of one request"
+    )
+    limits.add_argument(
+        "--max-cells", type=int, default=number("MAX_CELLS", 16), help="most images one comparison may make"
     )
     return parser

@@ -28,6 +28,7 @@ class Limits:
     max_batch: int = 8
     max_pixels: int = 1024 * 1024
     max_steps: int = 150
+    max_cells: int = 16
 
 
 def whole_number(name: str, value: object) -> int:

@@ -19,6 +19,10 @@ ENDPOINT_PARAMETERS = {
         "batch_size", "width", "height", "resize_mode",
     ],
     "/canny": ["image", "low_threshold", "high_threshold", "preprocessor"],
+    "/compare": [
+        "prompts", "negative_prompt", "sampler", "steps", "guidance_scale", "width", "height", "seed", "axis",
+        "axis_values", "image", "strength",
+    ],
     "/controlnet": [
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "low_threshold", "high_threshold",
         "conditioning_scale", "guidance_start", "guidance_end", "seed", "batch_size", "preprocessor", "width", "height",
@@ -40,7 +44,7 @@ def test_endpoint_parameters_have_the_documented_names(client: Client) -> None:
     for name, parameters in ENDPOINT_PARAMETERS.items():
         endpoint = api["named_endpoints"][name]
         assert [p["parameter_name"] for p in endpoint["parameters"]] == parameters, name
-        if name != "/canny":
+        if name not in ("/canny",):
             assert endpoint["returns"][0]["component"] == "Gallery", name
     assert set(api["named_endpoints"]) == set(ENDPOINT_PARAMETERS), "helpers (stop, select, send to) stay private"
 
@@ -159,13 +163,13 @@ def test_inpaint_endpoint_with_an_uploaded_mask_and_an_empty_one(client: Client,
         api_name="/inpaint",
     )  # fmt: skip
     editor = {"background": handle_file(source), "layers": [], "composite": None}
-    gallery, *_ = client.predict(image=editor, mask=handle_file(mask), **arguments)
+    gallery, *_ = client.predict(image=editor, mask=handle_file(mask), **arguments)  # type: ignore[arg-type]
     with Image.open(gallery[0]["image"]) as image:
         out = image.convert("RGB")
     assert out.getpixel((50, 50)) == (30, 60, 90)
     assert out.getpixel((10, 10)) != (30, 60, 90)
     with pytest.raises(AppError, match="the mask is empty"):
-        client.predict(image=editor, mask=None, **arguments)
+        client.predict(image=editor, **arguments)  # type: ignore[arg-type]  # mask is optional
     with pytest.raises(AppError, match="image is missing"):
         client.predict(image=None, mask=None, **arguments)
 
@@ -201,3 +205,25 @@ def test_controlnet_endpoint_returns_images_and_the_edge_map(client: Client, tmp
     assert "Weight: 0.8" in parameters
     with Image.open(gallery[0]["image"]) as image:
         assert image.size == (80, 64)
+
+
+def test_compare_endpoint_returns_cells_then_the_grid(client: Client) -> None:
+    gallery, grid, diff, _notes = client.predict(
+        prompts="a red cat\na blue cat", negative_prompt="", sampler="Euler", steps=3, guidance_scale=7,
+        width=64, height=64, seed=9, axis="Steps", axis_values="2, 3", api_name="/compare",
+    )  # fmt: skip
+    assert [item["caption"] for item in gallery] == [
+        "a red cat · Steps: 2", "a blue cat · Steps: 2", "a red cat · Steps: 3", "a blue cat · Steps: 3",
+    ]  # fmt: skip
+    with Image.open(grid) as image:
+        assert image.width > 2 * 64 and image.height > 2 * 64
+        assert read_metadata(image).parameters is not None
+    assert "<mark>red</mark>" in diff and "<mark>blue</mark>" in diff
+
+
+def test_compare_endpoint_explains_bad_axis_values(client: Client) -> None:
+    with pytest.raises(AppError, match="Steps values must be numbers separated by commas"):
+        client.predict(
+            prompts="a cat\na dog", negative_prompt="", sampler="Euler", steps=3, guidance_scale=7, width=64,
+            height=64, seed=9, axis="Steps", axis_values="2, lots", api_name="/compare",
+        )  # fmt: skip

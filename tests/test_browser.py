@@ -197,3 +197,18 @@ def test_controlnet_edge_preview_follows_the_thresholds_then_generate(page: Page
         re.compile(r"Threshold A: 5, Threshold B: 10")
     )
     assert captions.count() >= 1
+
+
+def test_compare_three_prompts_side_by_side(page: Page) -> None:
+    open_tab(page, "Compare")
+    page.locator("#compare-prompts textarea").fill("a red fox in snow\na red fox in rain\na red fox in fog")
+    set_number(page, "compare-width", 64)
+    set_number(page, "compare-height", 64)
+    set_number(page, "compare-steps", 2)
+    page.locator("#compare-generate").click()
+    thumbnails = page.locator("#compare-gallery .thumbnail-item")
+    expect(thumbnails).to_have_count(3, timeout=60_000)
+    for caption in ("a red fox in snow", "a red fox in rain", "a red fox in fog"):
+        expect(page.locator("#compare-gallery").get_by_text(caption, exact=True)).to_have_count(1)
+    expect(page.locator("#compare-grid img")).to_be_visible()
+    expect(page.locator("#compare-diff mark")).to_have_text(["snow", "rain", "fog"])

@@ -25,7 +25,7 @@ class GenerationControls:
     seed: gr.Number
     random_seed: gr.Button
     reuse_seed: gr.Button
-    batch_size: gr.Slider
+    batch_size: gr.Slider | None
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,9 @@ def max_side(settings: Settings) -> int:
     return max(MIN_SIDE, min(2048, settings.max_pixels // MIN_SIDE // 8 * 8))
 
 
-def build_generation_controls(tab: str, settings: Settings, *, with_size: bool = True) -> GenerationControls:
+def build_generation_controls(
+    tab: str, settings: Settings, *, with_size: bool = True, with_batch: bool = True
+) -> GenerationControls:
     """Sampler, steps, CFG, size, seed and batch widgets for ``tab`` (used in elem_ids for tests and CSS)."""
     largest = max_side(settings)
     default_side = min(512, largest)
@@ -93,8 +95,10 @@ def build_generation_controls(tab: str, settings: Settings, *, with_size: bool =
         guidance_scale = gr.Slider(
             0, MAX_GUIDANCE_SCALE, value=7.0, step=0.5, label="CFG scale", elem_id=f"{tab}-cfg", scale=3
         )
-        batch_size = gr.Slider(
-            1, settings.max_batch, value=1, step=1, label="Batch size", elem_id=f"{tab}-batch", scale=2
+        batch_size = (
+            gr.Slider(1, settings.max_batch, value=1, step=1, label="Batch size", elem_id=f"{tab}-batch", scale=2)
+            if with_batch
+            else None
         )
     with gr.Row(equal_height=True):
         seed = gr.Number(value=RANDOM_SEED, precision=0, label="Seed (-1 = random)", elem_id=f"{tab}-seed", scale=4)

@@ -10,7 +10,8 @@ from PIL import Image, ImageChops
 from studio.composition import Studio
 from studio.errors import InvalidRequest
 from studio.images import MASKED_CONTENT, mask_from_image, mask_from_layers
-from studio.requests import InpaintRequest
+from studio.requests import RANDOM_SEED, InpaintRequest
+from studio.schedulers import DEFAULT_SAMPLER
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
@@ -88,21 +89,22 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
     @user_errors(outputs=RESULT_OUTPUTS)
     def inpaint(
         image: dict[str, Any] | None,
-        mask: Image.Image | None,
-        prompt: str,
-        negative_prompt: str,
-        sampler: str,
-        steps: float,
-        guidance_scale: float,
-        strength: float,
-        seed: float,
-        mask_blur: float,
-        inpaint_only_masked: bool,
-        padding: float,
-        masked_content: str,
-        invert_mask: bool,
-        batch_size: float,
-        request: gr.Request,
+        mask: Image.Image | None = None,
+        # Defaults as the widgets have them: with an optional mask before them, every later one needs one.
+        prompt: str = "",
+        negative_prompt: str = "",
+        sampler: str = DEFAULT_SAMPLER,
+        steps: float = 25,
+        guidance_scale: float = 7.0,
+        strength: float = 0.75,
+        seed: float = RANDOM_SEED,
+        mask_blur: float = 4,
+        inpaint_only_masked: bool = False,
+        padding: float = 32,
+        masked_content: str = "original",
+        invert_mask: bool = False,
+        batch_size: float = 1,
+        request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> tuple[Any, ...]:
         """Repaint the masked part of an image; everything outside the mask is kept pixel for pixel.

@@ -6,6 +6,7 @@ import gradio as gr
 
 from studio import __version__
 from studio.composition import Studio
+from studio.ui.compare import build_compare_tab
 from studio.ui.controlnet import build_controlnet_tab
 from studio.ui.img2img import build_img2img_tab
 from studio.ui.inpaint import build_inpaint_tab
@@ -15,6 +16,7 @@ from studio.ui.txt2img import build_txt2img_tab
 CSS = """
 #studio-header h1 { margin-bottom: 0; }
 #studio-header p { margin-top: 0.25rem; opacity: 0.8; }
+.prompt-diff mark { background: #fde68a; border-radius: 3px; padding: 0 2px; }
 """
 THEME = gr.themes.Soft(primary_hue="indigo")
 
@@ -41,6 +43,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
                 build_inpaint_tab(studio),
                 build_controlnet_tab(studio),
             ]
+            build_compare_tab(studio)
         wire_send_to(tabs, generation_tabs)
         refresh = {"fn": lambda: model_status(studio), "outputs": status, "api_visibility": "private", "queue": False}
         demo.load(**refresh)

@@ -1,0 +1,188 @@
+"""The Compare tab: prompts side by side, crossed with an axis of values, and its ``/compare`` endpoint."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from studio.compare import AXES, NO_AXIS, format_axis_value, parse_axis, parse_prompts
+from studio.composition import Studio
+from studio.requests import CompareRequest, CompareResult
+from studio.service import CompareProgress
+from studio.ui.controls import build_generation_controls
+from studio.ui.errors import user_errors
+from studio.ui.jobs import GPU_QUEUE, owner_of, wire_stop
+
+EXAMPLE_VALUES = {
+    NO_AXIS: "",
+    "Sampler": "Euler a, DPM++ 2M Karras, DDIM",
+    "Steps": "10, 20, 30",
+    "CFG scale": "3, 7, 11",
+    "Seed": "1, 2, 3",
+    "Strength": "0.3, 0.5, 0.7",
+}
+
+
+def diff_html(words: Sequence[Sequence[tuple[str, bool]]]) -> str:
+    """The prompts one per line, with the words that differ between them marked."""
+    lines = []
+    for prompt in words:
+        marked = (f"<mark>{html.escape(word)}</mark>" if differs else html.escape(word) for word, differs in prompt)
+        lines.append(f"<li>{' '.join(marked)}</li>")
+    return f'<ol class="prompt-diff">{"".join(lines)}</ol>'
+
+
+def present_comparison(result: CompareResult) -> tuple[Any, ...]:
+    axis = result.request.axis
+    gallery = [
+        (
+            cell.image.image,
+            cell.prompt if cell.axis_value is None else f"{cell.prompt} · {format_axis_value(axis, cell.axis_value)}",
+        )
+        for cell in result.cells
+    ]
+    notes = "\n".join(f"⚠️ {note}" for note in result.notes)
+    return gallery, result.grid.image, diff_html(result.prompt_diff), notes, result.request.seed
+
+
+def progress_of_cells(progress: gr.Progress) -> CompareProgress:
+    def report(steps_done: int, steps: int, cells_done: int, cells: int) -> None:
+        progress((steps_done, steps), desc=f"Cells {cells_done}/{cells} done", unit="steps")
+
+    return report
+
+
+def build_compare_tab(studio: Studio) -> None:
+    with gr.Tab("Compare", id="compare"):
+        with gr.Row(equal_height=True):
+            with gr.Column(scale=5):
+                prompts = gr.Textbox(
+                    label="Prompts, one per line (2-8)",
+                    lines=4,
+                    placeholder="a red fox in the snow\na red fox in the rain\na red fox in the desert",
+                    elem_id="compare-prompts",
+                )
+                negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="compare-negative-prompt")
+            with gr.Column(scale=1, min_width=160):
+                generate = gr.Button("Compare", variant="primary", size="lg", elem_id="compare-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
+        with gr.Row():
+            with gr.Column():
+                with gr.Row():
+                    axis = gr.Dropdown(list(AXES), value=NO_AXIS, label="Second axis", elem_id="compare-axis", scale=1)
+                    axis_values = gr.Textbox(
+                        label="Axis values, separated by commas", elem_id="compare-axis-values", scale=3
+                    )
+                controls = build_generation_controls("compare", studio.settings, with_batch=False)
+                with gr.Accordion("Image to image source (needed for the Strength axis)", open=False):
+                    image = gr.Image(
+                        label="Source image", type="pil", image_mode="RGB", height=240, elem_id="compare-image"
+                    )
+                    strength = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength")
+            with gr.Column():
+                gallery = gr.Gallery(
+                    label="Cells", format="png", columns=3, height="auto", elem_id="compare-gallery", interactive=False
+                )
+                grid = gr.Image(label="Grid", type="pil", format="png", interactive=False, elem_id="compare-grid")
+                diff = gr.HTML(elem_id="compare-diff")
+                notes = gr.Markdown(elem_id="compare-notes")
+                last_seed = gr.State(None)
+    assert controls.width is not None and controls.height is not None
+
+    axis.change(
+        lambda chosen: gr.Textbox(placeholder=f"e.g. {EXAMPLE_VALUES.get(chosen, '')}"),
+        inputs=axis,
+        outputs=axis_values,
+        queue=False,
+        api_visibility="private",
+    )
+
+    controls.reuse_seed.click(
+        lambda seed, current: current if seed is None else seed,
+        inputs=[last_seed, controls.seed],
+        outputs=controls.seed,
+        queue=False,
+        api_visibility="private",
+    )
+
+    @user_errors(outputs=5)
+    def compare(
+        prompts: str,
+        negative_prompt: str,
+        sampler: str,
+        steps: float,
+        guidance_scale: float,
+        width: float,
+        height: float,
+        seed: float,
+        axis: str,
+        axis_values: str,
+        image: Image.Image | None = None,
+        strength: float = 0.75,
+        request: gr.Request | None = None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
+    ) -> tuple[Any, ...]:
+        """Compare prompts side by side, crossed with a second axis; everything else (the seed too) stays equal.
+
+        Args:
+            prompts: 2-8 prompts, one per line (one prompt is enough with an axis).
+            negative_prompt: what to avoid, for every cell.
+            sampler: an A1111 sampler name, for every cell (unless the axis is Sampler).
+            steps: denoising steps (unless the axis is Steps).
+            guidance_scale: CFG scale (unless the axis is CFG scale).
+            width: image width, a multiple of 8.
+            height: image height, a multiple of 8.
+            seed: the seed of every cell, -1 for one random seed shared by all (unless the axis is Seed).
+            axis: "None", "Sampler", "Steps", "CFG scale", "Seed" or "Strength".
+            axis_values: the axis values separated by commas, e.g. "10, 20, 30" or "Euler a, DDIM".
+            image: a source image, making every cell image to image (required by the Strength axis).
+            strength: denoising strength of image-to-image cells (unless the axis is Strength).
+        Returns:
+            The gallery of cells (captioned with prompt and value), the labelled grid image, the prompts with the
+            differing words marked, and notes.
+        """
+        job = CompareRequest(
+            prompts=parse_prompts(prompts),
+            negative_prompt=negative_prompt,
+            sampler=sampler,
+            num_inference_steps=steps,  # type: ignore[arg-type]  # whole floats are accepted by the service
+            guidance_scale=guidance_scale,
+            width=width,  # type: ignore[arg-type]
+            height=height,  # type: ignore[arg-type]
+            seed=seed,  # type: ignore[arg-type]
+            axis=axis,
+            axis_values=parse_axis(axis, axis_values),
+            image=image,
+            strength=strength,
+        )
+        with studio.cancels.job(owner_of(request)) as cancel:
+            result = studio.service.compare(job, progress=progress_of_cells(progress), cancel=cancel)
+        return present_comparison(result)
+
+    event = gr.on(
+        triggers=[generate.click],
+        fn=compare,
+        inputs=[
+            prompts,
+            negative,
+            controls.sampler,
+            controls.steps,
+            controls.guidance_scale,
+            controls.width,
+            controls.height,
+            controls.seed,
+            axis,
+            axis_values,
+            image,
+            strength,
+        ],
+        outputs=[gallery, grid, diff, notes, last_seed],
+        api_name="compare",
+        concurrency_id=GPU_QUEUE,
+        concurrency_limit=1,
+    )
+    wire_stop(stop, event, notes, studio)
