@@ -93,6 +93,19 @@ def main() -> None:
             page.locator("#controlnet-generate").click()
             expect(page.locator("#controlnet-gallery img").first).to_be_visible(timeout=60_000)
             shoot(page, "controlnet")
+
+            page.get_by_role("tab", name="Compare").click()
+            page.locator("#compare-prompts textarea").fill(
+                "a red fox in the snow\na red fox in the rain\na red fox in the desert"
+            )
+            page.locator("#compare-axis input").click()
+            page.get_by_role("option", name="Steps").click()
+            page.locator("#compare-axis-values textarea, #compare-axis-values input").first.fill("4, 8")
+            for elem_id, value in (("compare-width", 96), ("compare-height", 96)):
+                set_number(page, elem_id, value)
+            page.locator("#compare-generate").click()
+            expect(page.locator("#compare-grid img")).to_be_visible(timeout=60_000)
+            shoot(page, "compare")
             browser.close()
     finally:
         demo.close()
