@@ -7,6 +7,7 @@ settings come from ``STUDIO_*`` environment variables alone.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from studio.settings import Settings, SettingsError
@@ -14,6 +15,7 @@ from studio.settings import Settings, SettingsError
 # Flags are read before torch, diffusers and gradio are imported, so `--help` and a bad flag answer at once.
 try:
     settings = Settings.from_cli(sys.argv[1:] if __name__ == "__main__" else [])
+    settings.check_exposure(on_spaces=bool(os.environ.get("SPACE_ID")))
 except SettingsError as error:
     sys.exit(f"diffusion studio: {error}")
 

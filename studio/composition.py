@@ -38,6 +38,7 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
             controlnet_source=settings.controlnet_model,
             cache_bytes=int(settings.cache_gb * 2**30),
             single_file_config=settings.model_config,
+            allow_pickle=settings.allow_pickle,
             memory=MemoryOptions(
                 attention_slicing=settings.attention_slicing,
                 vae_slicing=settings.vae_slicing,

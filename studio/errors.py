@@ -16,3 +16,7 @@ class ModelLoadError(StudioError):
 
 class Cancelled(StudioError):
     """The user pressed Stop; nothing was produced."""
+
+
+class OutOfMemory(StudioError):
+    """The device ran out of memory; the studio freed what it could, and a smaller request will work."""

@@ -43,6 +43,30 @@ _LOCAL_HINT = (
 )
 
 
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".bin", ".pth")
+
+
+def refuse_pickle(source: str, allow_pickle: bool) -> None:
+    """Pickle files can run any code when loaded: refuse them unless ``--allow-pickle`` was given."""
+    suffix = Path(source).suffix.lower()
+    if suffix in PICKLE_SUFFIXES and not allow_pickle:
+        raise ModelLoadError(
+            f"Could not load model {display_name(source)!r}: {suffix} files are Python pickles, which can run any "
+            "code when loaded. Convert it to .safetensors, or start the studio with --allow-pickle if you trust "
+            "where it came from."
+        )
+
+
+def _safetensors_only(allow_pickle: bool) -> dict[str, object]:
+    """diffusers' switch for folders and Hub models: safetensors files only, unless pickles are allowed."""
+    return {} if allow_pickle else {"use_safetensors": True}
+
+
+def display_name(source: str) -> str:
+    """How messages name a model: a Hub id as it is, a local model by its file or folder name, never its path."""
+    return Path(source).name if looks_local(source) else source
+
+
 @dataclass(frozen=True)
 class MemoryOptions:
     """Memory savers from the settings; each trades speed for memory and is off by default."""
@@ -100,25 +124,31 @@ def _from_hub(load: Callable[..., _Loaded], source: str, dtype: torch.dtype, off
     return load(source, **attempts[-1], **extra)
 
 
-def _load_local(source: str, dtype: torch.dtype, offline: bool, config: str | None) -> DiffusionPipeline:
+def _load_local(
+    source: str, dtype: torch.dtype, offline: bool, config: str | None, allow_pickle: bool
+) -> DiffusionPipeline:
     path = Path(source).expanduser()
     if not path.exists():
-        raise ModelLoadError(f"Could not load model {source!r}: no such file or folder. Check the path.")
+        raise ModelLoadError(f"Could not load model {display_name(source)!r}: no such file or folder. Check the path.")
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise ModelLoadError(
-                f"{path} is a folder but not a diffusers model (it has no model_index.json); "
+                f"{path.name!r} is a folder but not a diffusers model (it has no model_index.json); "
                 f"{_LOCAL_HINT.replace('point --model at', 'point --model at a model folder or')}"
             )
-        return AutoPipelineForText2Image.from_pretrained(path, dtype=dtype, **_NO_SAFETY_CHECKER)
-    if path.suffix == ".safetensors":
+        return AutoPipelineForText2Image.from_pretrained(
+            path, dtype=dtype, **_NO_SAFETY_CHECKER, **_safetensors_only(allow_pickle)
+        )
+    if path.suffix.lower() in (".safetensors", *PICKLE_SUFFIXES):
+        refuse_pickle(source, allow_pickle)
         # Without config=, diffusers takes the configs of the checkpoint's architecture from its Hub repository
         # (or the local cache); --model-config names a folder to take them from instead, which works offline.
         pipeline_class = _single_file_class(path)
         extra = {"config": config} if config else {}
         return pipeline_class.from_single_file(str(path), dtype=dtype, local_files_only=offline, **extra)
     raise ModelLoadError(
-        f"{path} is not a model this studio loads: use a diffusers folder or a single-file .safetensors checkpoint"
+        f"{path.name!r} is not a model this studio loads: use a diffusers folder or a single-file .safetensors "
+        "checkpoint"
     )
 
 
@@ -135,43 +165,51 @@ def explain_load_failure(source: str, error: BaseException, offline: bool) -> Mo
     """A ``ModelLoadError`` that says why ``source`` did not load and how to fix it."""
     if isinstance(error, ModelLoadError):
         return error
+    name = display_name(source)
     causes = _causes(error)
     if looks_local(source):
         path = Path(source).expanduser()
         if not path.exists():
-            return ModelLoadError(f"Could not load model {source!r}: no such file or folder. Check the path.")
+            return ModelLoadError(f"Could not load model {name!r}: no such file or folder. Check the path.")
         if isinstance(error, SafetensorError | ValueError | KeyError) or any(
             isinstance(c, SafetensorError) for c in causes
         ):
             return ModelLoadError(
-                f"Could not load model {source!r}: the file is damaged or not a Stable Diffusion checkpoint "
+                f"Could not load model {name!r}: the file is damaged or not a Stable Diffusion checkpoint "
                 f"({type(error).__name__}). Download it again or choose another model."
             )
-        return ModelLoadError(f"Could not load model {source!r}: {error}")
+        return ModelLoadError(
+            f"Could not load model {name!r} ({type(error).__name__}); the server log has the details."
+        )
     if any(isinstance(c, GatedRepoError) for c in causes):
         return ModelLoadError(
-            f"Could not load model {source!r}: it is gated on the Hugging Face Hub. Accept its license on "
+            f"Could not load model {name!r}: it is gated on the Hugging Face Hub. Accept its license on "
             f"https://huggingface.co/{source}, log in with `hf auth login`, and try again; or {_LOCAL_HINT}."
         )
     if any(isinstance(c, RepositoryNotFoundError) for c in causes):
         return ModelLoadError(
-            f"Could not load model {source!r}: there is no such model on the Hugging Face Hub (or it is private). "
+            f"Could not load model {name!r}: there is no such model on the Hugging Face Hub (or it is private). "
             f"Check the name, or {_LOCAL_HINT}."
         )
     if offline:
         return ModelLoadError(
-            f"Could not load model {source!r}: it is not in the local Hugging Face cache, and the studio is offline "
+            f"Could not load model {name!r}: it is not in the local Hugging Face cache, and the studio is offline "
             f"(--offline or HF_HUB_OFFLINE=1), so it cannot be downloaded. Download it once with network access, "
             f"or {_LOCAL_HINT}."
         )
     return ModelLoadError(
-        f"Could not load model {source!r}: it could not be downloaded from the Hugging Face Hub and is not in the "
+        f"Could not load model {name!r}: it could not be downloaded from the Hugging Face Hub and is not in the "
         f"local cache (is the network reachable?). Download it once with network access, or {_LOCAL_HINT}."
     )
 
 
 def load_pipeline(
-    source: str, placement: Placement, offline: bool, memory: MemoryOptions, single_file_config: str | None = None
+    source: str,
+    placement: Placement,
+    offline: bool,
+    memory: MemoryOptions,
+    single_file_config: str | None = None,
+    allow_pickle: bool = False,
 ) -> DiffusionPipeline:
     """Load ``source`` as a text-to-image pipeline on ``placement``, with the memory options applied.
     ``single_file_config`` (a diffusers folder or Hub id) describes a single-file checkpoint's architecture.
@@ -180,10 +218,15 @@ def load_pipeline(
     """
     try:
         if looks_local(source):
-            pipeline = _load_local(source, placement.dtype, offline, single_file_config)
+            pipeline = _load_local(source, placement.dtype, offline, single_file_config, allow_pickle)
         else:
             pipeline = _from_hub(
-                AutoPipelineForText2Image.from_pretrained, source, placement.dtype, offline, **_NO_SAFETY_CHECKER
+                AutoPipelineForText2Image.from_pretrained,
+                source,
+                placement.dtype,
+                offline,
+                **_NO_SAFETY_CHECKER,
+                **_safetensors_only(allow_pickle),
             )
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, ModelLoadError) as error:
         log.warning("loading %s failed", source, exc_info=not isinstance(error, ModelLoadError))
@@ -201,19 +244,21 @@ def load_pipeline(
             pipeline.to(placement.device)
     except RuntimeError as error:
         raise ModelLoadError(
-            f"Model {source!r} loaded but did not fit on {placement.device.type}: {error}. "
+            f"Model {display_name(source)!r} loaded but did not fit on {placement.device.type}. "
             "Try --cpu-offload, or a smaller model."
         ) from error
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
 
-def _load_unet(source: str, dtype: torch.dtype, offline: bool) -> UNet2DConditionModel:
+def _load_unet(source: str, dtype: torch.dtype, offline: bool, allow_pickle: bool) -> UNet2DConditionModel:
+    safe = _safetensors_only(allow_pickle)
     if not looks_local(source):
-        return _from_hub(UNet2DConditionModel.from_pretrained, source, dtype, offline, subfolder="unet")
+        return _from_hub(UNet2DConditionModel.from_pretrained, source, dtype, offline, subfolder="unet", **safe)
+    refuse_pickle(source, allow_pickle)
     path = Path(source).expanduser()
     if not path.exists():
-        raise ModelLoadError(f"Could not load model {source!r}: no such file or folder. Check the path.")
+        raise ModelLoadError(f"Could not load model {display_name(source)!r}: no such file or folder. Check the path.")
     if path.is_file() and path.suffix == ".safetensors":
         single_file_class = (
             StableDiffusionXLInpaintPipeline
@@ -222,35 +267,41 @@ def _load_unet(source: str, dtype: torch.dtype, offline: bool) -> UNet2DConditio
         )
         return single_file_class.from_single_file(str(path), dtype=dtype).unet
     if not (path / "unet").is_dir():
-        raise ModelLoadError(f"{source!r} is not a diffusers model folder with a unet/ subfolder")
-    return UNet2DConditionModel.from_pretrained(path, subfolder="unet", dtype=dtype)
+        raise ModelLoadError(f"{display_name(source)!r} is not a diffusers model folder with a unet/ subfolder")
+    return UNet2DConditionModel.from_pretrained(path, subfolder="unet", dtype=dtype, **safe)
 
 
-def load_inpaint_unet(source: str, placement: Placement, offline: bool) -> UNet2DConditionModel:
+def load_inpaint_unet(
+    source: str, placement: Placement, offline: bool, allow_pickle: bool = False
+) -> UNet2DConditionModel:
     """The UNet of an inpainting model (Hub id, folder or single file), on ``placement``."""
     try:
-        unet = _load_unet(source, placement.dtype, offline)
+        unet = _load_unet(source, placement.dtype, offline, allow_pickle)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, ModelLoadError) as error:
         log.warning("loading the inpainting UNet of %s failed", source, exc_info=not isinstance(error, ModelLoadError))
         raise explain_load_failure(source, error, offline) from error
     return unet.to(placement.device)
 
 
-def _load_controlnet(source: str, dtype: torch.dtype, offline: bool) -> ControlNetModel:
+def _load_controlnet(source: str, dtype: torch.dtype, offline: bool, allow_pickle: bool) -> ControlNetModel:
+    safe = _safetensors_only(allow_pickle)
     if not looks_local(source):
-        return _from_hub(ControlNetModel.from_pretrained, source, dtype, offline)
+        return _from_hub(ControlNetModel.from_pretrained, source, dtype, offline, **safe)
+    refuse_pickle(source, allow_pickle)
     path = Path(source).expanduser()
     if not path.exists():
-        raise ModelLoadError(f"Could not load ControlNet {source!r}: no such file or folder. Check the path.")
+        raise ModelLoadError(
+            f"Could not load ControlNet {display_name(source)!r}: no such file or folder. Check the path."
+        )
     if path.is_file() and path.suffix == ".safetensors":
         return ControlNetModel.from_single_file(str(path), dtype=dtype)
-    return ControlNetModel.from_pretrained(path, dtype=dtype)
+    return ControlNetModel.from_pretrained(path, dtype=dtype, **safe)
 
 
-def load_controlnet(source: str, placement: Placement, offline: bool) -> ControlNetModel:
+def load_controlnet(source: str, placement: Placement, offline: bool, allow_pickle: bool = False) -> ControlNetModel:
     """A ControlNet (Hub id, folder or single file), on ``placement``."""
     try:
-        controlnet = _load_controlnet(source, placement.dtype, offline)
+        controlnet = _load_controlnet(source, placement.dtype, offline, allow_pickle)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, ModelLoadError) as error:
         log.warning("loading the ControlNet %s failed", source, exc_info=not isinstance(error, ModelLoadError))
         raise explain_load_failure(source, error, offline) from error

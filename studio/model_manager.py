@@ -32,15 +32,22 @@ from diffusers import (
 
 from studio.devices import Placement
 from studio.errors import InvalidRequest, ModelLoadError
-from studio.loading import MemoryOptions, load_controlnet, load_inpaint_unet, load_pipeline, model_family
+from studio.loading import (
+    MemoryOptions,
+    display_name,
+    load_controlnet,
+    load_inpaint_unet,
+    load_pipeline,
+    model_family,
+)
 from studio.module_cache import ModuleCache
 from studio.schedulers import build_scheduler
 
 log = logging.getLogger(__name__)
 
 Loader = Callable[..., DiffusionPipeline]
-UnetLoader = Callable[[str, Placement, bool], UNet2DConditionModel]
-ControlNetLoader = Callable[[str, Placement, bool], ControlNetModel]
+UnetLoader = Callable[[str, Placement, bool, bool], UNet2DConditionModel]
+ControlNetLoader = Callable[[str, Placement, bool, bool], ControlNetModel]
 
 DEFAULT_CONTROLNETS = {
     "SD 1.x": "lllyasviel/control_v11p_sd15_canny",
@@ -110,6 +117,7 @@ class ModelManager:
         controlnet_source: str | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         single_file_config: str | None = None,
+        allow_pickle: bool = False,
         loader: Loader = load_pipeline,
         unet_loader: UnetLoader = load_inpaint_unet,
         controlnet_loader: ControlNetLoader = load_controlnet,
@@ -118,6 +126,7 @@ class ModelManager:
         self.inpaint_source = inpaint_source
         self.controlnet_source = controlnet_source
         self.single_file_config = single_file_config
+        self.allow_pickle = allow_pickle
         self._unet_loader = unet_loader
         self._controlnet_loader = controlnet_loader
         self.extras = ModuleCache(cache_bytes)
@@ -142,7 +151,12 @@ class ModelManager:
     def _load(self, source: str) -> LoadedModel:
         log.info("loading model %s on %s", source, self.placement.describe())
         pipeline = self._loader(
-            source, self.placement, self.offline, self.memory, single_file_config=self.single_file_config
+            source,
+            self.placement,
+            self.offline,
+            self.memory,
+            single_file_config=self.single_file_config,
+            allow_pickle=self.allow_pickle,
         )
         return LoadedModel(source, pipeline, model_family(pipeline), self.placement)
 
@@ -152,6 +166,15 @@ class ModelManager:
             if self._model is None:
                 self._model = self._load(self._source)
             return self._model
+
+    def free_memory(self) -> None:
+        """Give back what no one uses: cached extra modules not in a job, and the allocator's spare memory."""
+        self.extras.clear()
+        gc.collect()
+        if self.placement.device.type == "cuda":
+            torch.cuda.empty_cache()
+        elif self.placement.device.type == "mps":
+            torch.mps.empty_cache()
 
     def native_resolution(self) -> int:
         """The side in pixels the loaded model was trained at (512 for SD 1.x, 1024 for SDXL)."""
@@ -184,10 +207,10 @@ class ModelManager:
 
     def _inpaint_unet(self) -> UNet2DConditionModel:
         assert self.inpaint_source is not None
-        unet = self._unet_loader(self.inpaint_source, self.placement, self.offline)
+        unet = self._unet_loader(self.inpaint_source, self.placement, self.offline, self.allow_pickle)
         if not is_inpainting_unet(unet):
             raise ModelLoadError(
-                f"--inpaint-model {self.inpaint_source!r} is not an inpainting model: its UNet takes "
+                f"--inpaint-model {display_name(self.inpaint_source)!r} is not an inpainting model: its UNet takes "
                 f"{unet.config.in_channels} input channels, an inpainting UNet takes {INPAINT_UNET_CHANNELS}."
             )
         return unet
@@ -197,10 +220,11 @@ class ModelManager:
         until ``held`` closes. Only the inpainting UNet of ``--inpaint-model`` is loaded, not its pipeline: the
         text encoders and VAE of the base serve it, so it costs one UNet of memory."""
         base_unet = model.pipeline.unet
+        loaded = display_name(model.source)
         if is_inpainting_unet(base_unet):
             if task is not Task.INPAINT:
                 raise InvalidRequest(
-                    f"The loaded model {model.source!r} is an inpainting model; use it in the Inpaint tab, or load a "
+                    f"The loaded model {loaded!r} is an inpainting model; use it in the Inpaint tab, or load a "
                     "regular model with --model (an inpainting model can serve alongside it: --inpaint-model)."
                 )
             return {}
@@ -208,22 +232,23 @@ class ModelManager:
             unet = held.enter_context(self.extras.use(("inpaint-unet", self.inpaint_source), self._inpaint_unet))
             if unet.config.cross_attention_dim != base_unet.config.cross_attention_dim:
                 raise ModelLoadError(
-                    f"--inpaint-model {self.inpaint_source!r} belongs to another model family than the loaded "
-                    f"{model.source!r} ({model.family}); choose an inpainting model of the same family."
+                    f"--inpaint-model {display_name(self.inpaint_source)!r} belongs to another model family than the "
+                    f"loaded {loaded!r} ({model.family}); choose an inpainting model of the same family."
                 )
             return {"unet": unet}
         if task is Task.CONTROLNET:
             source = self.controlnet_for(model)
             controlnet = held.enter_context(
                 self.extras.use(
-                    ("controlnet", source), lambda: self._controlnet_loader(source, self.placement, self.offline)
+                    ("controlnet", source),
+                    lambda: self._controlnet_loader(source, self.placement, self.offline, self.allow_pickle),
                 )
             )
             if controlnet.config.cross_attention_dim != base_unet.config.cross_attention_dim:
                 raise ModelLoadError(
-                    f"The ControlNet {source!r} was made for another model family than the loaded {model.source!r} "
-                    f"({model.family}); use a canny ControlNet for {model.family} with --controlnet-model, e.g. "
-                    f"{DEFAULT_CONTROLNETS[model.family]}."
+                    f"The ControlNet {display_name(source)!r} was made for another model family than the loaded "
+                    f"{loaded!r} ({model.family}); use a canny ControlNet for {model.family} with --controlnet-model, "
+                    f"e.g. {DEFAULT_CONTROLNETS[model.family]}."
                 )
             return {"controlnet": controlnet}
         return {}

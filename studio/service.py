@@ -17,7 +17,7 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 
 from studio import __version__, compare, images
-from studio.errors import Cancelled, InvalidRequest
+from studio.errors import Cancelled, InvalidRequest, OutOfMemory
 from studio.loading import looks_local
 from studio.metadata import Parameters, attach, format_parameters, format_value, parse_parameters, png_info
 from studio.model_manager import ModelManager, Task
@@ -564,16 +564,25 @@ class StudioService:
     ) -> tuple[list[Image.Image], list[str], str]:
         """One pipeline call on the GPU: one CPU generator per image, latents out, decoded here (with the float32
         retry). Returns the pictures, notes for the user, and the model's name."""
-        with self.manager.job(task, sampler, seeds) as job:
-            output = job.pipeline(
-                generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
-                output_type="latent",
-                callback_on_step_end=_step_callback(progress, cancel),
-                **arguments,
-            )
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("Stopped: the generation was interrupted and nothing was kept.")
-            decoded, notes = decode_latents(job.pipeline.vae, job.pipeline.image_processor, output.images)
+        try:
+            with self.manager.job(task, sampler, seeds) as job:
+                output = job.pipeline(
+                    generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
+                    output_type="latent",
+                    callback_on_step_end=_step_callback(progress, cancel),
+                    **arguments,
+                )
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("Stopped: the generation was interrupted and nothing was kept.")
+                decoded, notes = decode_latents(job.pipeline.vae, job.pipeline.image_processor, output.images)
+        except torch.OutOfMemoryError:
+            # The GPU lock is released already; drop what the failed job held before anyone else runs.
+            self.manager.free_memory()
+            size = f"{arguments['width']}x{arguments['height']}" if "width" in arguments else "this size"
+            raise OutOfMemory(
+                f"Out of memory on {self.manager.placement.device.type} making {len(seeds)} image(s) at {size}. "
+                "The memory was freed: lower the size or the batch size and try again."
+            ) from None
         return decoded, notes, model_name(job.model.source)
 
     def _run(self, plan: _Plan, progress: ProgressCallback | None, cancel: threading.Event | None) -> GenerationResult:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -49,13 +50,28 @@ class Settings:
     vae_slicing: bool = False
     vae_tiling: bool = False
     cpu_offload: bool = False
+    listen: bool = False
+    share: bool = False
+    auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # never in logs
+    allow_public: bool = False
+    allow_pickle: bool = False
+    max_upload_mb: int = 50
+    max_upload_megapixels: int = 50
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise SettingsError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.dtype not in DTYPES:
             raise SettingsError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        for name in ("max_batch", "max_pixels", "max_steps", "max_queue", "max_cells"):
+        for name in (
+            "max_batch",
+            "max_pixels",
+            "max_steps",
+            "max_queue",
+            "max_cells",
+            "max_upload_mb",
+            "max_upload_megapixels",
+        ):
             if getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")
                 raise SettingsError(f"{flag} must be at least 1, got {getattr(self, name)}")
@@ -68,12 +84,40 @@ class Settings:
     def save_outputs(self) -> bool:
         return self.outputs is not None
 
+    @property
+    def server_name(self) -> str:
+        """The address to bind: every interface with ``--listen``, else ``--host`` (loopback by default)."""
+        return "0.0.0.0" if self.listen else self.host
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether only this machine can reach the studio (no --listen, no --share, a loopback --host)."""
+        return not self.listen and not self.share and self.host in LOOPBACK_HOSTS
+
+    def check_exposure(self, on_spaces: bool) -> None:
+        """Refuse to open the studio to others without a password, unless told to (or on Hugging Face Spaces,
+        where a public Space is the point and the Space's own settings decide who can see it)."""
+        exposed = self.listen or self.share or self.host not in LOOPBACK_HOSTS
+        if exposed and not self.auth and not self.allow_public and not on_spaces:
+            how = "--share" if self.share else "--listen" if self.listen else f"--host {self.host}"
+            raise SettingsError(
+                f"{how} opens the studio to other machines, and no password is set. Add --auth user:password "
+                "(or --auth-file FILE), or --allow-public if everyone who can reach it may use it."
+            )
+
     @classmethod
     def from_cli(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
         """Parse flags over environment variables over defaults. ``--help`` lists every flag."""
         environ = os.environ if environ is None else environ
         args = build_parser(environ).parse_args(argv)
         outputs = None if args.no_save else Path(args.outputs)
+        auth = parse_auth(args.auth or "", "--auth")
+        if args.auth_file:
+            try:
+                text = Path(args.auth_file).read_text()
+            except OSError as error:
+                raise SettingsError(f"--auth-file {args.auth_file}: cannot read it ({error.strerror})") from None
+            auth += parse_auth(",".join(line.strip() for line in text.splitlines() if line.strip()), "--auth-file")
         return cls(
             model=args.model,
             inpaint_model=args.inpaint_model or None,
@@ -95,7 +139,27 @@ class Settings:
             vae_slicing=args.vae_slicing,
             vae_tiling=args.vae_tiling,
             cpu_offload=args.cpu_offload,
+            listen=args.listen,
+            share=args.share,
+            auth=auth,
+            allow_public=args.allow_public,
+            allow_pickle=args.allow_pickle,
+            max_upload_mb=args.max_upload_mb,
+            max_upload_megapixels=args.max_upload_megapixels,
         )
+
+
+def parse_auth(text: str, flag: str) -> tuple[tuple[str, str], ...]:
+    """``user:password[,user:password]`` as pairs; each needs a user and a password."""
+    pairs = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        user, sep, password = item.partition(":")
+        if not sep or not user or not password:
+            raise SettingsError(f"{flag} takes user:password pairs separated by commas; {user or item!r} has none")
+        pairs.append((user, password))
+    return tuple(pairs)
 
 
 def _env_flag(environ: Mapping[str, str], name: str) -> bool:
@@ -179,6 +243,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "past it the least recently used one is unloaded",
     )
     models.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        default=flag("ALLOW_PICKLE"),
+        help="also load pickle weights (.ckpt, .pt, .bin, .pth), which can run code when loaded: only trusted files",
+    )
+    models.add_argument(
         "--offline",
         action="store_true",
         default=flag("OFFLINE"),
@@ -211,7 +281,35 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="keep models in CPU memory and move each to the GPU only while it runs (for 4-6 GB GPUs)",
     )
     server = parser.add_argument_group("server")
-    server.add_argument("--host", default=env("HOST", "127.0.0.1"), help="address to listen on")
+    server.add_argument(
+        "--host", default=env("HOST", "127.0.0.1"), help="address to listen on (loopback: only this machine)"
+    )
+    server.add_argument(
+        "--listen", action="store_true", default=flag("LISTEN"), help="listen on all interfaces (needs --auth)"
+    )
+    server.add_argument(
+        "--share", action="store_true", default=flag("SHARE"), help="create a public Gradio share link (needs --auth)"
+    )
+    server.add_argument("--auth", default=env("AUTH", None), help="user:password[,user:password] for every route")
+    server.add_argument("--auth-file", default=env("AUTH_FILE", None), help="a file of user:password lines")
+    server.add_argument(
+        "--allow-public",
+        action="store_true",
+        default=flag("ALLOW_PUBLIC"),
+        help="allow --listen/--share without a password (anyone who reaches it may use it)",
+    )
+    server.add_argument(
+        "--max-upload-mb",
+        type=int,
+        default=number("MAX_UPLOAD_MB", 50),
+        help="largest upload or request body, inline base64 images included",
+    )
+    server.add_argument(
+        "--max-upload-megapixels",
+        type=int,
+        default=number("MAX_UPLOAD_MEGAPIXELS", 50),
+        help="largest uploaded image, checked from its header before it is decoded",
+    )
     server.add_argument("--port", type=int, default=number("PORT", 7860), help="port to listen on")
     server.add_argument(
         "--max-queue", type=int, default=number("MAX_QUEUE", 32), help="jobs that may wait for the GPU at once"

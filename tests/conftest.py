@@ -19,10 +19,12 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from studio.composition import Studio, build_studio
 from studio.settings import Settings
 from studio.ui import create_demo, launch
+from tests.browser_helpers import CHROMIUM, CHROMIUM_ARGS
 from tests.tiny_model import save_tiny_controlnet, save_tiny_model
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 4}
@@ -82,3 +84,11 @@ def server(served_studio: Studio) -> Iterator[str]:
     launch(demo, served_studio, prevent_thread_lock=True, quiet=True)
     yield f"http://{served_studio.settings.host}:{served_studio.settings.port}/"
     demo.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

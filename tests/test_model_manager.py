@@ -123,5 +123,5 @@ def test_offline_hub_model_says_what_to_do() -> None:
 
 def test_missing_local_model_is_named() -> None:
     manager = ModelManager("./models/nope", CPU)
-    with pytest.raises(ModelLoadError, match="Could not load model './models/nope': no such file or folder"):
+    with pytest.raises(ModelLoadError, match="Could not load model 'nope': no such file or folder"):
         manager.current()

@@ -16,6 +16,7 @@ from studio.service import CompareProgress
 from studio.ui.controls import build_generation_controls
 from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, owner_of, wire_stop
+from studio.ui.uploads import CheckedImage
 
 EXAMPLE_VALUES = {
     NO_AXIS: "",
@@ -79,8 +80,13 @@ def build_compare_tab(studio: Studio) -> None:
                     )
                 controls = build_generation_controls("compare", studio.settings, with_batch=False)
                 with gr.Accordion("Image to image source (needed for the Strength axis)", open=False):
-                    image = gr.Image(
-                        label="Source image", type="pil", image_mode="RGB", height=240, elem_id="compare-image"
+                    image = CheckedImage(
+                        max_megapixels=studio.settings.max_upload_megapixels,
+                        label="Source image",
+                        type="pil",
+                        image_mode="RGB",
+                        height=240,
+                        elem_id="compare-image",
                     )
                     strength = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength")
             with gr.Column():

@@ -16,6 +16,7 @@ from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
 from studio.ui.tabs import GenerationTab
+from studio.ui.uploads import CheckedImage
 
 EDGE_CAPTION = "Canny edges"
 
@@ -47,7 +48,8 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
         with gr.Row():
             with gr.Column():
                 with gr.Row():
-                    image = gr.Image(
+                    image = CheckedImage(
+                        max_megapixels=studio.settings.max_upload_megapixels,
                         label="Control image",
                         type="pil",
                         image_mode="RGB",

@@ -15,6 +15,7 @@ from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
 from studio.ui.tabs import GenerationTab
+from studio.ui.uploads import CheckedImage
 
 
 def build_img2img_tab(studio: Studio) -> GenerationTab:
@@ -22,7 +23,8 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
         row = build_prompt_row("img2img")
         with gr.Row():
             with gr.Column():
-                image = gr.Image(
+                image = CheckedImage(
+                    max_megapixels=studio.settings.max_upload_megapixels,
                     label="Image",
                     type="pil",
                     image_mode="RGB",

@@ -17,6 +17,7 @@ from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
 from studio.ui.tabs import GenerationTab
+from studio.ui.uploads import CheckedImage, CheckedImageMask
 from studio.validation import MAX_MASK_BLUR, MAX_PADDING
 
 
@@ -48,7 +49,8 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
         with gr.Row():
             with gr.Column():
                 # RGBA and PNG: the strokes are read from the layers' alpha, which WebP or RGB would lose.
-                editor = gr.ImageMask(
+                editor = CheckedImageMask(
+                    max_megapixels=studio.settings.max_upload_megapixels,
                     label="Image (paint over what to change)",
                     type="pil",
                     image_mode="RGBA",
@@ -61,8 +63,13 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
                     elem_id="inpaint-editor",
                 )
                 with gr.Accordion("Upload a mask instead (white = change)", open=False):
-                    mask = gr.Image(
-                        label="Mask", type="pil", image_mode="RGBA", sources=["upload"], elem_id="inpaint-mask"
+                    mask = CheckedImage(
+                        max_megapixels=studio.settings.max_upload_megapixels,
+                        label="Mask",
+                        type="pil",
+                        image_mode="RGBA",
+                        sources=["upload"],
+                        elem_id="inpaint-mask",
                     )
                 with gr.Row():
                     invert_mask = gr.Checkbox(label="Invert mask", value=False, elem_id="inpaint-invert")

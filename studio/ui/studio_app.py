@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from studio import __version__
@@ -10,8 +12,10 @@ from studio.ui.compare import build_compare_tab
 from studio.ui.controlnet import build_controlnet_tab
 from studio.ui.img2img import build_img2img_tab
 from studio.ui.inpaint import build_inpaint_tab
+from studio.ui.server import launch as serve
 from studio.ui.tabs import wire_send_to
 from studio.ui.txt2img import build_txt2img_tab
+from studio.ui.uploads import guard_decoding
 
 CSS = """
 #studio-header h1 { margin-bottom: 0; }
@@ -32,6 +36,7 @@ def model_status(studio: Studio) -> str:
 
 def create_demo(studio: Studio) -> gr.Blocks:
     """The whole studio UI over ``studio``, with its queue configured. Launch it with ``launch``."""
+    guard_decoding(studio.settings.max_upload_megapixels)
     with gr.Blocks(title="Diffusion Studio") as demo:
         with gr.Column(elem_id="studio-header"):
             gr.Markdown(f"# Diffusion Studio\nv{__version__} · diffusion image generation over 🤗 diffusers")
@@ -54,12 +59,6 @@ def create_demo(studio: Studio) -> gr.Blocks:
     return demo
 
 
-def launch(demo: gr.Blocks, studio: Studio, **kwargs: object) -> None:
-    """Serve ``demo`` on the configured host and port (blocking unless ``prevent_thread_lock=True``)."""
-    demo.launch(
-        server_name=studio.settings.host,
-        server_port=studio.settings.port,
-        theme=THEME,
-        css=CSS,
-        **kwargs,  # type: ignore[arg-type]
-    )
+def launch(demo: gr.Blocks, studio: Studio, **kwargs: Any) -> None:
+    """Serve ``demo`` as the settings say (blocking unless ``prevent_thread_lock=True``)."""
+    serve(demo, studio.settings, THEME, CSS, **kwargs)

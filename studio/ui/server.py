@@ -1,0 +1,127 @@
+"""Serving the studio safely: who may connect, what they may send, and how the server is launched.
+
+- Bound to loopback, requests whose ``Host`` is not a loopback name are refused: a web page elsewhere cannot
+  reach the studio by pointing its own domain at 127.0.0.1 (DNS rebinding).
+- Other sites' pages get no CORS grant at all, so they cannot call the studio with a user's login cookie.
+- Request bodies are capped at ``--max-upload-mb``, inline base64 images included, before anything reads them.
+- Passwords (``--auth``) cover every route: the UI, Gradio's API and the studio's own REST routes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import gradio as gr
+from gradio.route_utils import CustomCORSMiddleware
+from gradio.routes import App
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from studio.settings import LOOPBACK_HOSTS, Settings
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BodySizeLimit:
+    """Answer 413 to any HTTP request whose body is larger than ``max_bytes``, counting as it arrives (a
+    ``Content-Length`` that says so is refused before a byte is read)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _refuse(self, send: Send) -> None:
+        limit_mb = self.max_bytes // 2**20
+        body = f"Request too large: the limit is {limit_mb} MB (--max-upload-mb).".encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        received = 0
+        too_large = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    too_large = True
+                    raise ValueError("request body over the limit")
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except ValueError:
+            if not too_large:
+                raise
+            await self._refuse(send)
+
+
+class StudioApp(App):
+    """Gradio's server app without Gradio's CORS layer, which grants any site's page credentials once the studio
+    is reached by a non-loopback name (with --listen); the same-origin policy of ``middleware`` governs instead."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        self.user_middleware = [m for m in self.user_middleware if m.cls is not CustomCORSMiddleware]
+        return super().build_middleware_stack()
+
+
+def middleware(settings: Settings) -> list[Middleware]:
+    layers = [
+        Middleware(BodySizeLimit, max_bytes=settings.max_upload_mb * 2**20),
+        # Same-origin only: no other site's page may call the studio with a logged-in user's cookie.
+        Middleware(CORSMiddleware, allow_origins=[], allow_credentials=False),
+    ]
+    if settings.loopback_only:
+        layers.append(Middleware(TrustedHostMiddleware, allowed_hosts=[*LOOPBACK_HOSTS, "[::1]"]))
+    return layers
+
+
+def launch_options(settings: Settings) -> dict[str, Any]:
+    """What ``Blocks.launch`` is given, beside the theme: address, passwords, limits and middleware."""
+    return {
+        "server_name": settings.server_name,
+        "server_port": settings.port,
+        "auth": list(settings.auth) or None,
+        "share": settings.share,
+        "max_file_size": f"{settings.max_upload_mb}mb",
+        "show_error": False,  # only our own messages (gr.Error) reach users; the rest stays in the log
+        "_app": StudioApp(middleware=middleware(settings)),
+    }
+
+
+def launch(demo: gr.Blocks, settings: Settings, theme: Any, css: str, **kwargs: Any) -> None:
+    options = {**launch_options(settings), **kwargs}
+    try:
+        demo.launch(theme=theme, css=css, **options)
+    except Exception as error:  # a share link that cannot be made (offline, blocked) must not stop the studio
+        if not settings.share:
+            raise
+        log.warning("the share link could not be created (%s); serving locally only", error)
+        demo.launch(theme=theme, css=css, **{**options, "share": False})
