@@ -12,6 +12,7 @@ from studio.devices import resolve_placement
 from studio.loading import MemoryOptions
 from studio.model_manager import ModelManager
 from studio.outputs import OutputStore
+from studio.preview import PreviewOptions
 from studio.service import StudioService
 from studio.settings import Settings
 from studio.validation import Limits
@@ -52,5 +53,6 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
         max_steps=settings.max_steps,
         max_cells=settings.max_cells,
     )
-    service = StudioService(manager, limits, OutputStore(settings.outputs))
+    previews = PreviewOptions(every=settings.preview_every, mode=settings.preview_mode)
+    service = StudioService(manager, limits, OutputStore(settings.outputs), previews)
     return Studio(settings=settings, manager=manager, service=service, cancels=CancelRegistry())

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DiffusionPipeline, StableDiffusionXLPipeline
 from PIL import Image
 
 from studio import __version__, compare, images
@@ -22,6 +22,7 @@ from studio.loading import looks_local
 from studio.metadata import Parameters, attach, format_parameters, format_value, parse_parameters, png_info
 from studio.model_manager import ModelManager, Task
 from studio.outputs import OutputStore
+from studio.preview import PreviewOptions, approximate, decode_first
 from studio.requests import (
     CompareCell,
     CompareRequest,
@@ -59,6 +60,8 @@ MAX_CONTROL_WEIGHT = 2.0
 
 ProgressCallback = Callable[[int, int], None]
 """Called after every denoising step with (steps done, steps in all)."""
+PreviewCallback = Callable[[Image.Image], None]
+"""Given a picture of the sample being denoised, every ``PreviewOptions.every`` steps."""
 CompareProgress = Callable[[int, int, int, int], None]
 """Called after every denoising step of a comparison with (steps done, steps in all, cells done, cells in all)."""
 
@@ -233,13 +236,26 @@ def validate_compare(request: CompareRequest, limits: Limits) -> CompareRequest:
 
 
 def _step_callback(
-    progress: ProgressCallback | None, cancel: threading.Event | None
+    progress: ProgressCallback | None,
+    cancel: threading.Event | None,
+    preview: PreviewCallback | None = None,
+    options: PreviewOptions | None = None,
+    size: tuple[int, int] = (512, 512),
 ) -> Callable[[DiffusionPipeline, int, Any, dict[str, Any]], dict[str, Any]]:
-    """diffusers' ``callback_on_step_end``: report the step, and interrupt when Stop was pressed."""
+    """diffusers' ``callback_on_step_end``: report the step, show a preview every few steps, and interrupt when
+    Stop was pressed. Previews only read the latents, so the result is the same with or without them."""
+    every = options.every if (preview is not None and options is not None) else 0
 
     def on_step_end(pipe: DiffusionPipeline, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        done, total = step + 1, pipe.num_timesteps
         if progress is not None:
-            progress(step + 1, pipe.num_timesteps)
+            progress(done, total)
+        if every and done % every == 0 and done < total and preview is not None and options is not None:
+            latents = tensors["latents"]
+            if options.mode == "vae" or latents.shape[1] != 4:
+                preview(decode_first(pipe.vae, latents))
+            else:
+                preview(approximate(latents, isinstance(pipe, StableDiffusionXLPipeline), size))
         if cancel is not None and cancel.is_set():
             pipe._interrupt = True
         return tensors
@@ -269,10 +285,13 @@ class _Plan:
 class StudioService:
     """Generation for every tab and API, over one model manager."""
 
-    def __init__(self, manager: ModelManager, limits: Limits, outputs: OutputStore) -> None:
+    def __init__(
+        self, manager: ModelManager, limits: Limits, outputs: OutputStore, previews: PreviewOptions | None = None
+    ) -> None:
         self.manager = manager
         self.limits = limits
         self.outputs = outputs
+        self.previews = previews or PreviewOptions()
 
     def txt2img(
         self,
@@ -280,6 +299,7 @@ class StudioService:
         *,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        preview: PreviewCallback | None = None,
     ) -> GenerationResult:
         """Generate ``request.batch_size`` images; image *i* uses seed ``seed + i`` and its own CPU generator,
         so any image of a batch can be made again alone, at any batch size, on any device."""
@@ -290,7 +310,7 @@ class StudioService:
             arguments={"width": request.width, "height": request.height},
             size=(request.width, request.height),
         )
-        return self._run(plan, progress, cancel)
+        return self._run(plan, progress, cancel, preview)
 
     def img2img(
         self,
@@ -298,6 +318,7 @@ class StudioService:
         *,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        preview: PreviewCallback | None = None,
     ) -> GenerationResult:
         """Redraw ``request.image`` at ``strength``, resized to the requested size by the requested mode."""
         request = validate_img2img(request, self.limits)
@@ -309,7 +330,7 @@ class StudioService:
             size=(request.width, request.height),
             fields={"Denoising strength": request.strength},
         )
-        return self._run(plan, progress, cancel)
+        return self._run(plan, progress, cancel, preview)
 
     def inpaint(
         self,
@@ -317,6 +338,7 @@ class StudioService:
         *,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        preview: PreviewCallback | None = None,
     ) -> GenerationResult:
         """Repaint the masked part of ``request.image``; every pixel outside the (blurred) mask is returned as it
         was. Results have the size of the input image."""
@@ -363,7 +385,7 @@ class StudioService:
             fields=fields,
             notes=tuple(notes),
         )
-        return self._run(plan, progress, cancel)
+        return self._run(plan, progress, cancel, preview)
 
     def controlnet(
         self,
@@ -371,6 +393,7 @@ class StudioService:
         *,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        preview: PreviewCallback | None = None,
     ) -> GenerationResult:
         """Text to image that follows the Canny edges of ``request.image``; the edge map comes with the result."""
         swapped = isinstance(request.low_threshold, int | float) and isinstance(request.high_threshold, int | float)
@@ -418,7 +441,7 @@ class StudioService:
             notes=tuple(notes),
             control_image=control,
         )
-        return self._run(plan, progress, cancel)
+        return self._run(plan, progress, cancel, preview)
 
     def compare(
         self,
@@ -426,6 +449,7 @@ class StudioService:
         *,
         progress: CompareProgress | None = None,
         cancel: threading.Event | None = None,
+        preview: PreviewCallback | None = None,
     ) -> CompareResult:
         """Every prompt crossed with every axis value, all else equal (the seed too), so differences come from
         the prompt or the value alone. Cells that share their settings run as one batched pipeline call, each
@@ -471,7 +495,9 @@ class StudioService:
                 arguments.update(width=first.width, height=first.height)
                 task = Task.TXT2IMG
             seeds = [requests[i].seed for i in chunk]
-            decoded, notes, model = self._denoise(task, first.sampler, seeds, arguments, report, cancel)
+            decoded, notes, model = self._denoise(
+                task, first.sampler, seeds, arguments, report, cancel, preview, (first.width, first.height)
+            )
             all_notes.extend(note for note in notes if note not in all_notes)
             images_of.update(zip(chunk, decoded, strict=True))
             done_steps += steps
@@ -561,6 +587,8 @@ class StudioService:
         arguments: Mapping[str, Any],
         progress: ProgressCallback | None,
         cancel: threading.Event | None,
+        preview: PreviewCallback | None = None,
+        size: tuple[int, int] = (512, 512),
     ) -> tuple[list[Image.Image], list[str], str]:
         """One pipeline call on the GPU: one CPU generator per image, latents out, decoded here (with the float32
         retry). Returns the pictures, notes for the user, and the model's name."""
@@ -569,7 +597,7 @@ class StudioService:
                 output = job.pipeline(
                     generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
                     output_type="latent",
-                    callback_on_step_end=_step_callback(progress, cancel),
+                    callback_on_step_end=_step_callback(progress, cancel, preview, self.previews, size),
                     **arguments,
                 )
                 if cancel is not None and cancel.is_set():
@@ -585,7 +613,13 @@ class StudioService:
             ) from None
         return decoded, notes, model_name(job.model.source)
 
-    def _run(self, plan: _Plan, progress: ProgressCallback | None, cancel: threading.Event | None) -> GenerationResult:
+    def _run(
+        self,
+        plan: _Plan,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+        preview: PreviewCallback | None = None,
+    ) -> GenerationResult:
         request = plan.request
         seeds = [request.seed + i for i in range(request.batch_size)]
         arguments = {
@@ -596,7 +630,9 @@ class StudioService:
             "num_images_per_prompt": request.batch_size,
             **plan.arguments,
         }
-        decoded, notes, model = self._denoise(plan.task, request.sampler, seeds, arguments, progress, cancel)
+        decoded, notes, model = self._denoise(
+            plan.task, request.sampler, seeds, arguments, progress, cancel, preview, plan.size
+        )
         finished = [plan.finish(image) for image in decoded]
         return self._finish(plan, finished, seeds, model, [*plan.notes, *notes])
 

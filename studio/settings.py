@@ -57,6 +57,8 @@ class Settings:
     allow_pickle: bool = False
     max_upload_mb: int = 50
     max_upload_megapixels: int = 50
+    preview_every: int = 5
+    preview_mode: str = "approx"
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -75,6 +77,10 @@ class Settings:
             if getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")
                 raise SettingsError(f"{flag} must be at least 1, got {getattr(self, name)}")
+        if self.preview_every < 0:
+            raise SettingsError(f"--preview-every must be 0 (off) or more, got {self.preview_every}")
+        if self.preview_mode not in ("approx", "vae"):
+            raise SettingsError(f"--preview-mode must be approx or vae, got {self.preview_mode!r}")
         if not self.cache_gb >= 0:
             raise SettingsError(f"--cache-gb must be 0 or more, got {self.cache_gb}")
         if not 0 < self.port < 65536:
@@ -146,6 +152,8 @@ class Settings:
             allow_pickle=args.allow_pickle,
             max_upload_mb=args.max_upload_mb,
             max_upload_megapixels=args.max_upload_megapixels,
+            preview_every=args.preview_every,
+            preview_mode=args.preview_mode,
         )
 
 
@@ -313,6 +321,19 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     server.add_argument("--port", type=int, default=number("PORT", 7860), help="port to listen on")
     server.add_argument(
         "--max-queue", type=int, default=number("MAX_QUEUE", 32), help="jobs that may wait for the GPU at once"
+    )
+    previews = parser.add_argument_group("previews")
+    previews.add_argument(
+        "--preview-every",
+        type=int,
+        default=number("PREVIEW_EVERY", 5),
+        help="show a live preview every N denoising steps (0: off)",
+    )
+    previews.add_argument(
+        "--preview-mode",
+        choices=("approx", "vae"),
+        default=env("PREVIEW_MODE", "approx"),
+        help="approx: latents mixed into RGB (nearly free); vae: the full decode (exact, slower)",
     )
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--outputs", default=env("OUTPUTS", "outputs"), help="folder where images are saved")

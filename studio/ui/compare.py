@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import gradio as gr
@@ -15,7 +15,7 @@ from studio.requests import CompareRequest, CompareResult
 from studio.service import CompareProgress
 from studio.ui.controls import build_generation_controls
 from studio.ui.errors import user_errors
-from studio.ui.jobs import GPU_QUEUE, owner_of, wire_stop
+from studio.ui.jobs import GPU_QUEUE, owner_of, stream, wire_stop
 from studio.ui.uploads import CheckedImage
 
 EXAMPLE_VALUES = {
@@ -131,7 +131,7 @@ def build_compare_tab(studio: Studio) -> None:
         strength: float = 0.75,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
-    ) -> tuple[Any, ...]:
+    ) -> Iterator[tuple[Any, ...]]:
         """Compare prompts side by side, crossed with a second axis; everything else (the seed too) stays equal.
 
         Args:
@@ -166,8 +166,14 @@ def build_compare_tab(studio: Studio) -> None:
             strength=strength,
         )
         with studio.cancels.job(owner_of(request)) as cancel:
-            result = studio.service.compare(job, progress=progress_of_cells(progress), cancel=cancel)
-        return present_comparison(result)
+            yield from stream(
+                studio,
+                lambda preview: studio.service.compare(
+                    job, progress=progress_of_cells(progress), cancel=cancel, preview=preview
+                ),
+                present_comparison,
+                5,
+            )
 
     event = gr.on(
         triggers=[generate.click],

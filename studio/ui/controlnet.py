@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
@@ -9,11 +10,11 @@ from PIL import Image
 
 from studio.composition import Studio
 from studio.images import PREPROCESSORS, as_edge_map, canny, fit_within, to_rgb
-from studio.requests import ControlNetRequest
+from studio.requests import ControlNetRequest, GenerationResult
 from studio.service import MAX_CONTROL_WEIGHT
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
-from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
+from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, stream, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
 from studio.ui.tabs import GenerationTab
 from studio.ui.uploads import CheckedImage
@@ -137,7 +138,7 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
         height: float,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
-    ) -> tuple[Any, ...]:
+    ) -> Iterator[tuple[Any, ...]]:
         """Generate images that follow the Canny edges of a picture.
 
         Args:
@@ -178,12 +179,22 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
             seed=seed,
             batch_size=batch_size,
         )
+
+        def with_edge_map(result: GenerationResult) -> tuple[Any, ...]:
+            gallery, *rest = present(result)
+            if result.control_image is not None:
+                gallery = [*gallery, (result.control_image.image, EDGE_CAPTION)]
+            return (gallery, *rest)
+
         with studio.cancels.job(owner_of(request)) as cancel:
-            result = studio.service.controlnet(job, progress=progress_reporter(progress), cancel=cancel)
-        gallery, *rest = present(result)
-        if result.control_image is not None:
-            gallery = [*gallery, (result.control_image.image, EDGE_CAPTION)]
-        return (gallery, *rest)
+            yield from stream(
+                studio,
+                lambda preview: studio.service.controlnet(
+                    job, progress=progress_reporter(progress), cancel=cancel, preview=preview
+                ),
+                with_edge_map,
+                RESULT_OUTPUTS,
+            )
 
     event = gr.on(
         triggers=[row.generate.click, row.prompt.submit],

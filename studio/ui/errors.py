@@ -8,6 +8,7 @@ the user reads a short message without a traceback.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import re
 from collections.abc import Callable
@@ -44,23 +45,43 @@ def user_errors(outputs: int) -> Callable[[F], F]:
     """
 
     def decorate(handler: F) -> F:
+        def nothing() -> Any:
+            skipped = tuple(gr.skip() for _ in range(outputs))
+            return skipped if outputs != 1 else skipped[0]
+
+        def translate(error: Exception) -> gr.Error:
+            if isinstance(error, StudioError):
+                log.info("%s refused: %s", handler.__name__, error)
+                return gr.Error(redact(str(error)), print_exception=False)
+            log.error("unexpected error in %s", handler.__name__, exc_info=error)
+            return gr.Error(
+                "Something went wrong on the server; the details are in its log. Try again, or report it.",
+                print_exception=False,
+            )
+
+        if inspect.isgeneratorfunction(handler):
+
+            @functools.wraps(handler)
+            def streaming(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    yield from handler(*args, **kwargs)
+                except Cancelled as stopped:
+                    gr.Info(str(stopped))
+                    yield nothing()
+                except Exception as error:
+                    raise translate(error) from None
+
+            return streaming  # type: ignore[return-value]
+
         @functools.wraps(handler)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return handler(*args, **kwargs)
             except Cancelled as stopped:
                 gr.Info(str(stopped))
-                skipped = tuple(gr.skip() for _ in range(outputs))
-                return skipped if outputs != 1 else skipped[0]
-            except StudioError as error:
-                log.info("%s refused: %s", handler.__name__, error)
-                raise gr.Error(redact(str(error)), print_exception=False) from None
-            except Exception:
-                log.exception("unexpected error in %s", handler.__name__)
-                raise gr.Error(
-                    "Something went wrong on the server; the details are in its log. Try again, or report it.",
-                    print_exception=False,
-                ) from None
+                return nothing()
+            except Exception as error:
+                raise translate(error) from None
 
         return wrapper  # type: ignore[return-value]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
@@ -12,7 +13,7 @@ from studio.images import RESIZE_MODES, fit_within
 from studio.requests import Img2ImgRequest
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
-from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
+from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, stream, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
 from studio.ui.tabs import GenerationTab
 from studio.ui.uploads import CheckedImage
@@ -73,7 +74,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
         resize_mode: str,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
-    ) -> tuple[Any, ...]:
+    ) -> Iterator[tuple[Any, ...]]:
         """Redraw an image following a prompt.
 
         Args:
@@ -107,8 +108,14 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
             batch_size=batch_size,
         )
         with studio.cancels.job(owner_of(request)) as cancel:
-            result = studio.service.img2img(job, progress=progress_reporter(progress), cancel=cancel)
-        return present(result)
+            yield from stream(
+                studio,
+                lambda preview: studio.service.img2img(
+                    job, progress=progress_reporter(progress), cancel=cancel, preview=preview
+                ),
+                present,
+                RESULT_OUTPUTS,
+            )
 
     event = gr.on(
         triggers=[row.generate.click, row.prompt.submit],

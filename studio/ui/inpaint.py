@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
@@ -14,7 +15,7 @@ from studio.requests import RANDOM_SEED, InpaintRequest
 from studio.schedulers import DEFAULT_SAMPLER
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
-from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
+from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, stream, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
 from studio.ui.tabs import GenerationTab
 from studio.ui.uploads import CheckedImage, CheckedImageMask
@@ -113,7 +114,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
         batch_size: float = 1,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
-    ) -> tuple[Any, ...]:
+    ) -> Iterator[tuple[Any, ...]]:
         """Repaint the masked part of an image; everything outside the mask is kept pixel for pixel.
 
         Args:
@@ -155,8 +156,14 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
             batch_size=batch_size,
         )
         with studio.cancels.job(owner_of(request)) as cancel:
-            result = studio.service.inpaint(job, progress=progress_reporter(progress), cancel=cancel)
-        return present(result)
+            yield from stream(
+                studio,
+                lambda preview: studio.service.inpaint(
+                    job, progress=progress_reporter(progress), cancel=cancel, preview=preview
+                ),
+                present,
+                RESULT_OUTPUTS,
+            )
 
     event = gr.on(
         triggers=[row.generate.click, row.prompt.submit],

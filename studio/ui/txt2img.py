@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
@@ -10,7 +11,7 @@ from studio.composition import Studio
 from studio.requests import Txt2ImgRequest
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
-from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
+from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, stream, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
 from studio.ui.tabs import GenerationTab
 
@@ -38,7 +39,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         batch_size: float,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
-    ) -> tuple[Any, ...]:
+    ) -> Iterator[tuple[Any, ...]]:
         """Generate images from a text prompt.
 
         Args:
@@ -66,8 +67,14 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             batch_size=batch_size,
         )
         with studio.cancels.job(owner_of(request)) as cancel:
-            result = studio.service.txt2img(job, progress=progress_reporter(progress), cancel=cancel)
-        return present(result)
+            yield from stream(
+                studio,
+                lambda preview: studio.service.txt2img(
+                    job, progress=progress_reporter(progress), cancel=cancel, preview=preview
+                ),
+                present,
+                RESULT_OUTPUTS,
+            )
 
     assert controls.width is not None and controls.height is not None
     event = gr.on(
