@@ -31,6 +31,15 @@ ENDPOINT_PARAMETERS = {
         "image", "mask", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",
         "mask_blur", "inpaint_only_masked", "padding", "masked_content", "invert_mask", "batch_size",
     ],
+    "/forward_process": ["image", "schedule", "timestep", "seed"],
+    "/forward_process_latent": ["image", "schedule", "timestep", "seed"],
+    "/trajectory": [
+        "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "width", "height", "seed", "every",
+    ],
+    "/sampler_race": [
+        "prompt", "negative_prompt", "samplers", "steps", "ddpm_steps", "guidance_scale", "width", "height", "seed",
+        "eta", "rerun",
+    ],
 }  # fmt: skip
 
 

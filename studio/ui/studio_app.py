@@ -12,6 +12,7 @@ from studio.ui.compare import build_compare_tab
 from studio.ui.controlnet import build_controlnet_tab
 from studio.ui.img2img import build_img2img_tab
 from studio.ui.inpaint import build_inpaint_tab
+from studio.ui.lab import build_lab_tab
 from studio.ui.server import launch as serve
 from studio.ui.tabs import wire_send_to
 from studio.ui.txt2img import build_txt2img_tab
@@ -49,6 +50,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
                 build_controlnet_tab(studio),
             ]
             build_compare_tab(studio)
+            build_lab_tab(studio)
         wire_send_to(tabs, generation_tabs)
         refresh = {"fn": lambda: model_status(studio), "outputs": status, "api_visibility": "private", "queue": False}
         demo.load(**refresh)
