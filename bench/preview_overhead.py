@@ -29,8 +29,8 @@ from studio.requests import Txt2ImgRequest
 from studio.schedulers import build_scheduler
 from studio.settings import Settings
 
-ROUNDS = 3
-STEPS = 10
+ROUNDS = 7
+STEPS = 20
 SIZE = 128
 PROMPT = "a red house by the sea"
 
