@@ -39,7 +39,7 @@ from studio.loading import looks_local
 from studio.model_manager import Job, ModelManager, Task
 from studio.requests import RANDOM_SEED
 from studio.schedulers import DEFAULT_SAMPLER, SAMPLER_NAMES, check_sampler
-from studio.vae_decode import _float32, decode_latents
+from studio.vae_decode import decode_latents, float32_vae
 from studio.validation import (
     MAX_SEED,
     Limits,
@@ -1013,10 +1013,10 @@ def _encode(vae: Any, x0: torch.Tensor) -> torch.Tensor:
 
     dtype = vae.dtype
     if dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
-        with _float32(vae):
+        with float32_vae(vae):
             return encode().to(dtype)
     latents = encode()
     if dtype != torch.float32 and torch.isnan(latents).any():
-        with _float32(vae):
+        with float32_vae(vae):
             return encode().to(dtype)
     return latents

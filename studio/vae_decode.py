@@ -20,7 +20,7 @@ UPCAST_NOTE = "The VAE returned NaN in {dtype}; the image was decoded again in f
 
 
 @contextmanager
-def _float32(vae: AutoencoderKL) -> Iterator[AutoencoderKL]:
+def float32_vae(vae: AutoencoderKL) -> Iterator[AutoencoderKL]:
     """The shared VAE in float32 for the duration; the caller holds the GPU lock, so no one else sees it."""
     dtype = vae.dtype
     vae.to(torch.float32)
@@ -51,13 +51,13 @@ def decode_latents(
     """Decode ``latents`` to PIL images; the notes say whether float32 had to step in."""
     notes: list[str] = []
     if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
-        with _float32(vae):
+        with float32_vae(vae):
             decoded = _decode(vae, latents)
     else:
         decoded = _decode(vae, latents)
         if vae.dtype != torch.float32 and torch.isnan(decoded).any():
             notes.append(UPCAST_NOTE.format(dtype=str(vae.dtype).removeprefix("torch.")))
-            with _float32(vae):
+            with float32_vae(vae):
                 decoded = _decode(vae, latents)
     images = image_processor.postprocess(decoded.float(), output_type="pil")
     return list(images), notes

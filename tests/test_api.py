@@ -8,6 +8,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageDraw
 
+from studio.composition import Studio
 from studio.metadata import read_metadata
 
 ENDPOINT_PARAMETERS = {
@@ -236,3 +237,15 @@ def test_compare_endpoint_explains_bad_axis_values(client: Client) -> None:
             prompts="a cat\na dog", negative_prompt="", sampler="Euler", steps=3, guidance_scale=7, width=64,
             height=64, seed=9, axis="Steps", axis_values="2, lots", api_name="/compare",
         )  # fmt: skip
+
+
+def test_every_gpu_event_waits_in_one_queue(served_studio: Studio) -> None:
+    from studio.ui import create_demo
+
+    demo = create_demo(served_studio)
+    by_name = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    for name in ("txt2img", "img2img", "inpaint", "controlnet", "compare", "trajectory", "sampler_race"):
+        assert by_name[name].concurrency_id == "gpu", name
+        assert by_name[name].concurrency_limit == 1, name
+    assert by_name["canny"].concurrency_id != "gpu", "the edge preview is CPU work outside the GPU queue"
+    assert demo._queue.max_size == served_studio.settings.max_queue, "an explicit queue size"

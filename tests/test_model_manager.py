@@ -125,3 +125,16 @@ def test_missing_local_model_is_named() -> None:
     manager = ModelManager("./models/nope", CPU)
     with pytest.raises(ModelLoadError, match="Could not load model 'nope': no such file or folder"):
         manager.current()
+
+
+def test_memory_savers_are_applied_when_asked(tiny_model: Path) -> None:
+    from diffusers.models.attention_processor import SlicedAttnProcessor
+
+    from studio.loading import MemoryOptions
+
+    memory = MemoryOptions(attention_slicing=True, vae_slicing=True, vae_tiling=True)
+    pipeline = ModelManager(str(tiny_model), CPU, memory=memory).current().pipeline
+    assert any(isinstance(p, SlicedAttnProcessor) for p in pipeline.unet.attn_processors.values())
+    assert pipeline.vae.use_slicing and pipeline.vae.use_tiling
+    plain = ModelManager(str(tiny_model), CPU).current().pipeline
+    assert not plain.vae.use_slicing and not plain.vae.use_tiling

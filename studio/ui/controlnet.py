@@ -9,10 +9,10 @@ import gradio as gr
 from PIL import Image
 
 from studio.composition import Studio
-from studio.images import PREPROCESSORS, as_edge_map, canny, fit_within, to_rgb
+from studio.images import PREPROCESSORS, as_edge_map, canny, to_rgb
 from studio.requests import ControlNetRequest, GenerationResult
 from studio.service import MAX_CONTROL_WEIGHT
-from studio.ui.controls import build_generation_controls, build_prompt_row
+from studio.ui.controls import build_generation_controls, build_prompt_row, wire_size_follows_image
 from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, stream, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
@@ -105,18 +105,7 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
         api_visibility="private",
     )
 
-    def follow_image_size(picture: Image.Image | None) -> tuple[Any, Any]:
-        if picture is None:
-            return gr.skip(), gr.skip()
-        return fit_within(picture.width, picture.height, studio.settings.max_pixels)
-
-    image.change(
-        follow_image_size,
-        inputs=image,
-        outputs=[controls.width, controls.height],
-        queue=False,
-        api_visibility="private",
-    )
+    wire_size_follows_image(image, controls, studio.settings)
 
     @user_errors(outputs=RESULT_OUTPUTS)
     def controlnet(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
+from PIL import Image
 
+from studio.images import fit_within
 from studio.requests import RANDOM_SEED
 from studio.schedulers import DEFAULT_SAMPLER, SAMPLER_NAMES
 from studio.settings import Settings
@@ -116,3 +119,15 @@ def build_generation_controls(
         reuse_seed=reuse_seed,
         batch_size=batch_size,
     )
+
+
+def wire_size_follows_image(image: gr.components.Component, controls: GenerationControls, settings: Settings) -> None:
+    """A new picture sets the size sliders to its own size (multiples of 8, within --max-pixels)."""
+    assert controls.width is not None and controls.height is not None
+
+    def follow(picture: Image.Image | None) -> tuple[Any, Any]:
+        if picture is None:
+            return gr.skip(), gr.skip()
+        return fit_within(picture.width, picture.height, settings.max_pixels)
+
+    image.change(follow, inputs=image, outputs=[controls.width, controls.height], queue=False, api_visibility="private")

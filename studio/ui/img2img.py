@@ -9,9 +9,9 @@ import gradio as gr
 from PIL import Image
 
 from studio.composition import Studio
-from studio.images import RESIZE_MODES, fit_within
+from studio.images import RESIZE_MODES
 from studio.requests import Img2ImgRequest
-from studio.ui.controls import build_generation_controls, build_prompt_row
+from studio.ui.controls import build_generation_controls, build_prompt_row, wire_size_follows_image
 from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, stream, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
@@ -44,19 +44,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
                 panel = build_results("img2img")
     assert controls.width is not None and controls.height is not None
 
-    def follow_image_size(picture: Image.Image | None) -> tuple[Any, Any]:
-        """A new picture sets the size sliders to its own size (multiples of 8, within --max-pixels)."""
-        if picture is None:
-            return gr.skip(), gr.skip()
-        return fit_within(picture.width, picture.height, studio.settings.max_pixels)
-
-    image.change(
-        follow_image_size,
-        inputs=image,
-        outputs=[controls.width, controls.height],
-        queue=False,
-        api_visibility="private",
-    )
+    wire_size_follows_image(image, controls, studio.settings)
 
     @user_errors(outputs=RESULT_OUTPUTS)
     def img2img(
