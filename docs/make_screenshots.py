@@ -106,6 +106,13 @@ def main() -> None:
             page.locator("#compare-generate").click()
             expect(page.locator("#compare-grid img")).to_be_visible(timeout=60_000)
             shoot(page, "compare")
+
+            page.get_by_role("tab", name="Lab").click()
+            expect(page.locator("#lab-forward img").nth(2)).to_be_visible(timeout=30_000)
+            set_number(page, "lab-timestep", 400)
+            expect(page.locator("#lab-values")).to_contain_text("t = 400", timeout=30_000)
+            expect(page.locator("#lab-strip img")).to_be_visible(timeout=30_000)
+            shoot(page, "lab")
             browser.close()
     finally:
         demo.close()
