@@ -15,7 +15,7 @@ from studio.requests import CompareRequest, CompareResult
 from studio.service import CompareProgress
 from studio.ui.controls import build_generation_controls
 from studio.ui.errors import user_errors
-from studio.ui.jobs import GPU_QUEUE, owner_of, stream, wire_stop
+from studio.ui.jobs import GPU_QUEUE, run_job, wire_stop
 from studio.ui.uploads import CheckedImage
 
 EXAMPLE_VALUES = {
@@ -165,15 +165,9 @@ def build_compare_tab(studio: Studio) -> None:
             image=image,
             strength=strength,
         )
-        with studio.cancels.job(owner_of(request)) as cancel:
-            yield from stream(
-                studio,
-                lambda preview: studio.service.compare(
-                    job, progress=progress_of_cells(progress), cancel=cancel, preview=preview
-                ),
-                present_comparison,
-                5,
-            )
+        yield from run_job(
+            studio, request, studio.service.compare, job, progress_of_cells(progress), present_comparison, 5
+        )
 
     event = gr.on(
         triggers=[generate.click],

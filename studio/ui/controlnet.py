@@ -14,7 +14,7 @@ from studio.requests import ControlNetRequest, GenerationResult
 from studio.service import MAX_CONTROL_WEIGHT
 from studio.ui.controls import build_generation_controls, build_prompt_row, wire_size_follows_image
 from studio.ui.errors import user_errors
-from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, stream, wire_stop
+from studio.ui.jobs import GPU_QUEUE, progress_reporter, run_job, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
 from studio.ui.tabs import GenerationTab
 from studio.ui.uploads import CheckedImage
@@ -175,15 +175,9 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
                 gallery = [*gallery, (result.control_image.image, EDGE_CAPTION)]
             return (gallery, *rest)
 
-        with studio.cancels.job(owner_of(request)) as cancel:
-            yield from stream(
-                studio,
-                lambda preview: studio.service.controlnet(
-                    job, progress=progress_reporter(progress), cancel=cancel, preview=preview
-                ),
-                with_edge_map,
-                RESULT_OUTPUTS,
-            )
+        yield from run_job(
+            studio, request, studio.service.controlnet, job, progress_reporter(progress), with_edge_map, RESULT_OUTPUTS
+        )
 
     event = gr.on(
         triggers=[row.generate.click, row.prompt.submit],

@@ -13,7 +13,7 @@ from studio.images import RESIZE_MODES
 from studio.requests import Img2ImgRequest
 from studio.ui.controls import build_generation_controls, build_prompt_row, wire_size_follows_image
 from studio.ui.errors import user_errors
-from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, stream, wire_stop
+from studio.ui.jobs import GPU_QUEUE, progress_reporter, run_job, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
 from studio.ui.tabs import GenerationTab
 from studio.ui.uploads import CheckedImage
@@ -95,15 +95,9 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
             seed=seed,
             batch_size=batch_size,
         )
-        with studio.cancels.job(owner_of(request)) as cancel:
-            yield from stream(
-                studio,
-                lambda preview: studio.service.img2img(
-                    job, progress=progress_reporter(progress), cancel=cancel, preview=preview
-                ),
-                present,
-                RESULT_OUTPUTS,
-            )
+        yield from run_job(
+            studio, request, studio.service.img2img, job, progress_reporter(progress), present, RESULT_OUTPUTS
+        )
 
     event = gr.on(
         triggers=[row.generate.click, row.prompt.submit],

@@ -15,7 +15,7 @@ from studio.requests import RANDOM_SEED, InpaintRequest
 from studio.schedulers import DEFAULT_SAMPLER
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
-from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, stream, wire_stop
+from studio.ui.jobs import GPU_QUEUE, progress_reporter, run_job, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
 from studio.ui.tabs import GenerationTab
 from studio.ui.uploads import CheckedImage, CheckedImageMask
@@ -155,15 +155,9 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
             seed=seed,
             batch_size=batch_size,
         )
-        with studio.cancels.job(owner_of(request)) as cancel:
-            yield from stream(
-                studio,
-                lambda preview: studio.service.inpaint(
-                    job, progress=progress_reporter(progress), cancel=cancel, preview=preview
-                ),
-                present,
-                RESULT_OUTPUTS,
-            )
+        yield from run_job(
+            studio, request, studio.service.inpaint, job, progress_reporter(progress), present, RESULT_OUTPUTS
+        )
 
     event = gr.on(
         triggers=[row.generate.click, row.prompt.submit],

@@ -84,6 +84,26 @@ def stream(
             return
 
 
+def run_job(
+    studio: Studio,
+    request: gr.Request | None,
+    generate: Callable[..., T],
+    job: Any,
+    progress: Callable[..., None],
+    present: Callable[[T], tuple[Any, ...]],
+    outputs: int,
+) -> Iterator[tuple[Any, ...]]:
+    """One GPU job for the session behind ``request``: ``generate(job, progress=, cancel=, preview=)`` with that
+    session's Stop flag, streamed through ``stream``. Every generation tab's handler ends here."""
+    with studio.cancels.job(owner_of(request)) as cancel:
+        yield from stream(
+            studio,
+            lambda preview: generate(job, progress=progress, cancel=cancel, preview=preview),
+            present,
+            outputs,
+        )
+
+
 def preview_outputs(image: Image.Image, outputs: int) -> tuple[Any, ...]:
     """The gallery shows the preview; every other output stays as it is until the result arrives."""
     return ([(image, "Preview")], *(gr.skip() for _ in range(outputs - 1)))

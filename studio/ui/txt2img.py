@@ -11,7 +11,7 @@ from studio.composition import Studio
 from studio.requests import Txt2ImgRequest
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
-from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, stream, wire_stop
+from studio.ui.jobs import GPU_QUEUE, progress_reporter, run_job, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
 from studio.ui.tabs import GenerationTab
 
@@ -66,15 +66,9 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             seed=seed,
             batch_size=batch_size,
         )
-        with studio.cancels.job(owner_of(request)) as cancel:
-            yield from stream(
-                studio,
-                lambda preview: studio.service.txt2img(
-                    job, progress=progress_reporter(progress), cancel=cancel, preview=preview
-                ),
-                present,
-                RESULT_OUTPUTS,
-            )
+        yield from run_job(
+            studio, request, studio.service.txt2img, job, progress_reporter(progress), present, RESULT_OUTPUTS
+        )
 
     assert controls.width is not None and controls.height is not None
     event = gr.on(
