@@ -26,10 +26,9 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 
 try:
     studio = build_studio(settings)
+    demo = create_demo(studio)
 except SettingsError as error:
     sys.exit(f"diffusion studio: {error}")
-
-demo = create_demo(studio)
 
 if __name__ == "__main__":
     launch(demo, studio)

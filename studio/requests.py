@@ -111,7 +111,8 @@ class ControlNetRequest:
 
     ``controlnet_conditioning_scale`` weighs the ControlNet (0 ignores it); it acts from
     ``control_guidance_start`` to ``control_guidance_end`` (fractions of the steps). The output size follows the
-    control image (multiples of 8) unless ``width`` and ``height`` are given.
+    control image (multiples of 8) unless ``width`` and ``height`` are given; ``resize_mode`` (A1111's) fits the
+    control image to that size.
     """
 
     image: Image.Image
@@ -130,6 +131,7 @@ class ControlNetRequest:
     height: int | None = None
     seed: int = RANDOM_SEED
     batch_size: int = 1
+    resize_mode: str = "Crop and resize"
 
     task: ClassVar[str] = "controlnet"
 

@@ -57,6 +57,12 @@ from studio.validation import (
 )
 
 MAX_CONTROL_WEIGHT = 2.0
+CONTROLNET_RESIZE_MODES = {
+    "Just resize": "Just Resize",
+    "Crop and resize": "Crop and Resize",
+    "Resize and fill": "Resize and Fill",
+}
+"""The resize modes as the sd-webui-controlnet extension names them in the metadata."""
 
 ProgressCallback = Callable[[int, int], None]
 """Called after every denoising step with (steps done, steps in all)."""
@@ -175,6 +181,7 @@ def validate_controlnet(request: ControlNetRequest, limits: Limits) -> ControlNe
         control_guidance_end=end,
         width=width,
         height=height,
+        resize_mode=check_choice("resize_mode", request.resize_mode, images.RESIZE_MODES),
         **common,
     )
 
@@ -400,7 +407,7 @@ class StudioService:
         swapped = swapped and request.low_threshold > request.high_threshold
         request = validate_controlnet(request, self.limits)
         assert request.width is not None and request.height is not None
-        source = images.resize_image(request.image, request.width, request.height, "Crop and resize")
+        source = images.resize_image(request.image, request.width, request.height, request.resize_mode)
         if request.preprocessor == "canny":
             control = images.canny(source, request.low_threshold, request.high_threshold)
         else:
@@ -418,7 +425,7 @@ class StudioService:
             "Module": request.preprocessor,
             "Model": controlnet,
             "Weight": request.controlnet_conditioning_scale,
-            "Resize Mode": "Crop and Resize",
+            "Resize Mode": CONTROLNET_RESIZE_MODES[request.resize_mode],
             "Threshold A": request.low_threshold,
             "Threshold B": request.high_threshold,
             "Guidance Start": request.control_guidance_start,

@@ -59,6 +59,8 @@ class Settings:
     max_upload_megapixels: int = 50
     preview_every: int = 5
     preview_mode: str = "approx"
+    api: bool = True
+    mcp: bool = False
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -154,6 +156,8 @@ class Settings:
             max_upload_megapixels=args.max_upload_megapixels,
             preview_every=args.preview_every,
             preview_mode=args.preview_mode,
+            api=not args.no_api,
+            mcp=args.mcp,
         )
 
 
@@ -321,6 +325,19 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     server.add_argument("--port", type=int, default=number("PORT", 7860), help="port to listen on")
     server.add_argument(
         "--max-queue", type=int, default=number("MAX_QUEUE", 32), help="jobs that may wait for the GPU at once"
+    )
+    server.add_argument(
+        "--no-api",
+        action="store_true",
+        default=flag("NO_API"),
+        help="do not serve the AUTOMATIC1111-compatible REST API (/sdapi/v1, /controlnet, /docs)",
+    )
+    server.add_argument(
+        "--mcp",
+        action="store_true",
+        default=flag("MCP"),
+        help="also serve Gradio's MCP server at /gradio_api/mcp/ so assistants can generate images "
+        "(needs the extra: pip install -r requirements-mcp.txt)",
     )
     previews = parser.add_argument_group("previews")
     previews.add_argument(

@@ -10,31 +10,17 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import gradio as gr
 
-from studio.errors import Cancelled, StudioError
+from studio.errors import Cancelled, StudioError, redact
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
-_POSIX_PATH = re.compile(r"(?<![\w.:/])(?:~/|/)(?:[\w.@+\-]+/)+([\w.@+\-]*)")
-_WINDOWS_PATH = re.compile(r"\b[A-Za-z]:\\(?:[^\\\s'\"]+\\)*([^\\\s'\"]*)")
-_TOKEN = re.compile(r"\b(hf_|sk-|ghp_)[A-Za-z0-9_\-]{16,}")
-
-
-def redact(message: str) -> str:
-    """A message fit for any client: file-system paths cut to their last part, access tokens masked.
-
-    The studio's own messages already name models without their paths; this is the last line of defence for
-    text that came from a library.
-    """
-    message = _POSIX_PATH.sub(lambda m: m.group(1) or "[path]", message)
-    message = _WINDOWS_PATH.sub(lambda m: m.group(1) or "[path]", message)
-    return _TOKEN.sub(lambda m: f"{m.group(1)}[redacted]", message)
+__all__ = ["redact", "user_errors"]
 
 
 def user_errors(outputs: int) -> Callable[[F], F]:

@@ -4,22 +4,25 @@
   reach the studio by pointing its own domain at 127.0.0.1 (DNS rebinding).
 - Other sites' pages get no CORS grant at all, so they cannot call the studio with a user's login cookie.
 - Request bodies are capped at ``--max-upload-mb``, inline base64 images included, before anything reads them.
-- Passwords (``--auth``) cover every route: the UI, Gradio's API and the studio's own REST routes.
+- Passwords (``--auth``) cover every route: the UI, Gradio's API, the MCP server and the studio's own REST routes
+  (which take HTTP Basic credentials too, as A1111 clients send them).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import gradio as gr
+from fastapi import APIRouter
 from gradio.route_utils import CustomCORSMiddleware
 from gradio.routes import App
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from studio.api.auth import RequireLogin
 from studio.settings import LOOPBACK_HOSTS, Settings
 
 log = logging.getLogger(__name__)
@@ -83,9 +86,19 @@ class BodySizeLimit:
             await self._refuse(send)
 
 
+MCP_PREFIX = "/gradio_api/mcp"
+
+
 class StudioApp(App):
     """Gradio's server app without Gradio's CORS layer, which grants any site's page credentials once the studio
-    is reached by a non-loopback name (with --listen); the same-origin policy of ``middleware`` governs instead."""
+    is reached by a non-loopback name (with --listen); the same-origin policy of ``middleware`` governs instead.
+
+    FastAPI's public ``/openapi.json`` is off: the REST API serves its schema behind the passwords.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("openapi_url", None)
+        super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
         self.user_middleware = [m for m in self.user_middleware if m.cls is not CustomCORSMiddleware]
@@ -100,11 +113,22 @@ def middleware(settings: Settings) -> list[Middleware]:
     ]
     if settings.loopback_only:
         layers.append(Middleware(TrustedHostMiddleware, allowed_hosts=[*LOOPBACK_HOSTS, "[::1]"]))
+    if settings.auth:
+        # Gradio mounts its MCP server without its login check.
+        layers.append(Middleware(RequireLogin, accounts=settings.auth, prefixes=[MCP_PREFIX]))
     return layers
 
 
-def launch_options(settings: Settings) -> dict[str, Any]:
-    """What ``Blocks.launch`` is given, beside the theme: address, passwords, limits and middleware."""
+def server_app(settings: Settings, routers: Sequence[APIRouter] = ()) -> StudioApp:
+    """The server app, with the studio's middleware and its own routes (the REST API) beside Gradio's."""
+    app = StudioApp(middleware=middleware(settings))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def launch_options(settings: Settings, routers: Sequence[APIRouter] = ()) -> dict[str, Any]:
+    """What ``Blocks.launch`` is given, beside the theme: address, passwords, limits, middleware, routes."""
     return {
         "server_name": settings.server_name,
         "server_port": settings.port,
@@ -112,12 +136,15 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         "share": settings.share,
         "max_file_size": f"{settings.max_upload_mb}mb",
         "show_error": False,  # only our own messages (gr.Error) reach users; the rest stays in the log
-        "_app": StudioApp(middleware=middleware(settings)),
+        "mcp_server": settings.mcp,
+        "_app": server_app(settings, routers),
     }
 
 
-def launch(demo: gr.Blocks, settings: Settings, theme: Any, css: str, **kwargs: Any) -> None:
-    options = {**launch_options(settings), **kwargs}
+def launch(
+    demo: gr.Blocks, settings: Settings, theme: Any, css: str, routers: Sequence[APIRouter] = (), **kwargs: Any
+) -> None:
+    options = {**launch_options(settings, routers), **kwargs}
     try:
         demo.launch(theme=theme, css=css, **options)
     except Exception as error:  # a share link that cannot be made (offline, blocked) must not stop the studio

@@ -7,12 +7,14 @@ from typing import Any
 import gradio as gr
 
 from studio import __version__
+from studio.api import build_api
 from studio.composition import Studio
 from studio.ui.compare import build_compare_tab
 from studio.ui.controlnet import build_controlnet_tab
 from studio.ui.img2img import build_img2img_tab
 from studio.ui.inpaint import build_inpaint_tab
 from studio.ui.lab import build_lab_tab
+from studio.ui.mcp_tools import add_mcp_tools, check_mcp_extra, keep_only_mcp_tools
 from studio.ui.server import launch as serve
 from studio.ui.tabs import wire_send_to
 from studio.ui.txt2img import build_txt2img_tab
@@ -38,7 +40,10 @@ def model_status(studio: Studio) -> str:
 def create_demo(studio: Studio) -> gr.Blocks:
     """The whole studio UI over ``studio``, with its queue configured. Launch it with ``launch``."""
     guard_decoding(studio.settings.max_upload_megapixels)
+    if studio.settings.mcp:
+        check_mcp_extra()
     with gr.Blocks(title="Diffusion Studio") as demo:
+        mcp_tools = add_mcp_tools(studio) if studio.settings.mcp else []
         with gr.Column(elem_id="studio-header"):
             gr.Markdown(f"# Diffusion Studio\nv{__version__} · diffusion image generation over 🤗 diffusers")
             status = gr.Markdown(model_status(studio), elem_id="model-status")
@@ -56,11 +61,15 @@ def create_demo(studio: Studio) -> gr.Blocks:
         demo.load(**refresh)
         for tab in generation_tabs:
             tab.event.then(**refresh)  # the first generation loads the model: show what loaded
+    if studio.settings.mcp:
+        keep_only_mcp_tools(demo, mcp_tools)
     # Explicit, so a flood of requests is told "queue is full" instead of waiting forever.
     demo.queue(max_size=studio.settings.max_queue, default_concurrency_limit=1)
     return demo
 
 
 def launch(demo: gr.Blocks, studio: Studio, **kwargs: Any) -> None:
-    """Serve ``demo`` as the settings say (blocking unless ``prevent_thread_lock=True``)."""
-    serve(demo, studio.settings, THEME, CSS, **kwargs)
+    """Serve ``demo`` as the settings say (blocking unless ``prevent_thread_lock=True``), with the
+    A1111-compatible REST API beside it unless ``--no-api``."""
+    routers = [build_api(studio)] if studio.settings.api else []
+    serve(demo, studio.settings, THEME, CSS, routers, **kwargs)

@@ -1,0 +1,51 @@
+"""The models the REST API may name: what ``/sd-models`` lists and ``sd_model_checkpoint`` may switch to.
+
+A REST client may switch between the models the studio was started with and the one it serves now; it cannot
+make the server load an arbitrary path or download an arbitrary Hub repository. Models are named as the
+metadata names them (a Hub id, or a local model's folder or file name), never by their path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from studio.composition import Studio
+from studio.errors import InvalidRequest
+from studio.model_manager import DEFAULT_CONTROLNETS
+from studio.service import model_name
+
+_HASH_SUFFIX = re.compile(r"\s*\[[0-9a-fA-F]+\]$")
+
+
+def known_sources(studio: Studio) -> list[str]:
+    """The model sources a client may switch to: the one given at start-up and the one serving now."""
+    sources = [studio.settings.model, studio.manager.source]
+    return list(dict.fromkeys(sources))
+
+
+def model_entry(source: str) -> dict[str, object]:
+    """One ``/sd-models`` entry, in A1111's shape (no hash: the studio does not hash weights)."""
+    name = model_name(source)
+    return {"title": name, "model_name": name, "hash": None, "sha256": None, "filename": name, "config": None}
+
+
+def resolve_checkpoint(name: str, sources: Sequence[str]) -> str:
+    """The source ``name`` stands for: a listed model by its title (A1111's trailing ``[hash]`` allowed)."""
+    wanted = _HASH_SUFFIX.sub("", name.strip())
+    for source in sources:
+        if wanted in (model_name(source), source):
+            return source
+    titles = ", ".join(model_name(source) for source in sources)
+    raise InvalidRequest(f"{name!r} is not one of this studio's models ({titles}); GET /sdapi/v1/sd-models lists them")
+
+
+def controlnet_names(studio: Studio) -> list[str]:
+    """The ControlNet a unit gets: ``--controlnet-model``, else the loaded model family's canny ControlNet;
+    before the model has loaded (and its family is known), the canny ControlNet of every family."""
+    manager = studio.manager
+    if manager.controlnet_source:
+        return [model_name(manager.controlnet_source)]
+    if manager.loaded is not None:
+        return [model_name(manager.controlnet_for(manager.loaded))]
+    return [model_name(source) for source in DEFAULT_CONTROLNETS.values()]

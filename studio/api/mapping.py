@@ -1,0 +1,174 @@
+"""A1111 request bodies -> the studio's request dataclasses (one per batch), and what A1111 asks that the studio
+refuses rather than silently ignores.
+
+Fields that only tune features the studio lacks and that change nothing when left at their defaults are
+ignored (as A1111 ignores unknown ones). A field that asks for such a feature (``enable_hr``,
+``restore_faces``, a script) is refused with a message, so a client never gets a different picture than it
+asked for without being told.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from PIL import Image
+
+from studio.api.controlnet import controlnet_unit
+from studio.api.images import decode_image
+from studio.api.samplers import sampler_for
+from studio.api.schemas import GenerationBody, Img2ImgBody, Txt2ImgBody
+from studio.errors import InvalidRequest
+from studio.images import RESIZE_MODES, mask_from_image, resize_image, to_rgb
+from studio.requests import ControlNetRequest, GenerationRequest, Img2ImgRequest, InpaintRequest, Txt2ImgRequest
+from studio.validation import Limits, check_size, resolve_seed
+
+INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise"}
+"""A1111's ``inpainting_fill`` numbers -> the studio's masked content (3, "latent nothing", is not offered)."""
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What the mapping needs to know of the server: its limits, the image size it accepts, its ControlNet."""
+
+    limits: Limits
+    max_upload_megapixels: int
+    controlnet_name: str
+
+
+@dataclass(frozen=True)
+class A1111Job:
+    """One A1111 request as the studio runs it: ``n_iter`` batches of ``request`` (batch *k* starts at seed
+    ``seed + k * batch_size``), with the model it asked for and what to do with the images."""
+
+    task: str
+    request: GenerationRequest
+    n_iter: int
+    checkpoint: str | None
+    restore_checkpoint: bool
+    send_images: bool
+    save_images: bool
+
+    def batch(self, index: int) -> GenerationRequest:
+        return replace(self.request, seed=self.request.seed + index * self.request.batch_size)
+
+
+def _refuse_unsupported(body: GenerationBody) -> None:
+    asked = {
+        "restore_faces": bool(body.restore_faces),
+        "tiling": bool(body.tiling),
+        "enable_hr (hires fix)": bool(getattr(body, "enable_hr", False)),
+        "subseed_strength (variation seeds)": body.subseed_strength != 0,
+        f"script_name {body.script_name!r}": bool(body.script_name),
+    }
+    refused = [name for name, wanted in asked.items() if wanted]
+    if refused:
+        raise InvalidRequest(f"not supported by this studio: {', '.join(refused)}; leave them off or empty")
+
+
+def _common(body: GenerationBody, facts: ServerFacts) -> dict[str, Any]:
+    """The request fields every task shares, with the seed resolved once for all batches."""
+    _refuse_unsupported(body)
+    max_batches = facts.limits.max_batch
+    if not 1 <= body.n_iter <= max_batches:
+        raise InvalidRequest(f"n_iter must be between 1 and {max_batches} (--max-batch), got {body.n_iter}")
+    return {
+        "prompt": body.prompt,
+        "negative_prompt": body.negative_prompt,
+        "sampler": sampler_for(body.sampler_name or body.sampler_index, body.scheduler),
+        "num_inference_steps": body.steps,
+        "guidance_scale": body.cfg_scale,
+        "seed": resolve_seed(body.seed),
+        "batch_size": body.batch_size,
+    }
+
+
+def _job(task: str, request: GenerationRequest, body: GenerationBody) -> A1111Job:
+    checkpoint = body.override_settings.get("sd_model_checkpoint")
+    if checkpoint is not None and not isinstance(checkpoint, str):
+        raise InvalidRequest("override_settings.sd_model_checkpoint must be a model name (GET /sdapi/v1/sd-models)")
+    return A1111Job(
+        task=task,
+        request=request,
+        n_iter=body.n_iter,
+        checkpoint=checkpoint or None,
+        restore_checkpoint=body.override_settings_restore_afterwards,
+        send_images=body.send_images,
+        save_images=body.save_images,
+    )
+
+
+def txt2img_job(body: Txt2ImgBody, facts: ServerFacts) -> A1111Job:
+    """Text to image, or ControlNet when ``alwayson_scripts`` has an enabled unit."""
+    common = _common(body, facts)
+    unit = controlnet_unit(body.alwayson_scripts, facts.controlnet_name, facts.max_upload_megapixels, img2img=False)
+    if unit is None:
+        return _job("txt2img", Txt2ImgRequest(width=body.width, height=body.height, **common), body)
+    request = ControlNetRequest(
+        image=unit.image,
+        preprocessor=unit.preprocessor,
+        low_threshold=unit.low_threshold,
+        high_threshold=unit.high_threshold,
+        controlnet_conditioning_scale=unit.weight,
+        control_guidance_start=unit.guidance_start,
+        control_guidance_end=unit.guidance_end,
+        resize_mode=unit.resize_mode,
+        width=body.width,
+        height=body.height,
+        **common,
+    )
+    return _job("controlnet", request, body)
+
+
+def _resize_mode(value: int) -> str:
+    if value in (0, 1, 2):
+        return RESIZE_MODES[value]
+    raise InvalidRequest(
+        f"resize_mode must be 0 (just resize), 1 (crop and resize) or 2 (resize and fill), got {value}"
+    )
+
+
+def img2img_job(body: Img2ImgBody, facts: ServerFacts) -> A1111Job:
+    """Image to image; with a ``mask``, inpainting. As A1111 does, the picture (and mask) are first brought to
+    ``width x height`` by ``resize_mode``, except with ``inpaint_full_res``, where the picture keeps its size and
+    only a crop around the mask is repainted."""
+    common = _common(body, facts)
+    controlnet_unit(body.alwayson_scripts, facts.controlnet_name, facts.max_upload_megapixels, img2img=True)
+    if len(body.init_images) != 1:
+        raise InvalidRequest(f"send exactly one image in init_images (base64), got {len(body.init_images)}")
+    mode = _resize_mode(body.resize_mode)
+    picture = to_rgb(decode_image(body.init_images[0], "init_images[0]", facts.max_upload_megapixels))
+    if body.mask is None:
+        request = Img2ImgRequest(
+            image=picture,
+            strength=body.denoising_strength,
+            width=body.width,
+            height=body.height,
+            resize_mode=mode,
+            **common,
+        )
+        return _job("img2img", request, body)
+    mask: Image.Image = decode_image(body.mask, "mask", facts.max_upload_megapixels)
+    if body.inpainting_fill not in INPAINTING_FILL:
+        raise InvalidRequest(
+            f"inpainting_fill must be 0 (fill), 1 (original) or 2 (latent noise), got {body.inpainting_fill}"
+        )
+    if body.inpainting_mask_invert not in (0, 1):
+        raise InvalidRequest(f"inpainting_mask_invert must be 0 or 1, got {body.inpainting_mask_invert}")
+    if not body.inpaint_full_res:
+        check_size(body.width, body.height, facts.limits)  # before resizing to it
+        mask = mask_from_image(mask, picture.size)
+        picture = resize_image(picture, body.width, body.height, mode)
+        mask = resize_image(mask.convert("RGB"), body.width, body.height, mode)
+    request = InpaintRequest(
+        image=picture,
+        mask_image=mask,
+        strength=body.denoising_strength,
+        mask_blur=body.mask_blur,
+        masked_content=INPAINTING_FILL[body.inpainting_fill],
+        inpaint_only_masked=body.inpaint_full_res,
+        padding=body.inpaint_full_res_padding,
+        invert_mask=body.inpainting_mask_invert == 1,
+        **common,
+    )
+    return _job("inpaint", request, body)

@@ -1,0 +1,106 @@
+"""The JSON bodies of the A1111-compatible API, with AUTOMATIC1111's field names and defaults.
+
+Unknown fields are ignored, as A1111 ignores them (clients send dozens: hires fix, styles, script arguments...).
+Types are checked here (a wrong type answers 422 with the field's name); ranges that depend on the server's
+limits (``--max-steps``, ``--max-pixels``...) are checked by the service, with the same messages as the UI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class GenerationBody(_Body):
+    """The fields txt2img and img2img share."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: list[str] = Field(default_factory=list, description="ignored: the studio keeps no saved styles")
+    seed: int = Field(-1, description="-1 for random; image i uses seed + i")
+    subseed: int = -1
+    subseed_strength: float = Field(0.0, description="variation seeds are not supported: must be 0")
+    sampler_name: str | None = Field(None, description='an A1111 sampler name, e.g. "DPM++ 2M" or "Euler a"')
+    sampler_index: str = Field("Euler", description="the older name of sampler_name, used when that is missing")
+    scheduler: str | None = Field(None, description='"Automatic", "Uniform" or "Karras" (with sampler_name)')
+    batch_size: int = Field(1, description="images per batch (at most --max-batch)")
+    n_iter: int = Field(1, description="batches, one after the other (at most --max-batch)")
+    steps: int = 50
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    restore_faces: bool | None = Field(None, description="not supported: must be false")
+    tiling: bool | None = Field(None, description="not supported: must be false")
+    override_settings: dict[str, Any] = Field(
+        default_factory=dict, description="sd_model_checkpoint switches the model for this request"
+    )
+    override_settings_restore_afterwards: bool = True
+    script_name: str | None = Field(None, description="scripts are not supported: must be empty")
+    script_args: list[Any] = Field(default_factory=list)
+    send_images: bool = True
+    save_images: bool = Field(False, description="save the images in the studio's outputs folder too")
+    alwayson_scripts: dict[str, Any] = Field(
+        default_factory=dict, description="only controlnet (sd-webui-controlnet units, canny or none)"
+    )
+
+
+class Txt2ImgBody(GenerationBody):
+    enable_hr: bool = Field(False, description="hires fix is not supported: must be false")
+    denoising_strength: float | None = None
+
+
+class Img2ImgBody(GenerationBody):
+    """Image to image; with a ``mask`` it is inpainting."""
+
+    init_images: list[str] = Field(default_factory=list, description="one base64 image (PNG, JPEG, WebP)")
+    resize_mode: int = Field(0, description="0 just resize, 1 crop and resize, 2 resize and fill")
+    denoising_strength: float = 0.75
+    mask: str | None = Field(None, description="base64 mask, white = repaint; makes this an inpaint")
+    mask_blur: int = 4
+    inpainting_fill: int = Field(0, description="0 fill, 1 original, 2 latent noise")
+    inpaint_full_res: bool = Field(True, description="inpaint only a crop around the mask, then paste it back")
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = Field(0, description="1 repaints everything but the mask")
+    include_init_images: bool = False
+
+
+class ImageBody(_Body):
+    image: str = Field(description="a base64 image, optionally as a data: URL")
+
+
+class GenerationResponse(BaseModel):
+    images: list[str] = Field(description="base64 PNGs, each with its A1111 parameters text chunk")
+    parameters: dict[str, Any] = Field(description="the request as it was understood")
+    info: str = Field(description="JSON: seed, all_seeds, infotexts, ...")
+
+
+class ProgressState(BaseModel):
+    skipped: bool = False
+    interrupted: bool = False
+    stopping_generation: bool = False
+    job: str = ""
+    job_count: int = 0
+    job_timestamp: str = "0"
+    job_no: int = 0
+    sampling_step: int = 0
+    sampling_steps: int = 0
+
+
+class ProgressResponse(BaseModel):
+    progress: float = Field(description="0 to 1, over all of the caller's batches")
+    eta_relative: float = Field(description="estimated seconds left")
+    state: ProgressState
+    current_image: str | None = Field(None, description="the latest live preview, base64 PNG")
+    textinfo: str | None = None
+    current_task: str | None = None
+
+
+class PngInfoResponse(BaseModel):
+    info: str
+    items: dict[str, str]
+    parameters: dict[str, Any]

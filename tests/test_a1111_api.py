@@ -1,0 +1,271 @@
+"""The A1111-compatible REST API on the studio's own server: A1111-shaped JSON in, A1111-shaped answers out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from studio.composition import Studio
+from studio.metadata import parse_parameters, read_metadata
+from studio.requests import Txt2ImgRequest
+from tests.a1111_helpers import TIMEOUT, b64_png, decoded, info_of, krita_like_body, square_picture
+
+SMALL = {"steps": 3, "width": 64, "height": 64, "cfg_scale": 7}
+
+
+def post(server: str, route: str, body: dict[str, object]) -> httpx.Response:
+    return httpx.post(server + route.lstrip("/"), json=body, timeout=TIMEOUT)
+
+
+def saved_pngs(studio: Studio) -> list[Path]:
+    root = studio.settings.outputs
+    assert root is not None
+    return sorted(root.rglob("*.png"))
+
+
+def test_txt2img_answers_with_images_parameters_and_info(server: str, served_studio: Studio) -> None:
+    before = saved_pngs(served_studio)
+    body = {"prompt": "a cat", "negative_prompt": "blurry", "seed": 21, "sampler_name": "Euler a", **SMALL}
+    response = post(server, "/sdapi/v1/txt2img", {**body, "height": 96, "batch_size": 2, "n_iter": 2})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    info = info_of(response)
+    assert info["all_seeds"] == [21, 22, 23, 24], "batch k starts at seed + k * batch_size, as in A1111"
+    assert info["seed"] == 21 and info["sampler_name"] == "Euler a" and info["steps"] == 3
+    assert len(info["infotexts"]) == 4 and info["sd_model_name"] == "tiny-sd"
+    assert answer["parameters"]["prompt"] == "a cat" and answer["parameters"]["n_iter"] == 2
+    assert len(answer["images"]) == 4
+    for image, seed, infotext in zip(answer["images"], info["all_seeds"], info["infotexts"], strict=True):
+        picture = decoded(image)
+        assert picture.format == "PNG" and picture.size == (64, 96)
+        text = read_metadata(picture).parameters_text
+        assert text == infotext, "each PNG carries its own A1111 parameters"
+        fields = parse_parameters(text).fields
+        assert (fields["Seed"], fields["Steps"], fields["Sampler"]) == (str(seed), "3", "Euler a")
+        assert parse_parameters(text).negative_prompt == "blurry"
+    assert saved_pngs(served_studio) == before, "save_images defaults to false, as in A1111's API"
+    saved = post(server, "/sdapi/v1/txt2img", {**body, "save_images": True})
+    assert saved.status_code == 200
+    assert len(saved_pngs(served_studio)) == len(before) + 1
+
+
+def test_a_real_world_body_with_many_extra_fields(server: str) -> None:
+    response = post(server, "/sdapi/v1/txt2img", krita_like_body())
+    assert response.status_code == 200, response.text
+    info = info_of(response)
+    assert info["seed"] == 1234 and info["cfg_scale"] == 6.5
+    assert info["sampler_name"] == "DPM++ 2M Karras", "sampler_name + scheduler Karras is A1111 1.9's spelling"
+    assert "Sampler: DPM++ 2M Karras" in info["infotexts"][0]
+    assert decoded(response.json()["images"][0]).size == (64, 64)
+
+
+def test_the_api_makes_the_same_image_as_the_studio(server: str, served_studio: Studio) -> None:
+    response = post(server, "/sdapi/v1/txt2img", {"prompt": "a blue tree", "seed": 77, "sampler_name": "DDIM", **SMALL})
+    direct = served_studio.service.txt2img(
+        Txt2ImgRequest("a blue tree", sampler="DDIM", num_inference_steps=3, width=64, height=64, seed=77)
+    )
+    assert decoded(response.json()["images"][0]).convert("RGB").tobytes() == direct.images[0].image.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"steps": "many"}, "steps: Input should be a valid integer"),
+        ({"cfg_scale": [7]}, "cfg_scale: Input should be a valid number"),
+        ({"width": 100}, "width must be a multiple of 8, got 100; try 104 or 96"),
+        ({"steps": 0}, "steps must be between 1 and"),
+        ({"batch_size": 99}, "batch_size must be between 1 and 8 (--max-batch)"),
+        ({"n_iter": 0}, "n_iter must be between 1 and 8"),
+        ({"seed": -7}, "seed must be -1 (random) or between 0 and"),
+        ({"sampler_name": "Nope"}, "unknown sampler_name 'Nope'; choose one of: DPM++ 2M"),
+        ({"sampler_name": "Euler", "scheduler": "Exponential"}, "scheduler 'Exponential' is not available here"),
+        ({"enable_hr": True}, "not supported by this studio: enable_hr (hires fix)"),
+        ({"alwayson_scripts": {"ADetailer": {"args": [True]}}}, "always-on script 'ADetailer' is not available"),
+    ],
+)
+def test_bad_values_answer_422_with_a_message(server: str, change: dict[str, object], message: str) -> None:
+    response = post(server, "/sdapi/v1/txt2img", {"prompt": "x", **SMALL, **change})
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+    assert "Traceback" not in response.text
+
+
+def test_a_body_that_is_not_json_is_a_message(server: str) -> None:
+    response = httpx.post(server + "sdapi/v1/txt2img", content=b"{nope", headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "JSON" in response.json()["detail"]
+
+
+def test_img2img_from_a_data_url(server: str) -> None:
+    picture = Image.new("RGB", (96, 64), (200, 120, 40))
+    body = {
+        "prompt": "a house",
+        "init_images": [b64_png(picture, data_url=True)],
+        "denoising_strength": 0.5,
+        "resize_mode": 1,
+        "seed": 4,
+        "sampler_name": "Euler",
+        **SMALL,
+        "width": 64,
+        "height": 96,
+    }
+    response = post(server, "/sdapi/v1/img2img", body)
+    assert response.status_code == 200, response.text
+    image = decoded(response.json()["images"][0])
+    assert image.size == (64, 96)
+    assert "Denoising strength: 0.5" in read_metadata(image).parameters_text
+    assert response.json()["parameters"]["init_images"] is None, "as A1111: not echoed unless include_init_images"
+    assert post(server, "/sdapi/v1/img2img", {**body, "init_images": ["bm90IGFuIGltYWdl"]}).json()["detail"] == (
+        "init_images[0] is not an image this studio can read; send a PNG, JPEG or WebP"
+    )
+    assert post(server, "/sdapi/v1/img2img", {**body, "resize_mode": 3}).status_code == 422
+
+
+def half_mask(size: tuple[int, int]) -> Image.Image:
+    """White (repaint) on the right half."""
+    mask = Image.new("L", size, 0)
+    ImageDraw.Draw(mask).rectangle((size[0] // 2, 0, size[0], size[1]), fill=255)
+    return mask
+
+
+def test_a_mask_makes_img2img_an_inpaint(server: str) -> None:
+    picture = Image.new("RGB", (64, 64), (30, 60, 90))
+    body = {
+        "prompt": "a cat",
+        "init_images": [b64_png(picture)],
+        "mask": b64_png(half_mask((64, 64))),
+        "mask_blur": 0,
+        "inpainting_fill": 1,
+        "inpaint_full_res": False,
+        "denoising_strength": 0.75,
+        "seed": 2,
+        "sampler_name": "Euler",
+        **SMALL,
+    }
+    response = post(server, "/sdapi/v1/img2img", body)
+    assert response.status_code == 200, response.text
+    image = decoded(response.json()["images"][0])
+    pixels = np.asarray(image.convert("RGB"))
+    assert (pixels[:, :28] == (30, 60, 90)).all(), "outside the mask: every pixel as it was"
+    assert (pixels[:, 40:] != (30, 60, 90)).any(axis=-1).mean() > 0.5, "inside: repainted"
+    fields = read_metadata(image).parameters.fields
+    assert fields["Masked content"] == "original" and fields["Mask blur"] == "0"
+    assert info_of(response)["is_using_inpainting_conditioning"] is True
+
+    only_masked = {**body, "inpaint_full_res": True, "inpaint_full_res_padding": 8, "inpainting_fill": 0}
+    only_masked["init_images"] = [b64_png(Image.new("RGB", (80, 72), (30, 60, 90)))]
+    only_masked["mask"] = b64_png(half_mask((80, 72)))
+    response = post(server, "/sdapi/v1/img2img", only_masked)
+    image = decoded(response.json()["images"][0])
+    assert image.size == (80, 72), "inpaint_full_res keeps the picture's own size, as in A1111"
+    fields = read_metadata(image).parameters.fields
+    assert fields["Inpaint area"] == "Only masked" and fields["Masked content"] == "fill"
+    inverted = post(server, "/sdapi/v1/img2img", {**body, "inpainting_mask_invert": 1})
+    pixels = np.asarray(decoded(inverted.json()["images"][0]).convert("RGB"))
+    assert (pixels[:, 40:] == (30, 60, 90)).all(), "inverted: the right half is kept"
+    empty = post(server, "/sdapi/v1/img2img", {**body, "mask": b64_png(Image.new("L", (64, 64), 0))})
+    assert empty.status_code == 422 and "the mask is empty" in empty.json()["detail"]
+
+
+def controlnet_unit(**overrides: object) -> dict[str, object]:
+    """A unit as sd-webui-controlnet clients send it, with the fields the studio ignores too."""
+    unit: dict[str, object] = {
+        "enabled": True,
+        "image": b64_png(square_picture()),
+        "mask": None,
+        "module": "canny",
+        "model": "control_v11p_sd15_canny [d14c016b]",
+        "weight": 0.8,
+        "resize_mode": "Crop and Resize",
+        "low_vram": False,
+        "processor_res": 512,
+        "threshold_a": 100,
+        "threshold_b": 200,
+        "guidance_start": 0.0,
+        "guidance_end": 0.9,
+        "control_mode": "Balanced",
+        "pixel_perfect": False,
+        "hr_option": "Both",
+    }
+    unit.update(overrides)
+    return unit
+
+
+def test_controlnet_through_alwayson_scripts(server: str) -> None:
+    body = {"prompt": "a box", "seed": 6, "sampler_name": "Euler", **SMALL}
+    body["alwayson_scripts"] = {"ControlNet": {"args": [controlnet_unit(), {"enabled": False}]}}
+    response = post(server, "/sdapi/v1/txt2img", body)
+    assert response.status_code == 200, response.text
+    generated, edges = (decoded(item) for item in response.json()["images"])
+    assert generated.size == (64, 64)
+    unit = read_metadata(generated).parameters.fields["ControlNet 0"]
+    assert "Module: canny" in unit and "Weight: 0.8" in unit and "Guidance End: 0.9" in unit
+    gray = np.asarray(edges.convert("L"))
+    assert set(np.unique(gray).tolist()) == {0, 255}, "the edge map follows the images, as the extension does"
+    assert gray[14:19, 30].max() == 255 and gray[32, 32] == 0, "the square's outline, not its inside"
+
+    refused = {
+        "module": ("openpose", "module 'openpose' is not available; choose one of: canny, none"),
+        "model": ("control_v11p_sd15_openpose", "model 'control_v11p_sd15_openpose' is not available"),
+        "weight": ("heavy", "alwayson_scripts.controlnet.args[0].weight: Input should be a valid number"),
+    }
+    for field, (value, message) in refused.items():
+        body["alwayson_scripts"] = {"controlnet": {"args": [controlnet_unit(**{field: value})]}}
+        answer = post(server, "/sdapi/v1/txt2img", body)
+        assert answer.status_code == 422 and message in answer.json()["detail"], field
+
+
+def test_controlnet_lists(server: str) -> None:
+    assert httpx.get(server + "controlnet/module_list").json() == {"module_list": ["canny", "none"]}
+    assert httpx.get(server + "controlnet/model_list").json() == {"model_list": ["tiny-controlnet"]}
+
+
+def test_model_sampler_scheduler_option_and_memory_routes(server: str) -> None:
+    models = httpx.get(server + "sdapi/v1/sd-models").json()
+    assert [model["title"] for model in models] == ["tiny-sd"]
+    assert all("/" not in str(model["filename"]) for model in models), "names, never paths"
+    samplers = {sampler["name"]: sampler["aliases"] for sampler in httpx.get(server + "sdapi/v1/samplers").json()}
+    assert samplers["Euler a"] == ["k_euler_a", "k_euler_ancestral"] and "DPM++ 2M Karras" in samplers
+    schedulers = httpx.get(server + "sdapi/v1/schedulers").json()
+    assert [s["label"] for s in schedulers] == ["Automatic", "Uniform", "Karras"]
+    assert httpx.get(server + "sdapi/v1/options").json()["sd_model_checkpoint"] == "tiny-sd"
+    memory = httpx.get(server + "sdapi/v1/memory").json()
+    assert memory["ram"]["total"] >= memory["ram"]["used"] > 0
+    assert "cuda" in memory
+
+
+def test_png_info_reads_ours_and_a1111s(server: str) -> None:
+    made = post(server, "/sdapi/v1/txt2img", {"prompt": "a dog", "negative_prompt": "cat", "seed": 8, **SMALL})
+    answer = httpx.post(server + "sdapi/v1/png-info", json={"image": made.json()["images"][0]}).json()
+    assert answer["parameters"]["Prompt"] == "a dog" and answer["parameters"]["Negative prompt"] == "cat"
+    assert answer["parameters"]["Seed"] == "8" and answer["info"].startswith("a dog\nNegative prompt: cat\n")
+    assert "diffusion-studio" in answer["items"], "the lossless JSON record comes along"
+
+    from PIL.PngImagePlugin import PngInfo
+
+    theirs = PngInfo()
+    theirs.add_text("parameters", "a castle\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 5")
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=theirs)
+    import base64
+
+    answer = httpx.post(server + "sdapi/v1/png-info", json={"image": base64.b64encode(buffer.getvalue()).decode()})
+    assert answer.json()["parameters"]["Sampler"] == "DPM++ 2M Karras"
+    plain = httpx.post(server + "sdapi/v1/png-info", json={"image": b64_png(Image.new("RGB", (8, 8)))}).json()
+    assert plain == {"info": "", "items": {}, "parameters": {}}
+
+
+def test_the_openapi_schema_describes_the_routes(server: str) -> None:
+    schema = httpx.get(server + "openapi.json").json()
+    for route in ("/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/progress", "/controlnet/model_list"):
+        assert route in schema["paths"], route
+    assert "/config" not in schema["paths"], "Gradio's own routes are described by Gradio"
+    body = schema["components"]["schemas"]["Img2ImgBody"]["properties"]
+    assert {"init_images", "mask", "inpainting_fill", "denoising_strength"} <= set(body)
+    page = httpx.get(server + "docs")
+    assert page.status_code == 200 and "swagger" in page.text.lower()
