@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import shutil
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
+from PIL.PngImagePlugin import PngInfo
 
-from studio.composition import Studio
+from studio.api import build_api
+from studio.composition import Studio, build_studio
 from studio.metadata import parse_parameters, read_metadata
 from studio.requests import Txt2ImgRequest
+from studio.ui import create_demo, launch
 from tests.a1111_helpers import TIMEOUT, b64_png, decoded, info_of, krita_like_body, square_picture
+from tests.conftest import make_settings
 
 SMALL = {"steps": 3, "width": 64, "height": 64, "cfg_scale": 7}
 
@@ -244,16 +253,10 @@ def test_png_info_reads_ours_and_a1111s(server: str) -> None:
     assert answer["parameters"]["Seed"] == "8" and answer["info"].startswith("a dog\nNegative prompt: cat\n")
     assert "diffusion-studio" in answer["items"], "the lossless JSON record comes along"
 
-    from PIL.PngImagePlugin import PngInfo
-
-    theirs = PngInfo()
-    theirs.add_text("parameters", "a castle\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 5")
-    import io
-
+    theirs = PngInfo()  # as A1111 1.9 writes it: the schedule apart from the sampler
+    theirs.add_text("parameters", "a castle\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7")
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=theirs)
-    import base64
-
     answer = httpx.post(server + "sdapi/v1/png-info", json={"image": base64.b64encode(buffer.getvalue()).decode()})
     assert answer.json()["parameters"]["Sampler"] == "DPM++ 2M Karras"
     plain = httpx.post(server + "sdapi/v1/png-info", json={"image": b64_png(Image.new("RGB", (8, 8)))}).json()
@@ -269,3 +272,54 @@ def test_the_openapi_schema_describes_the_routes(server: str) -> None:
     assert {"init_images", "mask", "inpainting_fill", "denoising_strength"} <= set(body)
     page = httpx.get(server + "docs")
     assert page.status_code == 200 and "swagger" in page.text.lower()
+
+
+def test_options_switch_the_model_and_keep_the_old_one_on_failure(
+    tiny_model: Path, other_tiny_model: Path, tmp_path: Path
+) -> None:
+    startup = tmp_path / "tiny-startup"
+    shutil.copytree(tiny_model, startup)
+    studio = build_studio(make_settings(startup, None))
+    app = FastAPI()
+    app.include_router(build_api(studio))
+    client = TestClient(app)
+    studio.manager.switch(str(other_tiny_model))  # as the model picker would
+
+    def serving() -> str:
+        return client.get("/sdapi/v1/options").json()["sd_model_checkpoint"]
+
+    def model_of(response: httpx.Response) -> str:
+        return parse_parameters(info_of(response)["infotexts"][0]).fields["Model"]
+
+    body = {"prompt": "a cat", "seed": 1, **SMALL}
+    assert [m["title"] for m in client.get("/sdapi/v1/sd-models").json()] == ["tiny-startup", "tiny-sd-other"]
+    assert serving() == "tiny-sd-other"
+    once = client.post("/sdapi/v1/txt2img", json={**body, "override_settings": {"sd_model_checkpoint": "tiny-startup"}})
+    assert model_of(once) == "tiny-startup" and serving() == "tiny-sd-other", "override_settings: this request only"
+
+    assert client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "tiny-startup [0123abcd]"}).status_code == 200
+    assert serving() == "tiny-startup" and model_of(client.post("/sdapi/v1/txt2img", json=body)) == "tiny-startup"
+    unknown = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "someone/else"})
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"].startswith("'someone/else' is not one of this studio's models (tiny-startup, ")
+
+    assert client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "tiny-sd-other"}).status_code == 200
+    shutil.rmtree(startup)  # the start-up model is gone from the disk: switching to it fails
+    failed = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "tiny-startup"})
+    assert failed.status_code == 503 and "'tiny-startup'" in failed.json()["detail"]
+    assert str(tmp_path) not in failed.text, "the model is named, its path is not"
+    assert serving() == "tiny-sd-other" and model_of(client.post("/sdapi/v1/txt2img", json=body)) == "tiny-sd-other"
+
+
+def test_no_api_serves_none_of_it(tiny_model: Path) -> None:
+    studio = build_studio(make_settings(tiny_model, None, api=False))
+    demo = create_demo(studio)
+    launch(demo, studio, prevent_thread_lock=True, quiet=True)
+    try:
+        url = f"http://127.0.0.1:{studio.settings.port}/"
+        for route in ("sdapi/v1/samplers", "controlnet/model_list", "openapi.json", "docs"):
+            assert httpx.get(url + route).status_code == 404, route
+        assert httpx.post(url + "sdapi/v1/txt2img", json={"prompt": "x"}).status_code in (404, 405)
+        assert httpx.get(url).status_code == 200, "the page is served as ever"
+    finally:
+        demo.close()

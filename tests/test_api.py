@@ -249,3 +249,24 @@ def test_every_gpu_event_waits_in_one_queue(served_studio: Studio) -> None:
         assert by_name[name].concurrency_limit == 1, name
     assert by_name["canny"].concurrency_id != "gpu", "the edge preview is CPU work outside the GPU queue"
     assert demo._queue.max_size == served_studio.settings.max_queue, "an explicit queue size"
+
+
+GENERATION_ENDPOINTS = ("/txt2img", "/img2img", "/inpaint", "/controlnet", "/compare", "/canny")
+
+
+def test_generation_endpoints_document_every_parameter(client: Client, served_studio: Studio) -> None:
+    """The API page shows each endpoint's description, and MCP tool descriptions are made from the same
+    docstrings (parsed by Gradio's own reader): every parameter must be explained there."""
+    from gradio.utils import get_function_description
+
+    from studio.ui import create_demo
+
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    functions = {f"/{fn.api_name}": fn.fn for fn in create_demo(served_studio).fns.values() if fn.api_name}
+    for name in GENERATION_ENDPOINTS:
+        assert len(api[name]["description"]) > 20, name
+        description, parameters, returns = get_function_description(functions[name])
+        assert description == api[name]["description"]
+        for parameter in ENDPOINT_PARAMETERS[name]:
+            assert len(parameters.get(parameter, "")) > 10, f"{name}: {parameter} is not documented"
+        assert returns, f"{name}: what it returns is not documented"

@@ -45,9 +45,14 @@ def test_lower_layers_do_not_import_higher_ones() -> None:
     for module, forbidden in above.items():
         for imported in modules[module]:
             assert not imported.startswith(forbidden), f"{module} imports {imported}"
+    # The two web layers: the UI mounts the REST API, never the other way round (and the API needs no gradio).
+    for module, imported in modules.items():
+        if module.startswith("studio/api/"):
+            assert not {i for i in imported if i.startswith("studio.ui") or i.split(".")[0] == "gradio"}, module
 
 
 def test_the_architecture_check_sees_the_modules() -> None:
     modules = studio_modules()
     assert "gradio" in modules["studio/ui/txt2img.py"]
     assert "studio.model_manager" in modules["studio/service.py"]
+    assert "fastapi" in modules["studio/api/routes.py"]

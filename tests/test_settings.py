@@ -34,6 +34,26 @@ def test_no_save_keeps_nothing() -> None:
     assert Settings.from_cli(["--outputs", "/tmp/x"], environ={}).outputs == Path("/tmp/x")
 
 
+def test_the_rest_api_is_on_by_default_and_mcp_off() -> None:
+    defaults = Settings.from_cli([], environ={})
+    assert defaults.api and not defaults.mcp
+    assert not Settings.from_cli(["--no-api"], environ={}).api
+    assert not Settings.from_cli([], environ={"STUDIO_NO_API": "1"}).api
+    assert Settings.from_cli(["--mcp"], environ={}).mcp
+    assert Settings.from_cli([], environ={"STUDIO_MCP": "yes"}).mcp
+
+
+def test_mcp_without_its_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from studio.ui.mcp_tools import check_mcp_extra
+
+    check_mcp_extra()  # installed in the test environment (requirements-dev.txt)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SettingsError, match=r"--mcp needs Gradio's MCP extra.*pip install -r requirements-mcp.txt"):
+        check_mcp_extra()
+
+
 def test_offline_from_flag_or_hf_hub_offline() -> None:
     assert Settings.from_cli(["--offline"], environ={}).offline
     assert Settings.from_cli([], environ={"HF_HUB_OFFLINE": "1"}).offline
@@ -79,6 +99,8 @@ def test_help_documents_every_flag() -> None:
         "--vae-slicing",
         "--vae-tiling",
         "--cpu-offload",
+        "--no-api",
+        "--mcp",
     ):
         assert flag in text
     assert "STUDIO_" in text

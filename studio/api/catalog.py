@@ -1,13 +1,15 @@
 """The models the REST API may name: what ``/sd-models`` lists and ``sd_model_checkpoint`` may switch to.
 
-A REST client may switch between the models the studio was started with and the one it serves now; it cannot
-make the server load an arbitrary path or download an arbitrary Hub repository. Models are named as the
-metadata names them (a Hub id, or a local model's folder or file name), never by their path.
+A REST client may switch between the model the studio was started with and every model it has served since
+(switched to by the operator's model picker, say); it cannot make the server load an arbitrary path or download
+an arbitrary Hub repository. Models are named as the metadata names them (a Hub id, or a local model's folder
+or file name), never by their path.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 
 from studio.composition import Studio
@@ -18,10 +20,20 @@ from studio.service import model_name
 _HASH_SUFFIX = re.compile(r"\s*\[[0-9a-fA-F]+\]$")
 
 
-def known_sources(studio: Studio) -> list[str]:
-    """The model sources a client may switch to: the one given at start-up and the one serving now."""
-    sources = [studio.settings.model, studio.manager.source]
-    return list(dict.fromkeys(sources))
+class KnownModels:
+    """The start-up model and every model seen serving since, in that order."""
+
+    def __init__(self, studio: Studio) -> None:
+        self.studio = studio
+        self._sources = [studio.settings.model]
+        self._lock = threading.Lock()
+
+    def sources(self) -> list[str]:
+        with self._lock:
+            current = self.studio.manager.source
+            if current not in self._sources:
+                self._sources.append(current)
+            return list(self._sources)
 
 
 def model_entry(source: str) -> dict[str, object]:
@@ -37,7 +49,9 @@ def resolve_checkpoint(name: str, sources: Sequence[str]) -> str:
         if wanted in (model_name(source), source):
             return source
     titles = ", ".join(model_name(source) for source in sources)
-    raise InvalidRequest(f"{name!r} is not one of this studio's models ({titles}); GET /sdapi/v1/sd-models lists them")
+    raise InvalidRequest(
+        f"{name!r} is not one of this studio's models ({titles}); the sdapi/v1/sd-models route lists them"
+    )
 
 
 def controlnet_names(studio: Studio) -> list[str]:

@@ -106,7 +106,7 @@ def controlnet_unit(
     if len(enabled) > 1:
         raise InvalidRequest(f"{len(enabled)} enabled ControlNet units; the studio applies one at a time")
     if img2img:
-        raise InvalidRequest("ControlNet works with txt2img here; send the unit to /sdapi/v1/txt2img")
+        raise InvalidRequest("ControlNet works with txt2img here; send the unit with a txt2img request")
     index, unit = enabled[0]
     return _understood(unit, f"alwayson_scripts.controlnet.args[{index}]", controlnet_name, max_megapixels)
 
@@ -119,7 +119,7 @@ def _understood(unit: UnitBody, where: str, controlnet_name: str, max_megapixels
     if model.lower() not in ("", "none") and "canny" not in model.lower() and controlnet_name not in model:
         raise InvalidRequest(
             f"{where}.model {model!r} is not available; this studio has one ControlNet, {controlnet_name} "
-            "(GET /controlnet/model_list)"
+            "(the controlnet/model_list route)"
         )
     resize = RESIZE_MODES.get(str(unit.resize_mode).strip().lower())
     if resize is None:

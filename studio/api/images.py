@@ -34,13 +34,14 @@ def decode_image(data: object, what: str, max_megapixels: int) -> Image.Image:
         raise InvalidRequest(f"{what} is not valid base64; send the image file's bytes base64-encoded") from None
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # The header only: PIL's own bomb warning would hide the size this check reports.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(raw))
-            width, height = image.size
-            if width * height > max_megapixels * MEGAPIXEL:
-                raise InvalidRequest(_too_large(what, width, height, max_megapixels))
-            image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        width, height = image.size
+        if width * height > max_megapixels * MEGAPIXEL:
+            raise InvalidRequest(_too_large(what, width, height, max_megapixels))
+        image.load()
+    except Image.DecompressionBombError:  # so large that PIL refuses even to read on
         raise InvalidRequest(
             f"{what} has more than {max_megapixels} megapixels (--max-upload-megapixels); send a smaller image"
         ) from None

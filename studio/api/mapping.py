@@ -86,7 +86,9 @@ def _common(body: GenerationBody, facts: ServerFacts) -> dict[str, Any]:
 def _job(task: str, request: GenerationRequest, body: GenerationBody) -> A1111Job:
     checkpoint = body.override_settings.get("sd_model_checkpoint")
     if checkpoint is not None and not isinstance(checkpoint, str):
-        raise InvalidRequest("override_settings.sd_model_checkpoint must be a model name (GET /sdapi/v1/sd-models)")
+        raise InvalidRequest(
+            "override_settings.sd_model_checkpoint must be a model name from the sdapi/v1/sd-models route"
+        )
     return A1111Job(
         task=task,
         request=request,

@@ -86,9 +86,7 @@ class JobBoard:
         """Wait (without a thread) until no other REST job runs; refuse when too many already wait."""
         with self._lock:
             if sum(self._waiting.values()) >= self.max_waiting:
-                raise QueueFull(
-                    f"The queue is full ({self.max_waiting} requests wait, --max-queue); try again shortly."
-                )
+                raise QueueFull(f"The queue is full (--max-queue {self.max_waiting}); try again shortly.")
             self._waiting[owner] += 1
             if self._turn is None:
                 self._turn = asyncio.Lock()  # made here, in the server's event loop

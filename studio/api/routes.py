@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Depends
 
 from studio.api import responses
 from studio.api.auth import Caller
-from studio.api.catalog import controlnet_names, known_sources, model_entry, resolve_checkpoint
+from studio.api.catalog import KnownModels, controlnet_names, model_entry, resolve_checkpoint
 from studio.api.errors import StudioRoute
 from studio.api.images import decode_image
 from studio.api.mapping import A1111Job, ServerFacts, img2img_job, txt2img_job
@@ -47,7 +47,8 @@ def build_router(studio: Studio) -> APIRouter:
     caller = Caller(studio.settings.auth)
     router = APIRouter(route_class=StudioRoute, dependencies=[Depends(caller)])
     board = JobBoard(max_waiting=studio.settings.max_queue)
-    runner = Runner(studio, board)
+    models = KnownModels(studio)
+    runner = Runner(studio, board, models)
     settings = studio.settings
 
     def facts() -> ServerFacts:
@@ -88,7 +89,7 @@ def build_router(studio: Studio) -> APIRouter:
     @router.get("/sdapi/v1/sd-models", tags=["models"])
     async def sd_models() -> list[dict[str, object]]:
         """The models ``sd_model_checkpoint`` may name."""
-        return [model_entry(source) for source in known_sources(studio)]
+        return [model_entry(source) for source in models.sources()]
 
     @router.get("/sdapi/v1/samplers", tags=["models"])
     async def samplers() -> list[dict[str, object]]:
@@ -121,8 +122,8 @@ def build_router(studio: Studio) -> APIRouter:
         if wanted is None:
             return
         if not isinstance(wanted, str):
-            raise InvalidRequest("sd_model_checkpoint must be a model name (GET /sdapi/v1/sd-models)")
-        source = resolve_checkpoint(wanted, known_sources(studio))
+            raise InvalidRequest("sd_model_checkpoint must be a model name from the sdapi/v1/sd-models route")
+        source = resolve_checkpoint(wanted, models.sources())
         await anyio.to_thread.run_sync(studio.manager.switch, source)
 
     @router.post("/sdapi/v1/png-info", response_model=PngInfoResponse, tags=["images"])

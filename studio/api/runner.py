@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from studio.api.catalog import known_sources, resolve_checkpoint
+from studio.api.catalog import KnownModels, resolve_checkpoint
 from studio.api.mapping import A1111Job
 from studio.api.progress import JobBoard
 from studio.composition import Studio
@@ -37,9 +37,10 @@ def unsaved_service(service: StudioService) -> StudioService:
 
 
 class Runner:
-    def __init__(self, studio: Studio, board: JobBoard) -> None:
+    def __init__(self, studio: Studio, board: JobBoard, models: KnownModels) -> None:
         self.studio = studio
         self.board = board
+        self.models = models
         self._unsaved = unsaved_service(studio.service)
 
     def _method(self, job: A1111Job) -> Callable[..., GenerationResult]:
@@ -61,7 +62,7 @@ class Runner:
             return
         manager = self.studio.manager
         previous = manager.source
-        wanted = resolve_checkpoint(job.checkpoint, known_sources(self.studio))
+        wanted = resolve_checkpoint(job.checkpoint, self.models.sources())
         manager.switch(wanted)
         try:
             yield
