@@ -22,6 +22,7 @@ from studio.requests import Txt2ImgRequest
 from studio.ui import create_demo, launch
 from tests.a1111_helpers import TIMEOUT, b64_png, decoded, info_of, krita_like_body, square_picture
 from tests.conftest import make_settings
+from tests.test_security import png_header_only
 
 SMALL = {"steps": 3, "width": 64, "height": 64, "cfg_scale": 7}
 
@@ -323,3 +324,15 @@ def test_no_api_serves_none_of_it(tiny_model: Path) -> None:
         assert httpx.get(url).status_code == 200, "the page is served as ever"
     finally:
         demo.close()
+
+
+def test_the_page_s_defences_cover_the_rest_routes(server: str, served_studio: Studio) -> None:
+    assert httpx.get(server + "sdapi/v1/samplers", headers={"Host": "evil.example"}).status_code == 400, "rebinding"
+    cross_site = httpx.get(server + "sdapi/v1/options", headers={"Origin": "https://evil.example"})
+    assert cross_site.headers.get("access-control-allow-origin") is None, "no other site's page may read it"
+    limit = served_studio.settings.max_upload_mb * 2**20
+    huge = httpx.post(server + "sdapi/v1/img2img", json={"init_images": ["A" * (limit + 10)]}, timeout=TIMEOUT)
+    assert huge.status_code == 413 and "--max-upload-mb" in huge.text
+    bomb = base64.b64encode(png_header_only(10_000, 10_000)).decode()
+    answer = post(server, "/sdapi/v1/img2img", {"prompt": "x", "init_images": [bomb], **SMALL})
+    assert answer.status_code == 422 and "10000x10000, 100 megapixels" in answer.json()["detail"]

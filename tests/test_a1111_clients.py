@@ -200,7 +200,7 @@ def test_webuiapi_from_pypi_as_a_real_client(locked: tuple[str, Studio]) -> None
     assert info.parameters["Seed"] == "5"
 
 
-async def mcp_session(url: str) -> tuple[list[object], object]:
+async def mcp_session(url: str) -> tuple[list[object], object, object]:
     """List the tools and call txt2img over MCP's streamable HTTP transport, logged in as ann."""
     async with (
         httpx.AsyncClient(auth=ANN, timeout=TIMEOUT) as http,
@@ -209,15 +209,14 @@ async def mcp_session(url: str) -> tuple[list[object], object]:
     ):
         await session.initialize()
         tools = (await session.list_tools()).tools
-        called = await session.call_tool(
-            "txt2img",
-            {"prompt": "a green tree", "sampler": "Euler", "steps": 3, "width": 64, "height": 64, "seed": 11},
-        )
-        return tools, called
+        arguments = {"prompt": "a green tree", "sampler": "Euler", "steps": 3, "width": 64, "height": 64, "seed": 11}
+        called = await session.call_tool("txt2img", arguments)
+        refused = await session.call_tool("txt2img", {**arguments, "width": 100})
+        return tools, called, refused
 
 
 def test_an_mcp_client_lists_and_calls_the_txt2img_tool(locked: tuple[str, Studio]) -> None:
-    tools, called = asyncio.run(mcp_session(locked[0]))
+    tools, called, refused = asyncio.run(mcp_session(locked[0]))
     by_name = {tool.name: tool for tool in tools}  # type: ignore[attr-defined]
     assert list(by_name) == ["txt2img"], "the tabs' endpoints (gallery + state outputs) are not offered as tools"
     tool = by_name["txt2img"]
@@ -231,3 +230,5 @@ def test_an_mcp_client_lists_and_calls_the_txt2img_tool(locked: tuple[str, Studi
     assert image.size == (64, 64)
     texts = " ".join(item.text for item in called.content if item.type == "text")  # type: ignore[attr-defined]
     assert "Seed: 11" in texts and "Steps: 3" in texts
+    assert refused.isError is True  # type: ignore[attr-defined]
+    assert "width must be a multiple of 8, got 100" in refused.content[0].text  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ from studio.api.schemas import GenerationBody, Img2ImgBody, Txt2ImgBody
 from studio.errors import InvalidRequest
 from studio.images import RESIZE_MODES, mask_from_image, resize_image, to_rgb
 from studio.requests import ControlNetRequest, GenerationRequest, Img2ImgRequest, InpaintRequest, Txt2ImgRequest
-from studio.validation import Limits, check_size, resolve_seed
+from studio.validation import MAX_SEED, Limits, check_size, resolve_seed
 
 INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise"}
 """A1111's ``inpainting_fill`` numbers -> the studio's masked content (3, "latent nothing", is not offered)."""
@@ -72,13 +72,20 @@ def _common(body: GenerationBody, facts: ServerFacts) -> dict[str, Any]:
     max_batches = facts.limits.max_batch
     if not 1 <= body.n_iter <= max_batches:
         raise InvalidRequest(f"n_iter must be between 1 and {max_batches} (--max-batch), got {body.n_iter}")
+    seed = resolve_seed(body.seed)
+    last_batch_seed = seed + (body.n_iter - 1) * body.batch_size
+    if body.n_iter > 1 and last_batch_seed > MAX_SEED:
+        raise InvalidRequest(
+            f"seed {seed} leaves no room for {body.n_iter} batches of {body.batch_size} (seeds end at {MAX_SEED}); "
+            "choose a lower seed"
+        )
     return {
         "prompt": body.prompt,
         "negative_prompt": body.negative_prompt,
         "sampler": sampler_for(body.sampler_name or body.sampler_index, body.scheduler),
         "num_inference_steps": body.steps,
         "guidance_scale": body.cfg_scale,
-        "seed": resolve_seed(body.seed),
+        "seed": seed,
         "batch_size": body.batch_size,
     }
 
