@@ -76,8 +76,9 @@ def build_router(studio: Studio) -> APIRouter:
     async def progress(skip_current_image: bool = False, user: str | None = Depends(caller)) -> dict[str, Any]:
         """The caller's running job: steps, fraction, time left and the latest live preview."""
         owner = owner_of(user)
-        tracker = board.running_for(owner)
-        return responses.progress(tracker, board.waiting_for(owner), with_image=not skip_current_image)
+        tracker, waiting = board.running_for(owner), board.waiting_for(owner)
+        # Encoding the preview is pixel work: off the event loop, like every other.
+        return await anyio.to_thread.run_sync(responses.progress, tracker, waiting, not skip_current_image)
 
     @router.post("/sdapi/v1/interrupt", tags=["jobs"])
     async def interrupt(user: str | None = Depends(caller)) -> dict[str, bool]:
