@@ -2,77 +2,62 @@
 
 Speed and memory do not depend on weight values, so random weights measure what matters. The shapes follow
 SD 1.x at a smaller width (tens of millions of parameters): a VAE that downsamples by 8, a three-level UNet
-with cross-attention, a small CLIP text encoder. Built in code and saved to disk, so the studio's real loading
-code runs, with no download.
+with cross-attention, a small CLIP text encoder. Built in code (with the tests' builder, at other sizes) and
+saved to disk, so the studio's real loading code runs, with no download. ``--quick`` runs of the benchmarks use
+the tests' tiny model instead: they prove a script works, they measure nothing worth quoting.
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
-import torch
-from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from diffusers import DiffusionPipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.tiny_model import _write_tokenizer  # noqa: E402
+from tests.tiny_model import TINY, SdShape, build_sd_pipeline, save_tiny_controlnet  # noqa: E402
+
+BENCH = SdShape(
+    unet_channels=(96, 192, 384),
+    unet_down=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    unet_up=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=256,
+    vae_channels=(32, 64, 128, 128),
+    vae_sample_size=256,
+    text_hidden=256,
+    text_intermediate=1024,
+    text_heads=4,
+    text_layers=4,
+    controlnet_embedding=(16, 32, 96, 256),
+)
 
 
-def save_bench_model(folder: Path, seed: int = 0) -> Path:
-    """Save the mid-size model as a diffusers folder at ``folder`` (once; reused when it exists)."""
+def save_bench_model(folder: Path, seed: int = 0, shape: SdShape = BENCH) -> Path:
+    """Save the model of ``shape`` as a diffusers folder at ``folder`` (once; reused when it exists)."""
     if (folder / "model_index.json").exists():
         return folder
-    torch.manual_seed(seed)
-    tokenizer = _write_tokenizer(folder.parent / f".{folder.name}-tokenizer")
-    unet = UNet2DConditionModel(
-        block_out_channels=(96, 192, 384),
-        layers_per_block=2,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=256,
-        attention_head_dim=8,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(32, 64, 128, 128),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        sample_size=256,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            hidden_size=256,
-            intermediate_size=1024,
-            num_attention_heads=4,
-            num_hidden_layers=4,
-            vocab_size=len(tokenizer.get_vocab()),
-            max_position_embeddings=77,
-        )
-    )
-    pipeline = StableDiffusionPipeline(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        scheduler=PNDMScheduler(
-            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1
-        ),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipeline = build_sd_pipeline(folder.parent / f".{folder.name}-scratch", shape, seed=seed)
     pipeline.save_pretrained(folder, safe_serialization=True)
     return folder
 
 
-def parameter_count(pipeline: StableDiffusionPipeline) -> int:
+def save_bench_controlnet(model: Path, folder: Path, shape: SdShape = BENCH) -> Path:
+    """A ControlNet made from the model's UNet, saved at ``folder`` (once)."""
+    if (folder / "config.json").exists():
+        return folder
+    return save_tiny_controlnet(model, folder, shape)
+
+
+def bench_models(quick: bool) -> tuple[Path, Path]:
+    """The benchmark model and its ControlNet, saved under the temporary folder: mid-size, or tiny when quick."""
+    shape, name = (TINY, "tiny") if quick else (BENCH, "model")
+    root = Path(tempfile.gettempdir())
+    model = save_bench_model(root / f"diffusion-studio-bench-{name}", shape=shape)
+    return model, save_bench_controlnet(model, root / f"diffusion-studio-bench-{name}-controlnet", shape)
+
+
+def parameter_count(pipeline: DiffusionPipeline) -> int:
     return sum(p.numel() for name in ("unet", "vae", "text_encoder") for p in getattr(pipeline, name).parameters())

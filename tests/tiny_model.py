@@ -7,6 +7,7 @@ through the studio's real loading code. It generates a 64x64 image in a fraction
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -52,40 +53,71 @@ def _write_tokenizer(folder: Path) -> CLIPTokenizer:
     return CLIPTokenizer.from_pretrained(folder, model_max_length=77)
 
 
-def build_tiny_pipeline(scratch: Path, seed: int = 0, inpainting: bool = False) -> StableDiffusionPipeline:
-    """The tiny pipeline in memory (``scratch`` holds the tokenizer files it is built from). ``inpainting``
-    gives its UNet the 9 input channels of an inpainting model (latents, mask, masked-image latents)."""
+@dataclass(frozen=True)
+class SdShape:
+    """The sizes of an SD 1.x-shaped model: the widths and block types of the UNet, the VAE and the text encoder.
+
+    One builder makes every such model in code: the tiny one the tests use (``TINY``) and the mid-size one of the
+    CPU benchmarks (``bench/models.py``). The VAE downsamples by 2 per level after the first.
+    """
+
+    unet_channels: tuple[int, ...] = (32, 64)
+    unet_down: tuple[str, ...] = ("DownBlock2D", "CrossAttnDownBlock2D")
+    unet_up: tuple[str, ...] = ("CrossAttnUpBlock2D", "UpBlock2D")
+    cross_attention_dim: int = 32
+    attention_head_dim: int = 8
+    vae_channels: tuple[int, ...] = (32, 64)
+    vae_sample_size: int = 64
+    text_hidden: int = 32
+    text_intermediate: int = 37
+    text_heads: int = 4
+    text_layers: int = 2
+    controlnet_embedding: tuple[int, ...] = (16, 32)
+    """The ControlNet's conditioning embedding: one stride-2 step fewer than widths, as the VAE downsamples."""
+
+
+TINY = SdShape()
+
+
+def build_sd_pipeline(
+    scratch: Path, shape: SdShape = TINY, seed: int = 0, inpainting: bool = False
+) -> StableDiffusionPipeline:
+    """An SD 1.x-shaped pipeline of ``shape`` with random weights (``scratch`` holds the tokenizer files it is
+    built from). ``inpainting`` gives its UNet the 9 input channels of an inpainting model (latents, mask,
+    masked-image latents)."""
     torch.manual_seed(seed)
     tokenizer = _write_tokenizer(scratch / "tokenizer-src")
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
+        block_out_channels=shape.unet_channels,
         layers_per_block=2,
         sample_size=32,
         in_channels=9 if inpainting else 4,
         out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
+        down_block_types=shape.unet_down,
+        up_block_types=shape.unet_up,
+        cross_attention_dim=shape.cross_attention_dim,
+        attention_head_dim=shape.attention_head_dim,
     )
+    levels = len(shape.vae_channels)
     vae = AutoencoderKL(
-        block_out_channels=(32, 64),
+        block_out_channels=shape.vae_channels,
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
         latent_channels=4,
-        sample_size=64,
+        sample_size=shape.vae_sample_size,
     )
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             bos_token_id=0,
             eos_token_id=1,
             pad_token_id=1,
-            hidden_size=32,
-            intermediate_size=37,
+            hidden_size=shape.text_hidden,
+            intermediate_size=shape.text_intermediate,
             layer_norm_eps=1e-05,
-            num_attention_heads=4,
-            num_hidden_layers=2,
+            num_attention_heads=shape.text_heads,
+            num_hidden_layers=shape.text_layers,
             vocab_size=len(tokenizer.get_vocab()),
             max_position_embeddings=77,
         )
@@ -106,6 +138,11 @@ def build_tiny_pipeline(scratch: Path, seed: int = 0, inpainting: bool = False) 
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def build_tiny_pipeline(scratch: Path, seed: int = 0, inpainting: bool = False) -> StableDiffusionPipeline:
+    """The tiny pipeline in memory (``scratch`` holds the tokenizer files it is built from)."""
+    return build_sd_pipeline(scratch, TINY, seed=seed, inpainting=inpainting)
 
 
 def save_tiny_model(folder: Path, seed: int = 0, inpainting: bool = False) -> Path:
@@ -176,11 +213,11 @@ def save_tiny_sdxl_model(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def save_tiny_controlnet(model_folder: Path, folder: Path) -> Path:
-    """A tiny canny ControlNet made from the tiny model's UNet (its encoder copied, zero convolutions zeroed)
-    and saved as a diffusers folder. The conditioning embedding downsamples once, as the tiny VAE does."""
+def save_tiny_controlnet(model_folder: Path, folder: Path, shape: SdShape = TINY) -> Path:
+    """A canny ControlNet made from the model's UNet (its encoder copied, zero convolutions zeroed) and saved as
+    a diffusers folder. The conditioning embedding downsamples as the model's VAE does."""
     unet = UNet2DConditionModel.from_pretrained(model_folder, subfolder="unet")
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=shape.controlnet_embedding)
     # Random weights in the zero convolutions, so the ControlNet changes the output and tests can see it.
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
