@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from studio.cancellation import CancelRegistry
 from studio.devices import resolve_placement
+from studio.fast_paths import SpeedOptions
 from studio.loading import MemoryOptions
 from studio.model_manager import ModelManager
 from studio.outputs import OutputStore
@@ -40,6 +41,7 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
             cache_bytes=int(settings.cache_gb * 2**30),
             single_file_config=settings.model_config,
             allow_pickle=settings.allow_pickle,
+            speed=SpeedOptions(compile=settings.compile),
             memory=MemoryOptions(
                 attention_slicing=settings.attention_slicing,
                 vae_slicing=settings.vae_slicing,

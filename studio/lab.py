@@ -38,7 +38,7 @@ from studio.errors import Cancelled, InvalidRequest, OutOfMemory
 from studio.loading import looks_local
 from studio.model_manager import Job, ModelManager, Task
 from studio.requests import RANDOM_SEED
-from studio.schedulers import DEFAULT_SAMPLER, SAMPLER_NAMES, check_sampler
+from studio.schedulers import DEFAULT_SAMPLER, SAMPLER_NAMES, check_sampler, check_sampler_steps
 from studio.vae_decode import decode_latents, float32_vae
 from studio.validation import (
     MAX_SEED,
@@ -637,6 +637,7 @@ def validate_trajectory(request: TrajectoryRequest, limits: Limits) -> Trajector
     sampler = check_sampler(request.sampler)
     common = _validate_generation(request, limits)
     steps = common["num_inference_steps"]
+    check_sampler_steps(sampler.name, steps)
     every = whole_number("every", request.every)
     if not 1 <= every <= steps:
         raise InvalidRequest(f"every (steps between frames) must be between 1 and the steps ({steps}), got {every}")
@@ -773,13 +774,16 @@ def validate_race(request: RaceRequest, limits: Limits) -> RaceRequest:
             f"at most {limits.max_cells} per comparison (--max-cells). Race fewer samplers"
             + (", or turn off the rerun." if request.rerun else ".")
         )
+    common = _validate_generation(request, limits)
+    for sampler in samplers:
+        check_sampler_steps(sampler, common["num_inference_steps"])
     return replace(
         request,
         samplers=samplers,
         ddpm_steps=check_steps(request.ddpm_steps, limits) if "DDPM" in samplers else request.ddpm_steps,
         eta=check_fraction("eta", request.eta),
         rerun=check_flag("rerun", request.rerun),
-        **_validate_generation(request, limits),
+        **common,
     )
 
 

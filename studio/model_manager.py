@@ -32,6 +32,8 @@ from diffusers import (
 
 from studio.devices import Placement
 from studio.errors import InvalidRequest, ModelLoadError
+from studio.fast_paths import SpeedOptions, speed_up, speed_up_module, undo_compile, warm_up
+from studio.few_step import STANDARD, GenerationDefaults, adapt_scheduler, defaults_for_pipeline
 from studio.loading import (
     MemoryOptions,
     display_name,
@@ -90,6 +92,13 @@ class LoadedModel:
     pipeline: DiffusionPipeline
     family: str
     placement: Placement
+    defaults: GenerationDefaults = STANDARD
+    """Sampler, steps and CFG the model wants (few-step models want few steps and no CFG)."""
+
+    @property
+    def upcasts_vae(self) -> bool:
+        """Whether its float16 VAE decodes in float32, as diffusers' SDXL pipelines do when the config says so."""
+        return self.family == "SDXL" and bool(getattr(self.pipeline.vae.config, "force_upcast", False))
 
     def describe(self) -> str:
         return f"{self.source} ({self.family}, {self.placement.describe()})"
@@ -116,6 +125,7 @@ class ModelManager:
         inpaint_source: str | None = None,
         controlnet_source: str | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        speed: SpeedOptions | None = None,
         single_file_config: str | None = None,
         allow_pickle: bool = False,
         loader: Loader = load_pipeline,
@@ -133,6 +143,9 @@ class ModelManager:
         self.placement = placement
         self.offline = offline
         self.memory = memory or MemoryOptions()
+        self.speed = speed or SpeedOptions()
+        self.compile_seconds: dict[str, float] = {}
+        """Seconds torch.compile took at each load (with --compile), by model source."""
         self._loader = loader
         self._model: LoadedModel | None = None
         self._lock = threading.RLock()
@@ -158,7 +171,27 @@ class ModelManager:
             single_file_config=self.single_file_config,
             allow_pickle=self.allow_pickle,
         )
-        return LoadedModel(source, pipeline, model_family(pipeline), self.placement)
+        model = LoadedModel(
+            source, pipeline, model_family(pipeline), self.placement, defaults_for_pipeline(source, pipeline)
+        )
+        adapt_scheduler(pipeline, model.defaults)
+        applied = speed_up(pipeline, self.placement.device, self.speed, self.memory.attention_slicing)
+        if applied:
+            log.info("fast paths for %s: %s", source, ", ".join(applied))
+        if self.speed.compile:
+            self._warm_up(model)
+        return model
+
+    def _warm_up(self, model: LoadedModel) -> None:
+        """Compile for the common shape now, at load, rather than in the first user's request. When compiling
+        fails here (no compiler on this machine, an unsupported device), the model serves uncompiled."""
+        try:
+            watch = warm_up(model.pipeline, model.defaults, model.upcasts_vae)
+        except (RuntimeError, OSError, ImportError) as error:
+            log.warning("torch.compile failed for %s (%s); serving it without compile", model.source, error)
+            undo_compile(model.pipeline)
+            return
+        self.compile_seconds[model.source] = watch.seconds
 
     def current(self) -> LoadedModel:
         """The base model, loaded on first use. Raises ``ModelLoadError`` (with the reason) when it cannot load."""
@@ -208,6 +241,7 @@ class ModelManager:
     def _inpaint_unet(self) -> UNet2DConditionModel:
         assert self.inpaint_source is not None
         unet = self._unet_loader(self.inpaint_source, self.placement, self.offline, self.allow_pickle)
+        speed_up_module(unet, self.placement.device, self.speed, compile_it=True)
         if not is_inpainting_unet(unet):
             raise ModelLoadError(
                 f"--inpaint-model {display_name(self.inpaint_source)!r} is not an inpainting model: its UNet takes "
@@ -241,7 +275,12 @@ class ModelManager:
             controlnet = held.enter_context(
                 self.extras.use(
                     ("controlnet", source),
-                    lambda: self._controlnet_loader(source, self.placement, self.offline, self.allow_pickle),
+                    lambda: speed_up_module(
+                        self._controlnet_loader(source, self.placement, self.offline, self.allow_pickle),
+                        self.placement.device,
+                        self.speed,
+                        compile_it=False,  # its conditioning scale is a float input: each value would recompile
+                    ),
                 )
             )
             if controlnet.config.cross_attention_dim != base_unet.config.cross_attention_dim:

@@ -22,6 +22,7 @@ from diffusers import (
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     HeunDiscreteScheduler,
+    LCMScheduler,
     LMSDiscreteScheduler,
     PNDMScheduler,
     UniPCMultistepScheduler,
@@ -33,11 +34,13 @@ from studio.errors import InvalidRequest
 
 @dataclass(frozen=True)
 class Sampler:
-    """One entry of the sampler menu: the scheduler class and the config overrides that make it this sampler."""
+    """One entry of the sampler menu: the scheduler class and the config overrides that make it this sampler.
+    ``max_steps`` is the most steps it can take, where that is fewer than any model allows."""
 
     name: str
     scheduler_class: type[SchedulerMixin]
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    max_steps: int | None = None
 
 
 SAMPLERS: dict[str, Sampler] = {
@@ -54,6 +57,9 @@ SAMPLERS: dict[str, Sampler] = {
         Sampler("DDPM", DDPMScheduler),
         Sampler("PNDM", PNDMScheduler),
         Sampler("UniPC", UniPCMultistepScheduler),
+        # For LCM models and LCM-LoRAs (studio/few_step.py). It picks its steps from a 50-step schedule, the
+        # default original_inference_steps, so it cannot take more.
+        Sampler("LCM", LCMScheduler, max_steps=50),
     )
 }
 SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLERS)
@@ -66,6 +72,16 @@ def check_sampler(name: str) -> Sampler:
         return SAMPLERS[name]
     except (KeyError, TypeError):
         raise InvalidRequest(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLER_NAMES)}") from None
+
+
+def check_sampler_steps(name: str, steps: int) -> None:
+    """Refuse more steps than sampler ``name`` can take, saying how many it can."""
+    sampler = check_sampler(name)
+    if sampler.max_steps is not None and steps > sampler.max_steps:
+        raise InvalidRequest(
+            f"the {name} sampler takes at most {sampler.max_steps} steps (it is made for 2-8), got {steps}; "
+            "lower the steps or choose another sampler"
+        )
 
 
 def build_scheduler(name: str, model_config: Mapping[str, Any], seeds: Sequence[int]) -> SchedulerMixin:

@@ -6,6 +6,7 @@ here, and show the result. Every check happens before the GPU is taken, and ever
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ from PIL import Image
 
 from studio import __version__, compare, images
 from studio.errors import Cancelled, InvalidRequest, OutOfMemory
+from studio.fast_paths import watch_compiles
 from studio.loading import looks_local
 from studio.metadata import Parameters, attach, format_parameters, format_value, parse_parameters, png_info
 from studio.model_manager import ModelManager, Task
@@ -35,7 +37,7 @@ from studio.requests import (
     InpaintRequest,
     Txt2ImgRequest,
 )
-from studio.schedulers import check_sampler
+from studio.schedulers import check_sampler, check_sampler_steps
 from studio.vae_decode import decode_latents
 from studio.validation import (
     MAX_MASK_BLUR,
@@ -72,6 +74,7 @@ CompareProgress = Callable[[int, int, int, int], None]
 """Called after every denoising step of a comparison with (steps done, steps in all, cells done, cells in all)."""
 
 VERSION_TAG = f"Diffusion Studio {__version__}"
+log = logging.getLogger(__name__)
 
 
 def model_name(source: str) -> str:
@@ -83,6 +86,7 @@ def _validate_common(request: Any, limits: Limits) -> dict[str, Any]:
     """The fields every generation request has, checked; returns the normalised values."""
     check_sampler(request.sampler)
     steps = check_steps(request.num_inference_steps, limits)
+    check_sampler_steps(request.sampler, steps)
     return {
         "prompt": check_text("prompt", request.prompt),
         "negative_prompt": check_text("negative_prompt", request.negative_prompt),
@@ -226,6 +230,9 @@ def validate_compare(request: CompareRequest, limits: Limits) -> CompareRequest:
     if image is not None and axis == "Steps":
         for value in values:
             check_strength(strength, int(value))
+    for sampler in values if axis == "Sampler" else (request.sampler,):
+        for cell_steps in values if axis == "Steps" else (steps,):
+            check_sampler_steps(str(sampler), int(cell_steps))
     return replace(
         request,
         prompts=prompts,
@@ -600,7 +607,7 @@ class StudioService:
         """One pipeline call on the GPU: one CPU generator per image, latents out, decoded here (with the float32
         retry). Returns the pictures, notes for the user, and the model's name."""
         try:
-            with self.manager.job(task, sampler, seeds) as job:
+            with self.manager.job(task, sampler, seeds) as job, watch_compiles() as compiles:
                 output = job.pipeline(
                     generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
                     output_type="latent",
@@ -609,7 +616,9 @@ class StudioService:
                 )
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("Stopped: the generation was interrupted and nothing was kept.")
-                decoded, notes = decode_latents(job.pipeline.vae, job.pipeline.image_processor, output.images)
+                decoded, notes = decode_latents(
+                    job.pipeline.vae, job.pipeline.image_processor, output.images, upcast=job.model.upcasts_vae
+                )
         except torch.OutOfMemoryError:
             # The GPU lock is released already; drop what the failed job held before anyone else runs.
             self.manager.free_memory()
@@ -618,6 +627,19 @@ class StudioService:
                 f"Out of memory on {self.manager.placement.device.type} making {len(seeds)} image(s) at {size}. "
                 "The memory was freed: lower the size or the batch size and try again."
             ) from None
+        if compiles.new_graphs and self.manager.speed.compile:
+            shape = f"{arguments['width']}x{arguments['height']}" if "width" in arguments else "this size"
+            log.info(
+                "torch.compile: %d new graphs for %s, batch %d (%.1f s)",
+                compiles.new_graphs,
+                shape,
+                len(seeds),
+                compiles.seconds,
+            )
+            notes.append(
+                f"The first run at {shape} with {len(seeds)} image(s) compiled the model for that shape "
+                f"(--compile; {compiles.seconds:.0f} s in all); the next runs at that shape start at once."
+            )
         return decoded, notes, model_name(job.model.source)
 
     def _run(

@@ -361,7 +361,7 @@ def test_race_times_each_sampler_and_matches_txt2img(studio: Studio) -> None:
         ({"width": 100}, "width must be a multiple of 8, got 100; try 104 or 96"),
         (
             {"samplers": SAMPLER_NAMES},
-            "11 samplers run twice make 22 images; this studio makes at most 16 per comparison \\(--max-cells\\). "
+            "12 samplers run twice make 24 images; this studio makes at most 16 per comparison \\(--max-cells\\). "
             "Race fewer samplers, or turn off the rerun.",
         ),
     ],

@@ -2,7 +2,7 @@ import pytest
 from diffusers import DPMSolverMultistepScheduler, PNDMScheduler
 
 from studio.errors import InvalidRequest
-from studio.schedulers import SAMPLER_NAMES, build_scheduler
+from studio.schedulers import SAMPLER_NAMES, build_scheduler, check_sampler_steps
 
 SD15_SCHEDULER = PNDMScheduler(
     beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1
@@ -20,6 +20,7 @@ A1111_NAMES = (
     "DDPM",
     "PNDM",
     "UniPC",
+    "LCM",
 )
 
 
@@ -51,6 +52,13 @@ def test_sde_sampler_is_seeded_per_image() -> None:
 
 def test_every_call_builds_a_new_scheduler() -> None:
     assert build_scheduler("Euler", SD15_SCHEDULER, [1]) is not build_scheduler("Euler", SD15_SCHEDULER, [1])
+
+
+def test_lcm_refuses_more_steps_than_its_schedule_has() -> None:
+    check_sampler_steps("LCM", 50)
+    check_sampler_steps("DDIM", 150)
+    with pytest.raises(InvalidRequest, match="the LCM sampler takes at most 50 steps .* got 51; lower the steps"):
+        check_sampler_steps("LCM", 51)
 
 
 def test_unknown_sampler_lists_the_choices() -> None:

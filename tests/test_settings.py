@@ -101,10 +101,22 @@ def test_help_documents_every_flag() -> None:
         "--cpu-offload",
         "--no-api",
         "--mcp",
+        "--compile",
     ):
         assert flag in text
     assert "STUDIO_" in text
     assert "lllyasviel/control_v11p_sd15_canny" in text, "the family defaults are documented"
+
+
+def test_compile_is_opt_in_from_flag_or_environment() -> None:
+    assert not Settings.from_cli([], environ={}).compile
+    assert Settings.from_cli(["--compile"], environ={}).compile
+    assert Settings.from_cli([], environ={"STUDIO_COMPILE": "1"}).compile
+
+
+def test_compile_refuses_cpu_offload_with_the_fix() -> None:
+    with pytest.raises(SettingsError, match="--compile and --cpu-offload do not go together.*--cpu-offload alone"):
+        Settings.from_cli(["--compile", "--cpu-offload"], environ={})
 
 
 def test_cpu_placement_is_float32_and_refuses_float16() -> None:

@@ -8,9 +8,10 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from studio.few_step import defaults_for_source
 from studio.images import fit_within
 from studio.requests import RANDOM_SEED
-from studio.schedulers import DEFAULT_SAMPLER, SAMPLER_NAMES
+from studio.schedulers import SAMPLER_NAMES
 from studio.settings import Settings
 from studio.validation import MAX_GUIDANCE_SCALE, MIN_SIDE
 
@@ -75,15 +76,19 @@ def max_side(settings: Settings) -> int:
 def build_generation_controls(
     tab: str, settings: Settings, *, with_size: bool = True, with_batch: bool = True
 ) -> GenerationControls:
-    """Sampler, steps, CFG, size, seed and batch widgets for ``tab`` (used in elem_ids for tests and CSS)."""
+    """Sampler, steps, CFG, size, seed and batch widgets for ``tab`` (used in elem_ids for tests and CSS).
+
+    Sampler, steps and CFG open with the model's own defaults: DPM++ 2M Karras, 25 steps and CFG 7 for most
+    models, a few steps without CFG for Turbo and LCM models (studio/few_step.py)."""
     largest = max_side(settings)
     default_side = min(512, largest)
+    defaults = defaults_for_source(settings.model)
     with gr.Row():
-        sampler = gr.Dropdown(SAMPLER_NAMES, value=DEFAULT_SAMPLER, label="Sampler", elem_id=f"{tab}-sampler", scale=2)
+        sampler = gr.Dropdown(SAMPLER_NAMES, value=defaults.sampler, label="Sampler", elem_id=f"{tab}-sampler", scale=2)
         steps = gr.Slider(
             1,
             settings.max_steps,
-            value=min(25, settings.max_steps),
+            value=min(defaults.num_inference_steps, settings.max_steps),
             step=1,
             label="Steps",
             elem_id=f"{tab}-steps",
@@ -96,7 +101,13 @@ def build_generation_controls(
             height = gr.Slider(MIN_SIDE, largest, value=default_side, step=8, label="Height", elem_id=f"{tab}-height")
     with gr.Row():
         guidance_scale = gr.Slider(
-            0, MAX_GUIDANCE_SCALE, value=7.0, step=0.5, label="CFG scale", elem_id=f"{tab}-cfg", scale=3
+            0,
+            MAX_GUIDANCE_SCALE,
+            value=defaults.guidance_scale,
+            step=0.5,
+            label="CFG scale",
+            elem_id=f"{tab}-cfg",
+            scale=3,
         )
         batch_size = (
             gr.Slider(1, settings.max_batch, value=1, step=1, label="Batch size", elem_id=f"{tab}-batch", scale=2)
