@@ -134,7 +134,9 @@ def fuse_qkv(pipeline: DiffusionPipeline) -> list[str]:
 def compile_module(module: nn.Module, backend: str = "inductor", mode: str = "default") -> None:
     """Compile ``module``'s forward in place (the module object stays the same, so pipelines derived with
     ``from_pipe`` share the compiled model), with static shapes."""
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    config = torch._dynamo.config
+    limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.7 names
+    setattr(config, limit, max(getattr(config, limit), RECOMPILE_LIMIT))
     torch._dynamo.config.suppress_errors = True  # a graph that fails to compile runs eagerly, not fails the job
     options: dict[str, Any] = {"backend": backend, "dynamic": False}
     if backend == "inductor":
