@@ -17,14 +17,15 @@ Always on, with no flag (each where it helps and is safe):
   eager. Compile errors fall back to eager for that call instead of failing it.
 - The compile mode is inductor's "default", without CUDA graphs: CUDA graph trees are kept per thread, and Gradio
   runs each job on one of many worker threads, so every thread would record its own graphs in its own memory
-  pool. ``compile_module`` can still take another mode (bench/gpu.py measures what CUDA graphs would add).
+  pool. ``compile_module`` can still take another mode; bench/gpu.py measures how much of a step CUDA graphs
+  could save, by replaying one UNet forward from a graph.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +53,7 @@ class SpeedOptions:
     """The fast paths a model manager applies to what it loads."""
 
     compile: bool = False
-    backend: str = "inductor"
+    backend: str | Callable[..., Any] = "inductor"
     """torch.compile's backend; the tests use "eager" (dynamo's tracing and guards without code generation)."""
     mode: str = "default"
     """inductor's mode for the UNet and the VAE decoder (see the module docstring for why not reduce-overhead)."""
@@ -131,7 +132,7 @@ def fuse_qkv(pipeline: DiffusionPipeline) -> list[str]:
     return fused
 
 
-def compile_module(module: nn.Module, backend: str = "inductor", mode: str = "default") -> None:
+def compile_module(module: nn.Module, backend: str | Callable[..., Any] = "inductor", mode: str = "default") -> None:
     """Compile ``module``'s forward in place (the module object stays the same, so pipelines derived with
     ``from_pipe`` share the compiled model), with static shapes."""
     config = torch._dynamo.config

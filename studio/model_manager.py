@@ -178,7 +178,7 @@ class ModelManager:
         applied = speed_up(pipeline, self.placement.device, self.speed, self.memory.attention_slicing)
         if applied:
             log.info("fast paths for %s: %s", source, ", ".join(applied))
-        if self.speed.compile:
+        if self.speed.compile and not is_inpainting_unet(pipeline.unet):  # an inpainting model cannot make txt2img
             self._warm_up(model)
         return model
 

@@ -181,6 +181,21 @@ def test_only_sdxl_vaes_decode_in_float32(tiny_model: Path, tmp_path: Path) -> N
     assert sdxl.upcasts_vae
 
 
+def test_channels_last_is_for_cuda_only() -> None:
+    options = SpeedOptions()
+    assert options.uses_channels_last(torch.device("cuda"))
+    assert not options.uses_channels_last(torch.device("cpu"))
+    assert not options.uses_channels_last(torch.device("mps"))
+
+
+def test_an_inpainting_base_compiles_on_first_use_not_at_load(tiny_inpaint_model: Path) -> None:
+    """Its UNet takes 9 channels: a text-to-image warm-up would fail and turn compile off for nothing."""
+    manager = ModelManager(str(tiny_inpaint_model), CPU, speed=FAST)
+    model = manager.current()
+    assert is_compiled(model.pipeline.unet)
+    assert manager.compile_seconds == {}
+
+
 def test_settings_turn_compile_on(tiny_model: Path) -> None:
     studio = build_studio(Settings(model=str(tiny_model), device="cpu", outputs=None, compile=True))
     assert studio.manager.speed.compile and studio.manager.loaded is None, "compiles at load, not at start"
