@@ -2,6 +2,7 @@
 architectures (parameter counts equal the published models'), and its dry run goes through a phase on the CPU.
 No timing is checked: benchmarks report numbers, tests do not judge them."""
 
+import importlib
 import json
 
 import pytest
@@ -40,3 +41,19 @@ def test_a_dry_run_goes_through_setup_and_a_phase(capsys: pytest.CaptureFixture[
         "sd15_batch_8_compiled_images_per_s_over_plain",
         "all_tasks_resident_over_base_plus_controlnet_weights",
     }
+
+
+@pytest.mark.parametrize("name", ["studio_overhead", "task_derivation", "compare_batching"])
+def test_the_cpu_benchmarks_run_quick(name: str) -> None:
+    """--quick on the tiny model, in this process (the memory and start-up ones start processes of their own and
+    were left to be run by hand): each returns its JSON document, whose numbers are not judged here."""
+    module = importlib.import_module(f"bench.{name}")
+    document = module.run(quick=True)
+    assert document["benchmark"] == name and document["quick"] is True
+    assert json.loads(json.dumps(document)) == document
+    assert {"date", "machine", "torch", "diffusers"} <= set(document)
+
+
+@pytest.mark.parametrize("name", ["task_memory", "startup"])
+def test_the_process_starting_benchmarks_import(name: str) -> None:
+    assert importlib.import_module(f"bench.{name}") is not None
