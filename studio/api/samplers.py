@@ -25,6 +25,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "DDPM": ("ddpm",),
     "PNDM": ("PLMS", "plms"),  # Stable Diffusion's PNDM config skips the Runge-Kutta steps: it is PLMS
     "UniPC": ("unipc",),
+    "LCM": ("k_lcm",),
 }
 # Samplers A1111 names without their schedule whose default schedule is Karras.
 _KARRAS_BY_DEFAULT = {"DPM++ SDE": "DPM++ SDE Karras"}
