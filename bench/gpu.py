@@ -617,6 +617,11 @@ def phase_sd15(run: Run, shared: Shared) -> dict[str, Any]:
     contenders = {"plain": plain_contender(plain, size), "studio": studio_contender(studio, size)}
     found["batch_1"] = race(run, contenders, 1, run.rounds, run.steps)
     log(f"sd15 batch 1: {found['batch_1']}")
+    # Random weights must not overflow float16: a NaN image would send the studio's decode round again in float32.
+    found["nan_check"] = {
+        "plain_output_has_nan": bool(torch.isnan(contenders["plain"](None, 2, 1)).any()),
+        "studio_notes": list(contenders["studio"](None, 2, 1).notes),
+    }
     found[f"batch_{run.batch}"] = race(run, contenders, run.batch, 2, run.steps)
     scale = studio.manager.current().pipeline.vae_scale_factor
     tflop = unet_tflop_per_cfg_step(run, plain.unet, size, scale)

@@ -31,7 +31,7 @@ SAMPLER = "DPM++ 2M Karras"
 
 
 def run(quick: bool) -> dict[str, object]:
-    repeats = 3 if quick else 20
+    repeats = 2 if quick else 20
     model, controlnet = bench_models(quick)
     studio = build_studio(Settings(model=str(model), device="cpu", outputs=None, controlnet_model=str(controlnet)))
     studio.service.txt2img(Txt2ImgRequest("a house", width=64, height=64, num_inference_steps=2, seed=1))
