@@ -42,7 +42,14 @@ def run(quick: bool) -> dict[str, object]:
 
     def bare_run() -> None:
         generator = [torch.Generator("cpu").manual_seed(SEED)]
-        images["bare"] = bare(PROMPT, width=size, height=size, num_inference_steps=steps, generator=generator).images[0]
+        images["bare"] = bare(
+            PROMPT,
+            width=size,
+            height=size,
+            num_inference_steps=steps,
+            guidance_scale=request.guidance_scale,  # diffusers' default is 7.5, the studio's 7
+            generator=generator,
+        ).images[0]
 
     times = interleaved({"bare_diffusers": bare_run, "studio": studio_run}, rounds)
     medians = {name: summary(values)["median_s"] for name, values in times.items()}
