@@ -15,6 +15,7 @@ from studio.ui.img2img import build_img2img_tab
 from studio.ui.inpaint import build_inpaint_tab
 from studio.ui.lab import build_lab_tab
 from studio.ui.mcp_tools import add_mcp_tools, check_mcp_extra, keep_only_mcp_tools
+from studio.ui.pnginfo import build_pnginfo_tab, wire_pnginfo_send_to
 from studio.ui.server import launch as serve
 from studio.ui.tabs import wire_send_to
 from studio.ui.txt2img import build_txt2img_tab
@@ -56,7 +57,9 @@ def create_demo(studio: Studio) -> gr.Blocks:
             ]
             build_compare_tab(studio)
             build_lab_tab(studio)
-        wire_send_to(tabs, generation_tabs)
+            pnginfo = build_pnginfo_tab(studio)
+        wire_send_to(tabs, generation_tabs, studio.settings.max_pixels)
+        wire_pnginfo_send_to(tabs, pnginfo, generation_tabs, studio)
         refresh = {"fn": lambda: model_status(studio), "outputs": status, "api_visibility": "private", "queue": False}
         demo.load(**refresh)
         for tab in generation_tabs:
