@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import gradio
+import httpx
 import pytest
 import yaml
 from gradio_client import Client
@@ -254,6 +255,9 @@ def test_a_zerogpu_space_loads_at_start_and_runs_handlers_in_a_gpu_worker(zero_g
     assert api.calls[0][0] == "/startup-report", "spaces saw decorated handlers when the app launched"
     assert "loading model" in zero_gpu_space.startup_log, "the weights loaded at start-up (ZeroGPU requires it)"
     assert "cached controlnet" in zero_gpu_space.startup_log, "the ControlNet too, before any request"
+    # REST jobs would run outside spaces.GPU, in the process without a GPU: the A1111 routes are not served there.
+    assert "REST API is off on ZeroGPU" in zero_gpu_space.startup_log
+    assert httpx.get(zero_gpu_space.url + "sdapi/v1/samplers", timeout=30).status_code == 404
     client = Client(zero_gpu_space.url, verbose=False)
     gallery, seeds, parameters, _ = generate(client, "a lighthouse", seed=3, steps=3)
     assert seeds == "3" and "Steps: 3, Sampler: Euler" in parameters
@@ -287,6 +291,9 @@ def test_stop_reaches_the_worker_on_zerogpu(zero_gpu_space: ZeroGpuSpace) -> Non
     with api.released:  # the job has a GPU: it runs in the worker now
         assert api.released.wait_for(lambda: schedules() > before, timeout=120)
     token = f"token-{before + 1}"
+    # Its first streamed update (the heartbeat after a step) has reached us, so Gradio holds the stream and Stop
+    # closes it. (A Stop before that cancels the task only: Gradio has no stream to close yet; see the README.)
+    next(iter(job))
     job.cancel()
     with api.released:  # the worker hands the GPU back when the job has ended, stopped or finished
         assert api.released.wait_for(lambda: token in api.tokens_released(), timeout=300)

@@ -87,6 +87,8 @@ def stream(
     worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
     worker.start()
     try:
+        if heartbeat:  # at once: Gradio holds a stream it can close (and so stop) only after its first update
+            yield unchanged_outputs(outputs)
         while True:
             kind, value = updates.get()
             if kind == "preview":
