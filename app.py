@@ -19,13 +19,19 @@ try:
 except SettingsError as error:
     sys.exit(f"diffusion studio: {error}")
 
-from studio.composition import build_studio
+# Hugging Face's `spaces` package (when installed) must come before torch: on ZeroGPU it patches torch's CUDA entry
+# points. This module imports it and nothing heavy; everything below brings torch in.
+from studio.ui import zerogpu  # noqa: F401, I001
+
+from studio.composition import build_studio, load_at_startup
 from studio.ui import create_demo, launch
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 try:
     studio = build_studio(settings)
+    if os.environ.get("SPACE_ID"):  # on Hugging Face Spaces: weights load now (ZeroGPU requires it), not on first use
+        load_at_startup(studio)
     demo = create_demo(studio)
 except SettingsError as error:
     sys.exit(f"diffusion studio: {error}")

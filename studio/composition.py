@@ -5,18 +5,22 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from studio.cancellation import CancelRegistry
 from studio.devices import resolve_placement
+from studio.errors import StudioError
 from studio.fast_paths import SpeedOptions
 from studio.loading import MemoryOptions
-from studio.model_manager import ModelManager
+from studio.model_manager import ModelManager, Task
 from studio.outputs import OutputStore
 from studio.preview import PreviewOptions
 from studio.service import StudioService
 from studio.settings import Settings
 from studio.validation import Limits
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,5 +60,22 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
         max_cells=settings.max_cells,
     )
     previews = PreviewOptions(every=settings.preview_every, mode=settings.preview_mode)
-    service = StudioService(manager, limits, OutputStore(settings.outputs), previews)
+    service = StudioService(manager, limits, OutputStore(settings.outputs, settings.save_format), previews)
     return Studio(settings=settings, manager=manager, service=service, cancels=CancelRegistry())
+
+
+def load_at_startup(studio: Studio) -> None:
+    """Load the weights now rather than on the first request: the base model, the ControlNet its family uses and
+    the ``--inpaint-model`` UNet.
+
+    On Hugging Face Spaces a visitor should not wait for the download, and on ZeroGPU it is required: each request
+    runs in a process forked for it, so weights loaded there would be loaded again for every request. A model that
+    cannot load does not stop the studio; the first generation says why, as it does elsewhere.
+    """
+    for task in (Task.TXT2IMG, Task.INPAINT, Task.CONTROLNET):  # the base model first: the others join it
+        try:
+            studio.manager.preload(task)
+        except StudioError as error:  # an inpainting base model has no ControlNet, say; the rest still loads
+            log.warning("loading %s weights at start-up failed: %s", task.value, error)
+            if task is Task.TXT2IMG:
+                return

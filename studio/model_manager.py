@@ -292,6 +292,13 @@ class ModelManager:
             return {"controlnet": controlnet}
         return {}
 
+    def preload(self, task: Task) -> None:
+        """Load the base model and what ``task`` adds to it (its ControlNet, the ``--inpaint-model`` UNet) now,
+        into the cache, instead of on the first request that needs them."""
+        model = self.current()
+        with ExitStack() as held:
+            self._task_modules(task, model, held)
+
     @contextmanager
     def job(self, task: Task, sampler: str, seeds: Sequence[int]) -> Iterator[Job]:
         """A pipeline for ``task`` on the loaded weights, with its own ``sampler`` scheduler, holding the GPU.

@@ -196,6 +196,8 @@ class GeneratedImage:
     seed: int
     parameters: str
     path: Path | None = None
+    image_format: str = "png"
+    """The format it was saved in (and is offered for download in): png, jpeg or webp."""
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,58 @@ SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLERS)
 DEFAULT_SAMPLER = "DPM++ 2M Karras"
 
 
+# Names other tools write for samplers this studio has under another name.
+_ALIASES = {
+    "plms": "PNDM",  # A1111's PLMS is the pseudo linear multistep method diffusers calls PNDM (without its PRK steps)
+    "k_euler_a": "Euler a",  # A1111's old API names
+    "k_euler": "Euler",
+    "k_heun": "Heun",
+    "k_lms": "LMS",
+    "k_dpmpp_2m": "DPM++ 2M",
+    "k_dpmpp_2m_ka": "DPM++ 2M Karras",
+    "k_dpmpp_sde_ka": "DPM++ SDE Karras",
+    "euler_a": "Euler a",
+    "unipc": "UniPC",
+}
+# Samplers this studio does not have, and the nearest one it has (same family, same noise schedule).
+_NEAREST = {
+    "dpm++ 2m sde": "DPM++ 2M",
+    "dpm++ 2m sde karras": "DPM++ 2M Karras",
+    "dpm++ 2m sde exponential": "DPM++ 2M",
+    "dpm++ 3m sde": "DPM++ 2M",
+    "dpm++ 3m sde karras": "DPM++ 2M Karras",
+    "dpm++ sde": "DPM++ SDE Karras",
+    "dpm++ 2s a": "Euler a",
+    "dpm++ 2s a karras": "Euler a",
+    "dpm2": "Heun",
+    "dpm2 karras": "Heun",
+    "dpm2 a": "Euler a",
+    "dpm2 a karras": "Euler a",
+    "lms karras": "LMS",
+    "restart": "Euler",
+}
+_SCHEDULE_SUFFIXES = (" karras", " exponential", " polyexponential", " sgm uniform", " uniform", " automatic")
+
+
+def sampler_from_a1111(name: str) -> tuple[str, str | None]:
+    """The sampler of this studio for a sampler name written by A1111, Forge or SD.Next, and a note when it is
+    only the nearest one (the image will not be reproduced exactly with it). Unknown names give the default."""
+    key = " ".join(str(name).split()).lower()
+    by_key = {sampler.lower(): sampler for sampler in SAMPLER_NAMES}
+    if key in by_key:
+        return by_key[key], None
+    if key in _ALIASES:
+        return _ALIASES[key], None
+    if key in _NEAREST:
+        nearest = _NEAREST[key]
+        return nearest, f"sampler {name!r} is not available here; {nearest!r} is the nearest"
+    for suffix in _SCHEDULE_SUFFIXES:
+        if key.endswith(suffix) and key[: -len(suffix)] in by_key:
+            nearest = by_key[key[: -len(suffix)]]
+            return nearest, f"sampler {name!r} is not available here; {nearest!r} is the nearest"
+    return DEFAULT_SAMPLER, f"sampler {name!r} is unknown here; {DEFAULT_SAMPLER!r} was chosen instead"
+
+
 def check_sampler(name: str) -> Sampler:
     """The sampler called ``name``, or an error listing the names that exist."""
     try:

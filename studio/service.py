@@ -21,7 +21,15 @@ from studio import __version__, compare, images
 from studio.errors import Cancelled, InvalidRequest, OutOfMemory
 from studio.fast_paths import watch_compiles
 from studio.loading import looks_local
-from studio.metadata import Parameters, attach, format_parameters, format_value, parse_parameters, png_info
+from studio.metadata import (
+    Parameters,
+    attach,
+    check_image_format,
+    format_parameters,
+    format_value,
+    parse_parameters,
+    png_info,
+)
 from studio.model_manager import ModelManager, Task
 from studio.outputs import OutputStore
 from studio.preview import PreviewOptions, approximate, decode_first
@@ -314,6 +322,7 @@ class StudioService:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         preview: PreviewCallback | None = None,
+        image_format: str | None = None,
     ) -> GenerationResult:
         """Generate ``request.batch_size`` images; image *i* uses seed ``seed + i`` and its own CPU generator,
         so any image of a batch can be made again alone, at any batch size, on any device."""
@@ -324,7 +333,7 @@ class StudioService:
             arguments={"width": request.width, "height": request.height},
             size=(request.width, request.height),
         )
-        return self._run(plan, progress, cancel, preview)
+        return self._run(plan, progress, cancel, preview, image_format)
 
     def img2img(
         self,
@@ -333,6 +342,7 @@ class StudioService:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         preview: PreviewCallback | None = None,
+        image_format: str | None = None,
     ) -> GenerationResult:
         """Redraw ``request.image`` at ``strength``, resized to the requested size by the requested mode."""
         request = validate_img2img(request, self.limits)
@@ -344,7 +354,7 @@ class StudioService:
             size=(request.width, request.height),
             fields={"Denoising strength": request.strength},
         )
-        return self._run(plan, progress, cancel, preview)
+        return self._run(plan, progress, cancel, preview, image_format)
 
     def inpaint(
         self,
@@ -353,6 +363,7 @@ class StudioService:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         preview: PreviewCallback | None = None,
+        image_format: str | None = None,
     ) -> GenerationResult:
         """Repaint the masked part of ``request.image``; every pixel outside the (blurred) mask is returned as it
         was. Results have the size of the input image."""
@@ -399,7 +410,7 @@ class StudioService:
             fields=fields,
             notes=tuple(notes),
         )
-        return self._run(plan, progress, cancel, preview)
+        return self._run(plan, progress, cancel, preview, image_format)
 
     def controlnet(
         self,
@@ -408,6 +419,7 @@ class StudioService:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         preview: PreviewCallback | None = None,
+        image_format: str | None = None,
     ) -> GenerationResult:
         """Text to image that follows the Canny edges of ``request.image``; the edge map comes with the result."""
         swapped = isinstance(request.low_threshold, int | float) and isinstance(request.high_threshold, int | float)
@@ -455,7 +467,7 @@ class StudioService:
             notes=tuple(notes),
             control_image=control,
         )
-        return self._run(plan, progress, cancel, preview)
+        return self._run(plan, progress, cancel, preview, image_format)
 
     def compare(
         self,
@@ -642,14 +654,23 @@ class StudioService:
             )
         return decoded, notes, model_name(job.model.source)
 
+    def check_image_format(self, image_format: str | None) -> str:
+        """The format to save in: ``image_format`` (png, jpeg, webp), or ``--save-format`` when None."""
+        try:
+            return check_image_format(image_format or self.outputs.image_format)
+        except ValueError as error:
+            raise InvalidRequest(str(error)) from None
+
     def _run(
         self,
         plan: _Plan,
         progress: ProgressCallback | None,
         cancel: threading.Event | None,
         preview: PreviewCallback | None = None,
+        image_format: str | None = None,
     ) -> GenerationResult:
         request = plan.request
+        image_format = self.check_image_format(image_format)
         seeds = [request.seed + i for i in range(request.batch_size)]
         arguments = {
             "prompt": request.prompt,
@@ -663,7 +684,7 @@ class StudioService:
             plan.task, request.sampler, seeds, arguments, progress, cancel, preview, plan.size
         )
         finished = [plan.finish(image) for image in decoded]
-        return self._finish(plan, finished, seeds, model, [*plan.notes, *notes])
+        return self._finish(plan, finished, seeds, model, [*plan.notes, *notes], image_format=image_format)
 
     def _finish(
         self,
@@ -673,9 +694,12 @@ class StudioService:
         model: str,
         notes: Sequence[str],
         folder: str | None = None,
+        image_format: str | None = None,
     ) -> GenerationResult:
-        """Attach metadata to each image and save it (under ``folder``, by default the request's task)."""
+        """Attach metadata to each image and save it (under ``folder``, by default the request's task) as
+        ``image_format`` (by default ``--save-format``)."""
         request = plan.request
+        image_format = image_format or self.outputs.image_format
         items = []
         for index, (image, seed) in enumerate(zip(finished, seeds, strict=True)):
             parameters = format_parameters(
@@ -702,8 +726,10 @@ class StudioService:
                 "version": VERSION_TAG,
             }
             attach(image, parameters, record)
-            path = self.outputs.save(image, folder or request.task, seed, png_info(parameters, record))
-            items.append(GeneratedImage(image=image, seed=seed, parameters=parameters, path=path))
+            path = self.outputs.save(image, folder or request.task, seed, parameters, record, image_format)
+            items.append(
+                GeneratedImage(image=image, seed=seed, parameters=parameters, path=path, image_format=image_format)
+            )
         control = None
         if plan.control_image is not None:
             first = items[0]

@@ -17,6 +17,7 @@ from pathlib import Path
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
+SAVE_FORMATS = ("png", "jpeg", "webp")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -39,6 +40,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7860
     outputs: Path | None = Path("outputs")
+    save_format: str = "png"
     max_batch: int = 8
     max_pixels: int = 1024 * 1024
     max_steps: int = 150
@@ -80,6 +82,8 @@ class Settings:
             if getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")
                 raise SettingsError(f"{flag} must be at least 1, got {getattr(self, name)}")
+        if self.save_format not in SAVE_FORMATS:
+            raise SettingsError(f"--save-format must be one of {', '.join(SAVE_FORMATS)}, got {self.save_format!r}")
         if self.preview_every < 0:
             raise SettingsError(f"--preview-every must be 0 (off) or more, got {self.preview_every}")
         if self.preview_mode not in ("approx", "vae"):
@@ -142,6 +146,7 @@ class Settings:
             host=args.host,
             port=args.port,
             outputs=outputs,
+            save_format=args.save_format,
             max_batch=args.max_batch,
             max_pixels=args.max_pixels,
             max_steps=args.max_steps,
@@ -307,8 +312,15 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "a minute of compiling at load and at the first use of each new size or batch",
     )
     server = parser.add_argument_group("server")
+    # On Hugging Face Spaces the container's proxy reaches the app on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT
+    # (0.0.0.0:7860), which the Space sets; loopback there would serve nobody.
+    on_spaces = bool(environ.get("SPACE_ID"))
+    default_host = environ.get("GRADIO_SERVER_NAME", "0.0.0.0") if on_spaces else "127.0.0.1"
+    default_port = _env_int(environ, "GRADIO_SERVER_PORT", 7860) if on_spaces else 7860
     server.add_argument(
-        "--host", default=env("HOST", "127.0.0.1"), help="address to listen on (loopback: only this machine)"
+        "--host",
+        default=env("HOST", default_host),
+        help="address to listen on (loopback: only this machine; on Hugging Face Spaces, the Space's own)",
     )
     server.add_argument(
         "--listen", action="store_true", default=flag("LISTEN"), help="listen on all interfaces (needs --auth)"
@@ -336,7 +348,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=number("MAX_UPLOAD_MEGAPIXELS", 50),
         help="largest uploaded image, checked from its header before it is decoded",
     )
-    server.add_argument("--port", type=int, default=number("PORT", 7860), help="port to listen on")
+    server.add_argument("--port", type=int, default=number("PORT", default_port), help="port to listen on")
     server.add_argument(
         "--max-queue", type=int, default=number("MAX_QUEUE", 32), help="jobs that may wait for the GPU at once"
     )
@@ -370,6 +382,14 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     outputs.add_argument("--outputs", default=env("OUTPUTS", "outputs"), help="folder where images are saved")
     outputs.add_argument(
         "--no-save", action="store_true", default=flag("NO_SAVE"), help="keep nothing on disk (overrides --outputs)"
+    )
+    outputs.add_argument(
+        "--save-format",
+        choices=SAVE_FORMATS,
+        default=(env("SAVE_FORMAT", "png") or "png").lower(),
+        help="format of saved images and of the gallery downloads (each tab can change it): png keeps the "
+        "parameters text and the lossless JSON record; jpeg and webp are smaller and keep the parameters text in "
+        "EXIF, as A1111 does",
     )
     limits = parser.add_argument_group("limits")
     limits.add_argument(

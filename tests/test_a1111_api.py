@@ -17,7 +17,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from studio.api import build_api
 from studio.composition import Studio, build_studio
-from studio.metadata import parse_parameters, read_metadata
+from studio.metadata import parse_parameters, read_metadata, write_image
 from studio.requests import Txt2ImgRequest
 from studio.ui import create_demo, launch
 from tests.a1111_helpers import TIMEOUT, b64_png, decoded, info_of, krita_like_body, square_picture
@@ -262,6 +262,16 @@ def test_png_info_reads_ours_and_a1111s(server: str) -> None:
     assert answer.json()["parameters"]["Sampler"] == "DPM++ 2M Karras"
     plain = httpx.post(server + "sdapi/v1/png-info", json={"image": b64_png(Image.new("RGB", (8, 8)))}).json()
     assert plain == {"info": "", "items": {}, "parameters": {}}
+
+
+@pytest.mark.parametrize("image_format", ["jpeg", "webp"])
+def test_png_info_reads_the_exif_of_a_jpeg_or_webp(server: str, image_format: str) -> None:
+    text = "a harbour at dawn\nSteps: 12, Sampler: Euler a, CFG scale: 6, Seed: 31, Size: 8x8"
+    buffer = io.BytesIO()
+    write_image(Image.new("RGB", (8, 8)), buffer, image_format, text, {})
+    answer = httpx.post(server + "sdapi/v1/png-info", json={"image": base64.b64encode(buffer.getvalue()).decode()})
+    assert answer.json()["info"] == text
+    assert answer.json()["parameters"]["Prompt"] == "a harbour at dawn"
 
 
 def test_the_openapi_schema_describes_the_routes(server: str) -> None:

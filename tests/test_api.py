@@ -14,10 +14,11 @@ from studio.metadata import read_metadata
 ENDPOINT_PARAMETERS = {
     "/txt2img": [
         "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "width", "height", "seed", "batch_size",
+        "image_format",
     ],
     "/img2img": [
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",
-        "batch_size", "width", "height", "resize_mode",
+        "batch_size", "width", "height", "resize_mode", "image_format",
     ],
     "/canny": ["image", "low_threshold", "high_threshold", "preprocessor"],
     "/compare": [
@@ -27,11 +28,13 @@ ENDPOINT_PARAMETERS = {
     "/controlnet": [
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "low_threshold", "high_threshold",
         "conditioning_scale", "guidance_start", "guidance_end", "seed", "batch_size", "preprocessor", "width", "height",
+        "image_format",
     ],
     "/inpaint": [
         "image", "mask", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",
-        "mask_blur", "inpaint_only_masked", "padding", "masked_content", "invert_mask", "batch_size",
+        "mask_blur", "inpaint_only_masked", "padding", "masked_content", "invert_mask", "batch_size", "image_format",
     ],
+    "/png_info": ["image"],
     "/forward_process": ["image", "schedule", "timestep", "seed"],
     "/forward_process_latent": ["image", "schedule", "timestep", "seed"],
     "/trajectory": [
@@ -54,7 +57,7 @@ def test_endpoint_parameters_have_the_documented_names(client: Client) -> None:
     for name, parameters in ENDPOINT_PARAMETERS.items():
         endpoint = api["named_endpoints"][name]
         assert [p["parameter_name"] for p in endpoint["parameters"]] == parameters, name
-        if name not in ("/canny",):
+        if name not in ("/canny", "/png_info"):
             assert endpoint["returns"][0]["component"] == "Gallery", name
     assert set(api["named_endpoints"]) == set(ENDPOINT_PARAMETERS), "helpers (stop, select, send to) stay private"
 
@@ -270,3 +273,21 @@ def test_generation_endpoints_document_every_parameter(client: Client, served_st
         for parameter in ENDPOINT_PARAMETERS[name]:
             assert len(parameters.get(parameter, "")) > 10, f"{name}: {parameter} is not documented"
         assert returns, f"{name}: what it returns is not documented"
+
+
+def test_images_come_as_webp_with_the_parameters_in_exif(client: Client, served_studio: Studio) -> None:
+    gallery, _, parameters, _ = client.predict(
+        prompt="a webp of a plum", negative_prompt="", sampler="Euler", steps=2, guidance_scale=7, width=64,
+        height=64, seed=1618, batch_size=1, image_format="webp", api_name="/txt2img",
+    )  # fmt: skip
+    with Image.open(gallery[0]["image"]) as image:
+        assert image.format == "WEBP"
+        assert read_metadata(image).parameters_text == parameters
+    outputs = served_studio.settings.outputs
+    assert outputs is not None
+    assert list(outputs.rglob("*-1618.webp")), "saved in the chosen format too"
+    with pytest.raises(AppError, match="not in the list of choices"):  # the Radio says which formats exist
+        client.predict(
+            prompt="x", negative_prompt="", sampler="Euler", steps=2, guidance_scale=7, width=64, height=64, seed=1,
+            batch_size=1, image_format="gif", api_name="/txt2img",
+        )  # fmt: skip

@@ -138,3 +138,22 @@ def test_missing_cuda_is_a_clear_message() -> None:
     else:
         with pytest.raises(SettingsError, match="PyTorch sees no CUDA GPU"):
             resolve_placement("cuda", "auto")
+
+
+def test_save_format_from_flag_or_environment() -> None:
+    assert Settings.from_cli([], environ={}).save_format == "png"
+    assert Settings.from_cli(["--save-format", "webp"], environ={}).save_format == "webp"
+    assert Settings.from_cli([], environ={"STUDIO_SAVE_FORMAT": "JPEG"}).save_format == "jpeg"
+    with pytest.raises(SettingsError, match="--save-format must be one of png, jpeg, webp"):
+        Settings.from_cli([], environ={"STUDIO_SAVE_FORMAT": "gif"})
+    assert "--save-format" in build_parser({}).format_help()
+
+
+def test_on_hugging_face_spaces_the_studio_listens_where_the_space_expects() -> None:
+    spaces = Settings.from_cli([], environ={"SPACE_ID": "me/studio", "GRADIO_SERVER_NAME": "0.0.0.0"})
+    assert (spaces.server_name, spaces.port, spaces.loopback_only) == ("0.0.0.0", 7860, False)
+    spaces.check_exposure(on_spaces=True)  # public is the point of a Space: no password demanded
+    chosen = Settings.from_cli(["--host", "127.0.0.1"], environ={"SPACE_ID": "me/studio"})
+    assert chosen.server_name == "127.0.0.1", "a flag still wins"
+    local = Settings.from_cli([], environ={"GRADIO_SERVER_NAME": "0.0.0.0"})
+    assert (local.server_name, local.loopback_only) == ("127.0.0.1", True), "off Spaces nothing changes"

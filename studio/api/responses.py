@@ -11,7 +11,7 @@ from studio.api.mapping import A1111Job
 from studio.api.progress import Tracker
 from studio.api.runner import Outcome
 from studio.api.schemas import GenerationBody
-from studio.metadata import PARAMETERS_KEY, parse_parameters
+from studio.metadata import PARAMETERS_KEY, parse_parameters, read_metadata
 from studio.requests import GeneratedImage
 
 
@@ -102,9 +102,10 @@ def progress(tracker: Tracker | None, waiting: int, with_image: bool) -> dict[st
 
 def png_info(image: Any) -> dict[str, Any]:
     """``/png-info``: the A1111 ``parameters`` text, every other text chunk, and the parameters taken apart
-    (``Prompt``, ``Negative prompt``, then each field as A1111's reader names it)."""
+    (``Prompt``, ``Negative prompt``, then each field as A1111's reader names it). A JPEG or WebP carries the text
+    in its EXIF ``UserComment``, where A1111 writes it."""
     chunks = text_chunks(image)
-    text = chunks.pop(PARAMETERS_KEY, "")
+    text = chunks.pop(PARAMETERS_KEY, "") or read_metadata(image).parameters_text or ""
     parameters: dict[str, Any] = {}
     if text:
         parsed = parse_parameters(text)

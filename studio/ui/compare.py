@@ -17,6 +17,7 @@ from studio.ui.controls import build_generation_controls
 from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, run_job, wire_stop
 from studio.ui.uploads import CheckedImage
+from studio.ui.zerogpu import compare_seconds, gpu
 
 EXAMPLE_VALUES = {
     NO_AXIS: "",
@@ -115,6 +116,7 @@ def build_compare_tab(studio: Studio) -> None:
         api_visibility="private",
     )
 
+    @gpu(compare_seconds)
     @user_errors(outputs=5)
     def compare(
         prompts: str,

@@ -14,10 +14,12 @@ from studio.requests import ControlNetRequest, GenerationResult
 from studio.service import MAX_CONTROL_WEIGHT
 from studio.ui.controls import build_generation_controls, build_prompt_row, wire_size_follows_image
 from studio.ui.errors import user_errors
+from studio.ui.examples import add_examples
 from studio.ui.jobs import GPU_QUEUE, progress_reporter, run_job, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
 from studio.ui.tabs import GenerationTab
 from studio.ui.uploads import CheckedImage
+from studio.ui.zerogpu import gpu
 
 EDGE_CAPTION = "Canny edges"
 
@@ -44,7 +46,7 @@ def canny_preview(
 
 
 def build_controlnet_tab(studio: Studio) -> GenerationTab:
-    with gr.Tab("ControlNet", id="controlnet"):
+    with gr.Tab("ControlNet", id="controlnet") as tab:
         row = build_prompt_row("controlnet")
         with gr.Row():
             with gr.Column():
@@ -83,7 +85,7 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
                     end = gr.Slider(0, 1, value=1.0, step=0.01, label="Guidance end", elem_id="controlnet-end")
                 controls = build_generation_controls("controlnet", studio.settings)
             with gr.Column():
-                panel = build_results("controlnet")
+                panel = build_results("controlnet", studio.settings.save_format)
     assert controls.width is not None and controls.height is not None
 
     # The preview is pure CPU work: it runs at once, outside the GPU queue, and only the latest move counts.
@@ -107,6 +109,7 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
 
     wire_size_follows_image(image, controls, studio.settings)
 
+    @gpu()
     @user_errors(outputs=RESULT_OUTPUTS)
     def controlnet(
         image: Image.Image | None,
@@ -125,7 +128,8 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
         preprocessor: str,
         width: float,
         height: float,
-        request: gr.Request,
+        image_format: str | None = None,
+        request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
         """Generate images that follow the Canny edges of a picture.
@@ -147,8 +151,9 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
             preprocessor: "canny" (find edges) or "none" (the image is an edge map).
             width: output width, a multiple of 8 (the uploaded image's size by default in the UI).
             height: output height, a multiple of 8.
+            image_format: "png" (default), "jpeg" or "webp" (the parameters in EXIF); none for --save-format.
         Returns:
-            The gallery: the images (PNG with A1111 metadata) and, last, the edge map they followed.
+            The gallery: the images (with A1111 metadata) and, last, the edge map they followed (a PNG).
         """
         job = ControlNetRequest(
             image=image,  # type: ignore[arg-type]  # a missing image is reported by the service
@@ -176,30 +181,39 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
             return (gallery, *rest)
 
         yield from run_job(
-            studio, request, studio.service.controlnet, job, progress_reporter(progress), with_edge_map, RESULT_OUTPUTS
+            studio,
+            request,
+            studio.service.controlnet,
+            job,
+            progress_reporter(progress),
+            with_edge_map,
+            RESULT_OUTPUTS,
+            image_format=image_format,
         )
 
+    inputs = [
+        image,
+        row.prompt,
+        row.negative_prompt,
+        controls.sampler,
+        controls.steps,
+        controls.guidance_scale,
+        low,
+        high,
+        weight,
+        start,
+        end,
+        controls.seed,
+        controls.batch_size,
+        preprocessor,
+        controls.width,
+        controls.height,
+        panel.image_format,
+    ]
     event = gr.on(
         triggers=[row.generate.click, row.prompt.submit],
         fn=controlnet,
-        inputs=[
-            image,
-            row.prompt,
-            row.negative_prompt,
-            controls.sampler,
-            controls.steps,
-            controls.guidance_scale,
-            low,
-            high,
-            weight,
-            start,
-            end,
-            controls.seed,
-            controls.batch_size,
-            preprocessor,
-            controls.width,
-            controls.height,
-        ],
+        inputs=inputs,
         outputs=panel.outputs(),
         api_name="controlnet",
         concurrency_id=GPU_QUEUE,
@@ -207,4 +221,5 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
     )
     wire_stop(row.stop, event, panel.notes, studio)
     wire_results(panel, controls)
-    return GenerationTab("controlnet", "ControlNet", row.prompt, row.negative_prompt, image, panel, event)
+    add_examples(tab, "controlnet", controlnet, inputs, panel.outputs())
+    return GenerationTab("controlnet", "ControlNet", row.prompt, row.negative_prompt, image, panel, event, controls)

@@ -133,7 +133,10 @@ def build_generation_controls(
 
 
 def wire_size_follows_image(image: gr.components.Component, controls: GenerationControls, settings: Settings) -> None:
-    """A new picture sets the size sliders to its own size (multiples of 8, within --max-pixels)."""
+    """A picture the user uploads sets the size sliders to its own size (multiples of 8, within --max-pixels).
+
+    Only uploads: a picture sent from another tab or from PNG Info comes with the size to use, which a change event
+    here would overwrite in a race (a hires-fixed A1111 image is twice the size its parameters name)."""
     assert controls.width is not None and controls.height is not None
 
     def follow(picture: Image.Image | None) -> tuple[Any, Any]:
@@ -141,4 +144,4 @@ def wire_size_follows_image(image: gr.components.Component, controls: Generation
             return gr.skip(), gr.skip()
         return fit_within(picture.width, picture.height, settings.max_pixels)
 
-    image.change(follow, inputs=image, outputs=[controls.width, controls.height], queue=False, api_visibility="private")
+    image.upload(follow, inputs=image, outputs=[controls.width, controls.height], queue=False, api_visibility="private")

@@ -13,14 +13,16 @@ from studio.images import RESIZE_MODES
 from studio.requests import Img2ImgRequest
 from studio.ui.controls import build_generation_controls, build_prompt_row, wire_size_follows_image
 from studio.ui.errors import user_errors
+from studio.ui.examples import add_examples
 from studio.ui.jobs import GPU_QUEUE, progress_reporter, run_job, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
 from studio.ui.tabs import GenerationTab
 from studio.ui.uploads import CheckedImage
+from studio.ui.zerogpu import gpu
 
 
 def build_img2img_tab(studio: Studio) -> GenerationTab:
-    with gr.Tab("Image to image", id="img2img"):
+    with gr.Tab("Image to image", id="img2img") as tab:
         row = build_prompt_row("img2img")
         with gr.Row():
             with gr.Column():
@@ -41,11 +43,12 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
                 )
                 controls = build_generation_controls("img2img", studio.settings)
             with gr.Column():
-                panel = build_results("img2img")
+                panel = build_results("img2img", studio.settings.save_format)
     assert controls.width is not None and controls.height is not None
 
     wire_size_follows_image(image, controls, studio.settings)
 
+    @gpu()
     @user_errors(outputs=RESULT_OUTPUTS)
     def img2img(
         image: Image.Image | None,
@@ -60,7 +63,8 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
         width: float,
         height: float,
         resize_mode: str,
-        request: gr.Request,
+        image_format: str | None = None,
+        request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
         """Redraw an image following a prompt.
@@ -78,8 +82,9 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
             width: output width in pixels, a multiple of 8.
             height: output height in pixels, a multiple of 8.
             resize_mode: "Just resize", "Crop and resize" or "Resize and fill".
+            image_format: "png" (default), "jpeg" or "webp" (the parameters in EXIF); none for --save-format.
         Returns:
-            The gallery of PNG images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
+            The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
         job = Img2ImgRequest(
             image=image,  # type: ignore[arg-type]  # a missing image is reported by the service
@@ -96,26 +101,35 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
             batch_size=batch_size,
         )
         yield from run_job(
-            studio, request, studio.service.img2img, job, progress_reporter(progress), present, RESULT_OUTPUTS
+            studio,
+            request,
+            studio.service.img2img,
+            job,
+            progress_reporter(progress),
+            present,
+            RESULT_OUTPUTS,
+            image_format=image_format,
         )
 
+    inputs = [
+        image,
+        row.prompt,
+        row.negative_prompt,
+        controls.sampler,
+        controls.steps,
+        controls.guidance_scale,
+        strength,
+        controls.seed,
+        controls.batch_size,
+        controls.width,
+        controls.height,
+        resize_mode,
+        panel.image_format,
+    ]
     event = gr.on(
         triggers=[row.generate.click, row.prompt.submit],
         fn=img2img,
-        inputs=[
-            image,
-            row.prompt,
-            row.negative_prompt,
-            controls.sampler,
-            controls.steps,
-            controls.guidance_scale,
-            strength,
-            controls.seed,
-            controls.batch_size,
-            controls.width,
-            controls.height,
-            resize_mode,
-        ],
+        inputs=inputs,
         outputs=panel.outputs(),
         api_name="img2img",
         concurrency_id=GPU_QUEUE,
@@ -123,4 +137,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
     )
     wire_stop(row.stop, event, panel.notes, studio)
     wire_results(panel, controls)
-    return GenerationTab("img2img", "Image to image", row.prompt, row.negative_prompt, image, panel, event)
+    add_examples(tab, "img2img", img2img, inputs, panel.outputs())
+    return GenerationTab(
+        "img2img", "Image to image", row.prompt, row.negative_prompt, image, panel, event, controls, strength
+    )

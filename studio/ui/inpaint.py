@@ -15,10 +15,12 @@ from studio.requests import RANDOM_SEED, InpaintRequest
 from studio.schedulers import DEFAULT_SAMPLER
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
+from studio.ui.examples import add_examples
 from studio.ui.jobs import GPU_QUEUE, progress_reporter, run_job, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
 from studio.ui.tabs import GenerationTab
 from studio.ui.uploads import CheckedImage, CheckedImageMask
+from studio.ui.zerogpu import gpu
 from studio.validation import MAX_MASK_BLUR, MAX_PADDING
 
 
@@ -45,7 +47,7 @@ def editor_image_and_mask(
 
 
 def build_inpaint_tab(studio: Studio) -> GenerationTab:
-    with gr.Tab("Inpaint", id="inpaint"):
+    with gr.Tab("Inpaint", id="inpaint") as tab:
         row = build_prompt_row("inpaint")
         with gr.Row():
             with gr.Column():
@@ -92,8 +94,9 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
                 )
                 controls = build_generation_controls("inpaint", studio.settings, with_size=False)
             with gr.Column():
-                panel = build_results("inpaint")
+                panel = build_results("inpaint", studio.settings.save_format)
 
+    @gpu()
     @user_errors(outputs=RESULT_OUTPUTS)
     def inpaint(
         image: dict[str, Any] | None,
@@ -112,6 +115,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
         masked_content: str = "original",
         invert_mask: bool = False,
         batch_size: float = 1,
+        image_format: str | None = None,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -134,8 +138,9 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
             masked_content: what the model starts from in the mask: "original", "fill" or "latent noise".
             invert_mask: repaint everything except the mask.
             batch_size: how many images to make.
+            image_format: "png" (default), "jpeg" or "webp" (the parameters in EXIF); none for --save-format.
         Returns:
-            The gallery of PNG images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
+            The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
         picture, painted = editor_image_and_mask(image, mask)
         job = InpaintRequest(
@@ -156,29 +161,38 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
             batch_size=batch_size,
         )
         yield from run_job(
-            studio, request, studio.service.inpaint, job, progress_reporter(progress), present, RESULT_OUTPUTS
+            studio,
+            request,
+            studio.service.inpaint,
+            job,
+            progress_reporter(progress),
+            present,
+            RESULT_OUTPUTS,
+            image_format=image_format,
         )
 
+    inputs = [
+        editor,
+        mask,
+        row.prompt,
+        row.negative_prompt,
+        controls.sampler,
+        controls.steps,
+        controls.guidance_scale,
+        strength,
+        controls.seed,
+        mask_blur,
+        only_masked,
+        padding,
+        masked_content,
+        invert_mask,
+        controls.batch_size,
+        panel.image_format,
+    ]
     event = gr.on(
         triggers=[row.generate.click, row.prompt.submit],
         fn=inpaint,
-        inputs=[
-            editor,
-            mask,
-            row.prompt,
-            row.negative_prompt,
-            controls.sampler,
-            controls.steps,
-            controls.guidance_scale,
-            strength,
-            controls.seed,
-            mask_blur,
-            only_masked,
-            padding,
-            masked_content,
-            invert_mask,
-            controls.batch_size,
-        ],
+        inputs=inputs,
         outputs=panel.outputs(),
         api_name="inpaint",
         concurrency_id=GPU_QUEUE,
@@ -186,4 +200,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
     )
     wire_stop(row.stop, event, panel.notes, studio)
     wire_results(panel, controls)
-    return GenerationTab("inpaint", "Inpaint", row.prompt, row.negative_prompt, editor, panel, event)
+    add_examples(tab, "inpaint", inpaint, inputs, panel.outputs())
+    return GenerationTab(
+        "inpaint", "Inpaint", row.prompt, row.negative_prompt, editor, panel, event, controls, strength
+    )

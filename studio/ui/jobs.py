@@ -13,6 +13,7 @@ from PIL import Image
 
 from studio.composition import Studio
 from studio.service import PreviewCallback, ProgressCallback
+from studio.ui.zerogpu import ZERO_GPU
 
 T = TypeVar("T")
 
@@ -50,38 +51,61 @@ def wire_stop(stop: gr.Button, event: gr.events.Dependency, notes: gr.Markdown, 
 
 def stream(
     studio: Studio,
-    run: Callable[[PreviewCallback | None], T],
+    run: Callable[[PreviewCallback | None, Callable[[], None] | None], T],
     present: Callable[[T], tuple[Any, ...]],
     outputs: int,
+    cancel: threading.Event | None = None,
+    heartbeat: bool = False,
 ) -> Iterator[tuple[Any, ...]]:
     """Run a generation and yield what the tab shows: the live preview in the gallery while it denoises (every
     ``--preview-every`` steps), then the result.
 
-    With previews off the generation runs right here and costs nothing extra. With them on it runs in a worker
-    thread (in a copy of this context, so ``gr.Progress`` still reaches the browser) while this generator hands
-    each preview to Gradio as it arrives.
+    With previews off (and no ``heartbeat``) the generation runs right here and costs nothing extra. Otherwise it
+    runs in a worker thread (in a copy of this context, so ``gr.Progress`` still reaches the browser) while this
+    generator hands each preview to Gradio as it arrives. With ``heartbeat`` it also yields after every step,
+    changing nothing on the page: on ZeroGPU that is when a Stop reaches the process the job runs in.
+
+    Closing this generator (Gradio does when the job is cancelled) sets ``cancel``, so the worker stops at its next
+    step instead of running on for nobody. With ``heartbeat`` (ZeroGPU) closing also waits for the worker to end, at
+    most a step: ``spaces`` hands the worker process to the next request once this generator is done, and anything
+    the old job still reported after that (progress) would arrive in the next one's stream.
     """
-    if studio.settings.preview_every <= 0:
-        yield present(run(None))
+    if studio.settings.preview_every <= 0 and not heartbeat:
+        yield present(run(None, None))
         return
     updates: queue.Queue[tuple[str, Any]] = queue.Queue()
+    previews = studio.settings.preview_every > 0
 
     def work() -> None:
         try:
-            updates.put(("done", run(lambda image: updates.put(("preview", image)))))
+            on_preview = (lambda image: updates.put(("preview", image))) if previews else None
+            on_step = (lambda: updates.put(("step", None))) if heartbeat else None
+            updates.put(("done", run(on_preview, on_step)))
         except BaseException as error:  # handed to the handler's thread, which reports it
             updates.put(("error", error))
 
-    threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True).start()
-    while True:
-        kind, value = updates.get()
-        if kind == "preview":
-            yield preview_outputs(value, outputs)
-        elif kind == "error":
-            raise value
-        else:
-            yield present(value)
-            return
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
+    worker.start()
+    try:
+        if heartbeat:  # at once: Gradio holds a stream it can close (and so stop) only after its first update
+            yield unchanged_outputs(outputs)
+        while True:
+            kind, value = updates.get()
+            if kind == "preview":
+                yield preview_outputs(value, outputs)
+            elif kind == "step":
+                yield unchanged_outputs(outputs)
+            elif kind == "error":
+                raise value
+            else:
+                yield present(value)
+                return
+    except GeneratorExit:
+        if cancel is not None:
+            cancel.set()
+            if heartbeat:
+                worker.join()
+        raise
 
 
 def run_job(
@@ -92,18 +116,31 @@ def run_job(
     progress: Callable[..., None],
     present: Callable[[T], tuple[Any, ...]],
     outputs: int,
+    **options: Any,
 ) -> Iterator[tuple[Any, ...]]:
-    """One GPU job for the session behind ``request``: ``generate(job, progress=, cancel=, preview=)`` with that
-    session's Stop flag, streamed through ``stream``. Every generation tab's handler ends here."""
+    """One GPU job for the session behind ``request``: ``generate(job, progress=, cancel=, preview=, **options)``
+    with that session's Stop flag, streamed through ``stream`` (with a heartbeat on ZeroGPU). Every generation
+    tab's handler ends here."""
     with studio.cancels.job(owner_of(request)) as cancel:
-        yield from stream(
-            studio,
-            lambda preview: generate(job, progress=progress, cancel=cancel, preview=preview),
-            present,
-            outputs,
-        )
+
+        def run(preview: PreviewCallback | None, on_step: Callable[[], None] | None) -> T:
+            def report(*done: int) -> None:  # (steps done, steps) or, comparing, (steps, all, cells, all cells)
+                if cancel.is_set():  # stopped: the page no longer waits for this job's progress
+                    return
+                progress(*done)
+                if on_step is not None:
+                    on_step()
+
+            return generate(job, progress=report, cancel=cancel, preview=preview, **options)
+
+        yield from stream(studio, run, present, outputs, cancel=cancel, heartbeat=ZERO_GPU)
 
 
 def preview_outputs(image: Image.Image, outputs: int) -> tuple[Any, ...]:
     """The gallery shows the preview; every other output stays as it is until the result arrives."""
     return ([(image, "Preview")], *(gr.skip() for _ in range(outputs - 1)))
+
+
+def unchanged_outputs(outputs: int) -> tuple[Any, ...]:
+    """An update that changes nothing: the heartbeat between steps."""
+    return tuple(gr.skip() for _ in range(outputs))

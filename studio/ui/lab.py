@@ -39,6 +39,7 @@ from studio.ui.controls import build_generation_controls
 from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
 from studio.ui.uploads import CheckedImage
+from studio.ui.zerogpu import gpu, race_seconds, trajectory_seconds, vae_seconds
 
 INTRO = """\
 ## Lab: see how diffusion works
@@ -359,6 +360,7 @@ def build_lab_tab(studio: Studio) -> None:
         concurrency_limit=None,
     )
 
+    @gpu(vae_seconds)
     @user_errors(outputs=2)
     def forward_process_latent(
         image: Image.Image | None, schedule: str, timestep: float, seed: float
@@ -432,6 +434,7 @@ def build_lab_tab(studio: Studio) -> None:
         api_visibility="private",
     )
 
+    @gpu(trajectory_seconds)
     @user_errors(outputs=TRAJECTORY_OUTPUTS)
     def trajectory(
         prompt: str,
@@ -499,6 +502,7 @@ def build_lab_tab(studio: Studio) -> None:
     )
     wire_stop(stop, trajectory_event, trajectory_notes, studio)
 
+    @gpu(race_seconds)
     @user_errors(outputs=RACE_OUTPUTS)
     def sampler_race(
         prompt: str,

@@ -24,6 +24,7 @@ from studio.requests import RANDOM_SEED, Txt2ImgRequest
 from studio.schedulers import DEFAULT_SAMPLER
 from studio.settings import SettingsError
 from studio.ui.errors import user_errors
+from studio.ui.zerogpu import gpu
 
 MCP_INSTALL = "pip install -r requirements-mcp.txt"
 NOT_A_TOOL = "not an MCP tool"
@@ -50,6 +51,7 @@ def add_mcp_tools(studio: Studio) -> list[object]:
     """Register the assistants' tools as API endpoints of the Blocks being built (call inside ``gr.Blocks``,
     before the tabs, so the tools keep their plain names). Returns their functions."""
 
+    @gpu()
     @user_errors(outputs=2)
     def txt2img(
         prompt: str,

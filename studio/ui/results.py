@@ -1,14 +1,20 @@
-"""The results panel every generation tab shows: a PNG gallery, the seeds, the parameters text and notes."""
+"""The results panel every generation tab shows: a gallery, the seeds, the parameters text and notes."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+from gradio.processing_utils import save_bytes_to_cache
+from gradio.utils import get_upload_folder
 
-from studio.requests import GenerationResult
+from studio.metadata import FILE_SUFFIXES, write_image
+from studio.requests import GeneratedImage, GenerationResult
 from studio.ui.controls import GenerationControls
+
+FORMAT_CHOICES = [("PNG", "png"), ("JPEG", "jpeg"), ("WebP", "webp")]
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,7 @@ class ResultsPanel:
     all_parameters: gr.State
     selected: gr.State
     send_buttons: dict[str, gr.Button]
+    image_format: gr.Radio
 
     def outputs(self) -> list[Any]:
         """What a generation handler returns, in order (the gallery first, as the API promises)."""
@@ -41,8 +48,10 @@ RESULT_OUTPUTS = 7
 SEND_TARGETS = {"img2img": "Send to img2img", "inpaint": "Send to inpaint", "controlnet": "Send to ControlNet"}
 
 
-def build_results(tab: str) -> ResultsPanel:
+def build_results(tab: str, image_format: str = "png") -> ResultsPanel:
+    """The panel for ``tab``; ``image_format`` is the format offered first (``--save-format``)."""
     # PNG, not Gradio's default WebP: lossless, and it keeps the parameters text for PNG Info and other tools.
+    # JPEG and WebP downloads are written by ``present`` itself, with the parameters text in EXIF.
     gallery = gr.Gallery(
         label="Images",
         format="png",
@@ -63,6 +72,12 @@ def build_results(tab: str) -> ResultsPanel:
         label="Generation parameters", lines=4, interactive=False, buttons=["copy"], elem_id=f"{tab}-parameters"
     )
     notes = gr.Markdown(elem_id=f"{tab}-notes")
+    chosen_format = gr.Radio(
+        FORMAT_CHOICES,
+        value=image_format,
+        label="Save and download as (JPEG and WebP keep the parameters in EXIF, as A1111 does)",
+        elem_id=f"{tab}-format",
+    )
     return ResultsPanel(
         gallery=gallery,
         seeds=seeds,
@@ -72,12 +87,25 @@ def build_results(tab: str) -> ResultsPanel:
         all_parameters=gr.State([]),
         selected=gr.State(0),
         send_buttons=send_buttons,
+        image_format=chosen_format,
     )
+
+
+def downloadable(item: GeneratedImage) -> Any:
+    """What the gallery shows for ``item``: the picture itself when it is a PNG (the gallery writes PNGs with the
+    text chunks of ``image.info``), else a JPEG or WebP file written here with the parameters in EXIF, named as
+    the saved file is."""
+    if item.image_format == "png":
+        return item.image
+    data = io.BytesIO()
+    write_image(item.image, data, item.image_format, item.parameters, {})  # JPEG and WebP carry no JSON record
+    name = item.path.name if item.path is not None else f"{item.seed}{FILE_SUFFIXES[item.image_format]}"
+    return save_bytes_to_cache(data.getvalue(), name, get_upload_folder())
 
 
 def present(result: GenerationResult) -> tuple[Any, ...]:
     """A result as the values of ``ResultsPanel.outputs()``."""
-    gallery = [(item.image, f"Seed {item.seed}") for item in result.images]
+    gallery = [(downloadable(item), f"Seed {item.seed}") for item in result.images]
     seeds = [item.seed for item in result.images]
     parameters = [item.parameters for item in result.images]
     notes = "\n".join(f"⚠️ {note}" for note in result.notes)

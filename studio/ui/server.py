@@ -141,14 +141,33 @@ def launch_options(settings: Settings, routers: Sequence[APIRouter] = ()) -> dic
     }
 
 
+SHARE_FAILED = (
+    "The share link could not be created (no internet, or the share server is blocked); the studio keeps "
+    "serving locally at {url} (Gradio's message above says more). Run without --share to skip the attempt."
+)
+
+
 def launch(
     demo: gr.Blocks, settings: Settings, theme: Any, css: str, routers: Sequence[APIRouter] = (), **kwargs: Any
 ) -> None:
+    """Serve ``demo`` (and ``routers`` beside it); blocks unless ``prevent_thread_lock=True``.
+
+    With ``--share``, a link that cannot be made never stops the studio: Gradio gives up on the tunnel quietly
+    (one printed line) and serves locally, and the studio then says so in its log, with the local address.
+    """
     options = {**launch_options(settings, routers), **kwargs}
+    block = not options.pop("prevent_thread_lock", False)
     try:
-        demo.launch(theme=theme, css=css, **options)
+        demo.launch(theme=theme, css=css, prevent_thread_lock=True, **options)
     except Exception as error:  # a share link that cannot be made (offline, blocked) must not stop the studio
         if not settings.share:
             raise
         log.warning("the share link could not be created (%s); serving locally only", error)
-        demo.launch(theme=theme, css=css, **{**options, "share": False})
+        demo.launch(theme=theme, css=css, prevent_thread_lock=True, **{**options, "share": False})
+    if settings.share and demo.share_url is None:
+        if demo.space_id:
+            log.info("--share is not needed on Hugging Face Spaces: the Space's own address is the link to share")
+        else:
+            log.warning(SHARE_FAILED.format(url=demo.local_url))
+    if block:
+        demo.block_thread()

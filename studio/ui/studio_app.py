@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import gradio as gr
@@ -15,10 +16,14 @@ from studio.ui.img2img import build_img2img_tab
 from studio.ui.inpaint import build_inpaint_tab
 from studio.ui.lab import build_lab_tab
 from studio.ui.mcp_tools import add_mcp_tools, check_mcp_extra, keep_only_mcp_tools
+from studio.ui.pnginfo import build_pnginfo_tab, wire_pnginfo_send_to
 from studio.ui.server import launch as serve
 from studio.ui.tabs import wire_send_to
 from studio.ui.txt2img import build_txt2img_tab
 from studio.ui.uploads import guard_decoding
+from studio.ui.zerogpu import ZERO_GPU
+
+log = logging.getLogger(__name__)
 
 CSS = """
 #studio-header h1 { margin-bottom: 0; }
@@ -56,7 +61,9 @@ def create_demo(studio: Studio) -> gr.Blocks:
             ]
             build_compare_tab(studio)
             build_lab_tab(studio)
-        wire_send_to(tabs, generation_tabs)
+            pnginfo = build_pnginfo_tab(studio)
+        wire_send_to(tabs, generation_tabs, studio.settings.max_pixels)
+        wire_pnginfo_send_to(tabs, pnginfo, generation_tabs, studio)
         refresh = {"fn": lambda: model_status(studio), "outputs": status, "api_visibility": "private", "queue": False}
         demo.load(**refresh)
         for tab in generation_tabs:
@@ -70,6 +77,10 @@ def create_demo(studio: Studio) -> gr.Blocks:
 
 def launch(demo: gr.Blocks, studio: Studio, **kwargs: Any) -> None:
     """Serve ``demo`` as the settings say (blocking unless ``prevent_thread_lock=True``), with the
-    A1111-compatible REST API beside it unless ``--no-api``."""
-    routers = [build_api(studio)] if studio.settings.api else []
+    A1111-compatible REST API beside it unless ``--no-api`` or on ZeroGPU, where its jobs would run outside
+    ``spaces.GPU``, in a process that has no GPU."""
+    serve_api = studio.settings.api and not ZERO_GPU
+    if studio.settings.api and ZERO_GPU:
+        log.warning("the A1111-compatible REST API is off on ZeroGPU; Gradio's API (/gradio_api) serves every tab")
+    routers = [build_api(studio)] if serve_api else []
     serve(demo, studio.settings, THEME, CSS, routers, **kwargs)

@@ -9,12 +9,14 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from studio.images import fit_within
+from studio.ui.controls import GenerationControls
 from studio.ui.results import ResultsPanel
 
 
 @dataclass(frozen=True)
 class GenerationTab:
-    """One generation tab: where its prompt and input image live, its results, and its generate event."""
+    """One generation tab: where its prompt, input image and settings live, its results, and its generate event."""
 
     tab_id: str
     label: str
@@ -23,6 +25,8 @@ class GenerationTab:
     image: gr.components.Component | None
     results: ResultsPanel
     event: gr.events.Dependency
+    controls: GenerationControls
+    strength: gr.Slider | None = None
 
 
 def selected_image(gallery: Sequence[Any] | None, selected: int) -> Image.Image | None:
@@ -35,25 +39,41 @@ def selected_image(gallery: Sequence[Any] | None, selected: int) -> Image.Image 
         return image.convert("RGB")
 
 
-def wire_send_to(tabs: gr.Tabs, all_tabs: Sequence[GenerationTab]) -> None:
-    """Every tab's "Send to <tab>" buttons put the selected image and the prompts into that tab and open it."""
+def size_outputs(tab: GenerationTab) -> list[gr.components.Component]:
+    """The tab's size sliders, where it has them (inpainting keeps the picture's own size)."""
+    controls = tab.controls
+    return [controls.width, controls.height] if controls.width is not None and controls.height is not None else []
+
+
+def wire_send_to(tabs: gr.Tabs, all_tabs: Sequence[GenerationTab], max_pixels: int) -> None:
+    """Every tab's "Send to <tab>" buttons put the selected image and the prompts into that tab, set its size
+    sliders to the picture's size, and open it."""
     targets = {tab.tab_id: tab for tab in all_tabs if tab.image is not None}
     for source in all_tabs:
         for target_id, button in source.results.send_buttons.items():
             target = targets[target_id]
             target_image = target.image
             assert target_image is not None
+            sizes = size_outputs(target)
 
-            def send(gallery: list[Any] | None, selected: int, prompt: str, negative: str, to: str = target_id):
+            def send(
+                gallery: list[Any] | None,
+                selected: int,
+                prompt: str,
+                negative: str,
+                to: str = target_id,
+                with_size: bool = bool(sizes),
+            ) -> tuple[Any, ...]:
                 image = selected_image(gallery, selected)
                 if image is None:
                     raise gr.Error("Generate an image first, then send it.", print_exception=False)
-                return image, prompt, negative, gr.Tabs(selected=to)
+                size = fit_within(image.width, image.height, max_pixels) if with_size else ()
+                return (image, prompt, negative, *size, gr.Tabs(selected=to))
 
             button.click(
                 send,
                 inputs=[source.results.gallery, source.results.selected, source.prompt, source.negative_prompt],
-                outputs=[target_image, target.prompt, target.negative_prompt, tabs],
+                outputs=[target_image, target.prompt, target.negative_prompt, *sizes, tabs],
                 queue=False,
                 api_visibility="private",
             )

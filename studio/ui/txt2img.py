@@ -11,21 +11,24 @@ from studio.composition import Studio
 from studio.requests import Txt2ImgRequest
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
+from studio.ui.examples import add_examples
 from studio.ui.jobs import GPU_QUEUE, progress_reporter, run_job, wire_stop
 from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
 from studio.ui.tabs import GenerationTab
+from studio.ui.zerogpu import gpu
 
 
 def build_txt2img_tab(studio: Studio) -> GenerationTab:
     """Prompt, controls, Generate and Stop, and the results; call inside a ``gr.Tabs``."""
-    with gr.Tab("Text to image", id="txt2img"):
+    with gr.Tab("Text to image", id="txt2img") as tab:
         row = build_prompt_row("txt2img")
         with gr.Row():
             with gr.Column():
                 controls = build_generation_controls("txt2img", studio.settings)
             with gr.Column():
-                panel = build_results("txt2img")
+                panel = build_results("txt2img", studio.settings.save_format)
 
+    @gpu()
     @user_errors(outputs=RESULT_OUTPUTS)
     def txt2img(
         prompt: str,
@@ -37,7 +40,8 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         height: float,
         seed: float,
         batch_size: float,
-        request: gr.Request,
+        image_format: str | None = None,
+        request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
         """Generate images from a text prompt.
@@ -52,8 +56,10 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             height: image height in pixels, a multiple of 8.
             seed: -1 for random; image i of the batch uses seed + i.
             batch_size: how many images to make.
+            image_format: "png" (default: lossless, with the parameters and a JSON record), "jpeg" or "webp" (the
+                parameters in EXIF, as A1111 writes them); none for the server's --save-format.
         Returns:
-            The gallery of PNG images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
+            The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
         job = Txt2ImgRequest(
             prompt=prompt,
@@ -67,24 +73,33 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             batch_size=batch_size,
         )
         yield from run_job(
-            studio, request, studio.service.txt2img, job, progress_reporter(progress), present, RESULT_OUTPUTS
+            studio,
+            request,
+            studio.service.txt2img,
+            job,
+            progress_reporter(progress),
+            present,
+            RESULT_OUTPUTS,
+            image_format=image_format,
         )
 
     assert controls.width is not None and controls.height is not None
+    inputs = [
+        row.prompt,
+        row.negative_prompt,
+        controls.sampler,
+        controls.steps,
+        controls.guidance_scale,
+        controls.width,
+        controls.height,
+        controls.seed,
+        controls.batch_size,
+        panel.image_format,
+    ]
     event = gr.on(
         triggers=[row.generate.click, row.prompt.submit],
         fn=txt2img,
-        inputs=[
-            row.prompt,
-            row.negative_prompt,
-            controls.sampler,
-            controls.steps,
-            controls.guidance_scale,
-            controls.width,
-            controls.height,
-            controls.seed,
-            controls.batch_size,
-        ],
+        inputs=inputs,
         outputs=panel.outputs(),
         api_name="txt2img",
         concurrency_id=GPU_QUEUE,
@@ -92,4 +107,5 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
     )
     wire_stop(row.stop, event, panel.notes, studio)
     wire_results(panel, controls)
-    return GenerationTab("txt2img", "Text to image", row.prompt, row.negative_prompt, None, panel, event)
+    add_examples(tab, "txt2img", txt2img, inputs, panel.outputs())
+    return GenerationTab("txt2img", "Text to image", row.prompt, row.negative_prompt, None, panel, event, controls)

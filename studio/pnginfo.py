@@ -1,0 +1,123 @@
+"""PNG Info: the generation settings an image carries, ready to fill a tab's fields (no Gradio here).
+
+An image may come from this studio (A1111 text plus our lossless JSON record) or from A1111, Forge or SD.Next (the
+A1111 ``parameters`` text alone, in a PNG chunk or in a JPEG/WebP EXIF ``UserComment``). Either way the result is one
+``SentSettings``: every value the tabs have a field for, or None where the image does not say, each checked against
+this studio's limits, with a note for anything changed on the way (a sampler we do not have, a size off the grid).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from studio.metadata import ImageMetadata
+from studio.schedulers import SAMPLERS, sampler_from_a1111
+from studio.validation import MIN_SIDE
+
+_SIZE = re.compile(r"^\s*(\d+)\s*[x×]\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class SentSettings:
+    """What "Send to" puts into a tab. None means the image does not say, so the field keeps its value."""
+
+    prompt: str
+    negative_prompt: str
+    sampler: str | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    strength: float | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _float(text: object) -> float | None:
+    """A number written as text, or None when it is missing or not a finite number."""
+    if text is None:
+        return None
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _int(text: object) -> int | None:
+    value = _float(text)
+    return None if value is None else int(value)
+
+
+def _side(value: int, largest: int, name: str, notes: list[str]) -> int:
+    """A side the size sliders accept: a multiple of 8 between 64 and ``largest``."""
+    side = min(max(MIN_SIDE, round(value / 8) * 8), largest)
+    if side != value:
+        notes.append(f"{name} {value} became {side} (multiples of 8 from {MIN_SIDE} to {largest} here)")
+    return side
+
+
+def settings_from_metadata(meta: ImageMetadata, *, max_steps: int, max_side: int) -> SentSettings | None:
+    """The settings ``meta`` holds, within ``max_steps`` and ``max_side``; None when it holds none."""
+    if meta.parameters is None and not meta.record:
+        return None
+    fields: Mapping[str, str] = meta.parameters.fields if meta.parameters else {}
+    record = meta.record or {}
+    request = record.get("request")
+    ours: Mapping[str, Any] = request if isinstance(request, dict) else {}  # our lossless record of the request
+    notes: list[str] = []
+
+    prompt = str(ours.get("prompt", meta.parameters.prompt if meta.parameters else ""))
+    negative = str(ours.get("negative_prompt", meta.parameters.negative_prompt if meta.parameters else ""))
+
+    sampler = None
+    written = ours.get("sampler", fields.get("Sampler"))
+    if written is not None:
+        if str(written) in SAMPLERS:
+            sampler = str(written)
+        else:
+            sampler, note = sampler_from_a1111(str(written))
+            if note:
+                notes.append(note)
+
+    steps = _int(ours.get("num_inference_steps", fields.get("Steps")))
+    if steps is not None and not 1 <= steps <= max_steps:
+        clamped = min(max(1, steps), max_steps)
+        notes.append(f"Steps {steps} became {clamped} (this studio allows 1 to {max_steps}, --max-steps)")
+        steps = clamped
+
+    guidance = _float(ours.get("guidance_scale", fields.get("CFG scale")))
+    seed = _int(record.get("seed", fields.get("Seed")))
+
+    width: int | None = None
+    height: int | None = None
+    size = _SIZE.match(fields.get("Size", ""))
+    if "width" in ours and "height" in ours:
+        width, height = _int(ours["width"]), _int(ours["height"])
+    elif size:
+        width, height = int(size.group(1)), int(size.group(2))
+    if width is not None and height is not None:
+        width = _side(width, max_side, "Width", notes)
+        height = _side(height, max_side, "Height", notes)
+
+    strength = _float(ours.get("strength", fields.get("Denoising strength")))
+    if strength is not None and not 0 <= strength <= 1:
+        notes.append(f"Denoising strength {strength} is outside 0-1 and was left as it was")
+        strength = None
+
+    return SentSettings(
+        prompt=prompt,
+        negative_prompt=negative,
+        sampler=sampler,
+        steps=steps,
+        guidance_scale=guidance,
+        seed=seed,
+        width=width,
+        height=height,
+        strength=strength,
+        notes=tuple(notes),
+    )
