@@ -13,11 +13,13 @@ from studio.devices import resolve_placement
 from studio.errors import StudioError
 from studio.fast_paths import SpeedOptions
 from studio.loading import MemoryOptions
+from studio.loras import LoraLibrary
 from studio.model_manager import ModelManager, Task
 from studio.outputs import OutputStore
 from studio.preview import PreviewOptions
 from studio.service import StudioService
 from studio.settings import Settings
+from studio.system import SystemService
 from studio.validation import Limits
 
 log = logging.getLogger(__name__)
@@ -25,12 +27,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Studio:
-    """The parts the web layers use: the settings, the model manager, the service and the Stop registry."""
+    """The parts the web layers use: the settings, the model manager, the service, the Stop registry, and the
+    models on disk and in memory (``system``)."""
 
     settings: Settings
     manager: ModelManager
     service: StudioService
     cancels: CancelRegistry
+    system: SystemService
 
 
 def build_studio(settings: Settings, manager: ModelManager | None = None) -> Studio:
@@ -60,8 +64,15 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
         max_cells=settings.max_cells,
     )
     previews = PreviewOptions(every=settings.preview_every, mode=settings.preview_mode)
-    service = StudioService(manager, limits, OutputStore(settings.outputs, settings.save_format), previews)
-    return Studio(settings=settings, manager=manager, service=service, cancels=CancelRegistry())
+    loras = LoraLibrary(settings.lora_folder)
+    service = StudioService(manager, limits, OutputStore(settings.outputs, settings.save_format), previews, loras)
+    return Studio(
+        settings=settings,
+        manager=manager,
+        service=service,
+        cancels=CancelRegistry(),
+        system=SystemService(settings, manager),
+    )
 
 
 def load_at_startup(studio: Studio) -> None:

@@ -29,6 +29,7 @@ from safetensors import SafetensorError, safe_open
 
 from studio.devices import Placement
 from studio.errors import ModelLoadError
+from studio.model_catalog import unet_family
 
 log = logging.getLogger(__name__)
 _Loaded = TypeVar("_Loaded")
@@ -89,7 +90,11 @@ def looks_local(source: str) -> bool:
 
 
 def model_family(pipeline: DiffusionPipeline) -> str:
-    """SD 1.x, SD 2.x or SDXL, as users name them."""
+    """SD 1.x, SD 2.x or SDXL, as users name them: from the UNet's config where it tells, else from the pipeline
+    class and the text encoder's width."""
+    family = unet_family(pipeline.unet.config)
+    if family is not None:
+        return family
     if isinstance(pipeline, StableDiffusionXLPipeline):
         return "SDXL"
     text_encoder = getattr(pipeline, "text_encoder", None)

@@ -42,6 +42,8 @@ from studio.loading import (
     load_pipeline,
     model_family,
 )
+from studio.lora_weights import LoraWeights
+from studio.loras import AppliedLora
 from studio.module_cache import ModuleCache
 from studio.schedulers import build_scheduler
 
@@ -101,7 +103,7 @@ class LoadedModel:
         return self.family == "SDXL" and bool(getattr(self.pipeline.vae.config, "force_upcast", False))
 
     def describe(self) -> str:
-        return f"{self.source} ({self.family}, {self.placement.describe()})"
+        return f"{display_name(self.source)} ({self.family}, {self.placement.describe()})"
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,7 @@ class ModelManager:
         self._unet_loader = unet_loader
         self._controlnet_loader = controlnet_loader
         self.extras = ModuleCache(cache_bytes)
+        self.lora_weights = LoraWeights()
         self.placement = placement
         self.offline = offline
         self.memory = memory or MemoryOptions()
@@ -208,6 +211,15 @@ class ModelManager:
             torch.cuda.empty_cache()
         elif self.placement.device.type == "mps":
             torch.mps.empty_cache()
+
+    def unload(self) -> None:
+        """Drop every model (the base, cached ControlNets and inpainting UNets, LoRA files) and give the memory
+        back; the next generation loads the serving model again. Waits for the running job to end first."""
+        with self._gpu_lock, self._lock:
+            self._model = None
+            self.extras.clear()
+            self.lora_weights.clear()
+        self.free_memory()
 
     def native_resolution(self) -> int:
         """The side in pixels the loaded model was trained at (512 for SD 1.x, 1024 for SDXL)."""
@@ -300,10 +312,11 @@ class ModelManager:
             self._task_modules(task, model, held)
 
     @contextmanager
-    def job(self, task: Task, sampler: str, seeds: Sequence[int]) -> Iterator[Job]:
+    def job(self, task: Task, sampler: str, seeds: Sequence[int], loras: Sequence[AppliedLora] = ()) -> Iterator[Job]:
         """A pipeline for ``task`` on the loaded weights, with its own ``sampler`` scheduler, holding the GPU.
 
-        ``seeds`` are the per-image seeds (SDE samplers seed their noise from them at build time).
+        ``seeds`` are the per-image seeds (SDE samplers seed their noise from them at build time). ``loras`` are put
+        on the shared modules only while this job holds the GPU, and taken off before anyone else's job runs.
         """
         model = self.current()
         base = model.pipeline
@@ -313,5 +326,5 @@ class ModelManager:
             # Pass the dtype: without it from_pipe casts the shared modules of the base to float32 (diffusers#12754).
             derived = _TASK_PIPELINES[task].from_pipe(base, dtype=base.dtype, scheduler=scheduler, **modules)
             derived.set_progress_bar_config(disable=True)
-            with self._gpu_lock:
+            with self._gpu_lock, self.lora_weights.applied(derived, loras, model.family):
                 yield Job(derived, model)

@@ -45,6 +45,11 @@ class ModuleCache:
         with self._lock:
             return list(self._entries)
 
+    def sizes(self) -> list[tuple[tuple[str, str], int]]:
+        """Each cached key with the bytes its module takes, least recently used first."""
+        with self._lock:
+            return [(key, entry.size) for key, entry in self._entries.items()]
+
     @property
     def used_bytes(self) -> int:
         with self._lock:

@@ -7,12 +7,13 @@ boundary, and never changed afterwards; the service works on a validated copy wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from PIL import Image
 
+from studio.loras import LoraSpec
 from studio.schedulers import DEFAULT_SAMPLER
 
 RANDOM_SEED = -1
@@ -20,7 +21,11 @@ RANDOM_SEED = -1
 
 @dataclass(frozen=True)
 class Txt2ImgRequest:
-    """Text to image. ``seed=-1`` asks for a random seed; image *i* of the batch uses ``seed + i``."""
+    """Text to image. ``seed=-1`` asks for a random seed; image *i* of the batch uses ``seed + i``.
+
+    ``loras`` (in every generation request) are LoRAs to apply besides the ``<lora:name:weight>`` tags of the
+    prompt; validation adds the prompt's tags to them, so the validated request lists every LoRA it applies.
+    """
 
     prompt: str
     negative_prompt: str = ""
@@ -31,6 +36,7 @@ class Txt2ImgRequest:
     height: int = 512
     seed: int = RANDOM_SEED
     batch_size: int = 1
+    loras: tuple[LoraSpec, ...] = ()
 
     task: ClassVar[str] = "txt2img"
 
@@ -45,6 +51,8 @@ def _record(request: Any) -> dict[str, Any]:
         value = getattr(request, item.name)
         if isinstance(value, Image.Image):
             record[f"{item.name}_size"] = list(value.size)
+        elif isinstance(value, tuple) and value and all(is_dataclass(v) for v in value):
+            record[item.name] = [asdict(v) for v in value]
         elif value is not None:
             record[item.name] = value
     return record
@@ -67,6 +75,7 @@ class Img2ImgRequest:
     resize_mode: str = "Just resize"
     seed: int = RANDOM_SEED
     batch_size: int = 1
+    loras: tuple[LoraSpec, ...] = ()
 
     task: ClassVar[str] = "img2img"
 
@@ -98,6 +107,7 @@ class InpaintRequest:
     invert_mask: bool = False
     seed: int = RANDOM_SEED
     batch_size: int = 1
+    loras: tuple[LoraSpec, ...] = ()
 
     task: ClassVar[str] = "inpaint"
 
@@ -132,6 +142,7 @@ class ControlNetRequest:
     seed: int = RANDOM_SEED
     batch_size: int = 1
     resize_mode: str = "Crop and resize"
+    loras: tuple[LoraSpec, ...] = ()
 
     task: ClassVar[str] = "controlnet"
 

@@ -21,6 +21,7 @@ from studio import __version__, compare, images
 from studio.errors import Cancelled, InvalidRequest, OutOfMemory
 from studio.fast_paths import watch_compiles
 from studio.loading import looks_local
+from studio.loras import AppliedLora, LoraLibrary, lora_hashes_field, parse_loras, strip_loras, with_loras
 from studio.metadata import (
     Parameters,
     attach,
@@ -95,8 +96,10 @@ def _validate_common(request: Any, limits: Limits) -> dict[str, Any]:
     check_sampler(request.sampler)
     steps = check_steps(request.num_inference_steps, limits)
     check_sampler_steps(request.sampler, steps)
+    prompt, loras = with_loras(check_text("prompt", request.prompt), request.loras)
     return {
-        "prompt": check_text("prompt", request.prompt),
+        "prompt": prompt,
+        "loras": loras,
         "negative_prompt": check_text("negative_prompt", request.negative_prompt),
         "num_inference_steps": steps,
         "guidance_scale": check_guidance_scale(request.guidance_scale),
@@ -204,6 +207,8 @@ def validate_compare(request: CompareRequest, limits: Limits) -> CompareRequest:
     if not isinstance(request, CompareRequest):
         raise InvalidRequest(f"expected a CompareRequest, got {type(request).__name__}")
     prompts = tuple(check_text("prompt", prompt) for prompt in request.prompts)
+    for prompt in prompts:
+        parse_loras(prompt)  # a malformed <lora:...> tag is refused before any cell runs
     if not 1 <= len(prompts) <= compare.MAX_PROMPTS:
         raise InvalidRequest(f"compare 1 to {compare.MAX_PROMPTS} prompts, one per line; got {len(prompts)}")
     if len(prompts) == 1 and not request.axis_values:
@@ -302,18 +307,25 @@ class _Plan:
     fields: Mapping[str, object] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     control_image: Image.Image | None = None
+    loras: tuple[AppliedLora, ...] = ()
 
 
 class StudioService:
     """Generation for every tab and API, over one model manager."""
 
     def __init__(
-        self, manager: ModelManager, limits: Limits, outputs: OutputStore, previews: PreviewOptions | None = None
+        self,
+        manager: ModelManager,
+        limits: Limits,
+        outputs: OutputStore,
+        previews: PreviewOptions | None = None,
+        loras: LoraLibrary | None = None,
     ) -> None:
         self.manager = manager
         self.limits = limits
         self.outputs = outputs
         self.previews = previews or PreviewOptions()
+        self.loras = loras or LoraLibrary(None)
 
     def txt2img(
         self,
@@ -484,10 +496,19 @@ class StudioService:
         values: tuple[compare.AxisValue | None, ...] = request.axis_values or (None,)
         cells = [(value, prompt) for value in values for prompt in request.prompts]
         requests = [self._cell_request(request, prompt, value) for value, prompt in cells]
-        # Cells with the same settings (all but prompt and seed) share one pipeline call, up to --max-batch.
+        # Every LoRA named anywhere is found (or refused) before the first cell runs.
+        applied = {cell.loras: self.loras.resolve(cell.loras) for cell in requests}
+        # Cells with the same settings (all but prompt and seed; the same LoRAs) share one pipeline call, up to
+        # --max-batch.
         groups: dict[tuple[Any, ...], list[int]] = {}
         for index, cell in enumerate(requests):
-            key = (cell.sampler, cell.num_inference_steps, cell.guidance_scale, getattr(cell, "strength", None))
+            key = (
+                cell.sampler,
+                cell.num_inference_steps,
+                cell.guidance_scale,
+                getattr(cell, "strength", None),
+                cell.loras,
+            )
             groups.setdefault(key, []).append(index)
         chunks = [
             indices[start : start + self.limits.max_batch]
@@ -507,7 +528,7 @@ class StudioService:
 
             first = requests[chunk[0]]
             arguments: dict[str, Any] = {
-                "prompt": [requests[i].prompt for i in chunk],
+                "prompt": [strip_loras(requests[i].prompt) for i in chunk],
                 "negative_prompt": [first.negative_prompt] * len(chunk) if first.negative_prompt else None,
                 "num_inference_steps": first.num_inference_steps,
                 "guidance_scale": first.guidance_scale,
@@ -522,7 +543,15 @@ class StudioService:
                 task = Task.TXT2IMG
             seeds = [requests[i].seed for i in chunk]
             decoded, notes, model = self._denoise(
-                task, first.sampler, seeds, arguments, report, cancel, preview, (first.width, first.height)
+                task,
+                first.sampler,
+                seeds,
+                arguments,
+                report,
+                cancel,
+                preview,
+                (first.width, first.height),
+                applied[first.loras],
             )
             all_notes.extend(note for note in notes if note not in all_notes)
             images_of.update(zip(chunk, decoded, strict=True))
@@ -532,7 +561,7 @@ class StudioService:
                 progress(done_steps, total_steps, done_cells, len(requests))
         results = []
         for index, ((value, prompt), cell) in enumerate(zip(cells, requests, strict=True)):
-            plan = self._cell_plan(cell)
+            plan = replace(self._cell_plan(cell), loras=applied[cell.loras])
             generated = self._finish(plan, [images_of[index]], [cell.seed], model, [], folder="compare").images[0]
             results.append(CompareCell(prompt=prompt, axis_value=value, image=generated))
         grid = self._grid(request, results, model)
@@ -559,6 +588,7 @@ class StudioService:
             "width": request.width,
             "height": request.height,
             "seed": request.seed,
+            "loras": parse_loras(prompt),
         }
         if request.image is not None:
             shared.update(image=request.image, strength=request.strength, resize_mode="Crop and resize")
@@ -615,11 +645,12 @@ class StudioService:
         cancel: threading.Event | None,
         preview: PreviewCallback | None = None,
         size: tuple[int, int] = (512, 512),
+        loras: Sequence[AppliedLora] = (),
     ) -> tuple[list[Image.Image], list[str], str]:
         """One pipeline call on the GPU: one CPU generator per image, latents out, decoded here (with the float32
-        retry). Returns the pictures, notes for the user, and the model's name."""
+        retry). ``loras`` apply to this call only. Returns the pictures, notes for the user, and the model's name."""
         try:
-            with self.manager.job(task, sampler, seeds) as job, watch_compiles() as compiles:
+            with self.manager.job(task, sampler, seeds, loras) as job, watch_compiles() as compiles:
                 output = job.pipeline(
                     generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
                     output_type="latent",
@@ -671,9 +702,10 @@ class StudioService:
     ) -> GenerationResult:
         request = plan.request
         image_format = self.check_image_format(image_format)
+        plan = replace(plan, loras=self.loras.resolve(request.loras))
         seeds = [request.seed + i for i in range(request.batch_size)]
         arguments = {
-            "prompt": request.prompt,
+            "prompt": strip_loras(request.prompt),
             "negative_prompt": request.negative_prompt or None,
             "num_inference_steps": request.num_inference_steps,
             "guidance_scale": request.guidance_scale,
@@ -681,7 +713,7 @@ class StudioService:
             **plan.arguments,
         }
         decoded, notes, model = self._denoise(
-            plan.task, request.sampler, seeds, arguments, progress, cancel, preview, plan.size
+            plan.task, request.sampler, seeds, arguments, progress, cancel, preview, plan.size, plan.loras
         )
         finished = [plan.finish(image) for image in decoded]
         return self._finish(plan, finished, seeds, model, [*plan.notes, *notes], image_format=image_format)
@@ -714,6 +746,7 @@ class StudioService:
                         "Size": f"{plan.size[0]}x{plan.size[1]}",
                         "Model": model,
                         **plan.fields,
+                        **({"Lora hashes": lora_hashes_field(plan.loras)} if plan.loras else {}),
                         "Version": VERSION_TAG,
                     },
                 )

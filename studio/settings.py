@@ -35,6 +35,8 @@ class Settings:
     inpaint_model: str | None = None
     model_config: str | None = None
     controlnet_model: str | None = None
+    models_dir: Path = Path("models")
+    lora_dir: Path | None = None  # None: <models_dir>/lora
     device: str = "auto"
     dtype: str = "auto"
     host: str = "127.0.0.1"
@@ -99,6 +101,11 @@ class Settings:
             raise SettingsError(f"--port must be between 1 and 65535, got {self.port}")
 
     @property
+    def lora_folder(self) -> Path:
+        """Where LoRAs are looked for: ``--lora-dir``, or ``lora/`` inside the models folder."""
+        return self.lora_dir if self.lora_dir is not None else self.models_dir / "lora"
+
+    @property
     def save_outputs(self) -> bool:
         return self.outputs is not None
 
@@ -141,6 +148,8 @@ class Settings:
             inpaint_model=args.inpaint_model or None,
             model_config=args.model_config or None,
             controlnet_model=args.controlnet_model or None,
+            models_dir=Path(args.models_dir),
+            lora_dir=Path(args.lora_dir) if args.lora_dir else None,
             device=args.device,
             dtype=args.dtype,
             host=args.host,
@@ -258,6 +267,16 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="the Canny ControlNet (Hub id, folder or .safetensors); unset: the model family's own, "
         "lllyasviel/control_v11p_sd15_canny (SD 1.x), thibaud/controlnet-sd21-canny-diffusers (SD 2.x), "
         "diffusers/controlnet-canny-sdxl-1.0 (SDXL)",
+    )
+    models.add_argument(
+        "--models-dir",
+        default=env("MODELS_DIR", "models"),
+        help="folder the model picker lists: diffusers folders and single-file .safetensors checkpoints",
+    )
+    models.add_argument(
+        "--lora-dir",
+        default=env("LORA_DIR", None),
+        help="folder of .safetensors LoRAs, used as <lora:file-name:weight> in prompts; unset: lora/ in --models-dir",
     )
     models.add_argument(
         "--cache-gb",

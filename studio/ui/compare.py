@@ -58,7 +58,8 @@ def progress_of_cells(progress: gr.Progress) -> CompareProgress:
     return report
 
 
-def build_compare_tab(studio: Studio) -> None:
+def build_compare_tab(studio: Studio) -> gr.Textbox:
+    """The Compare tab; returns its prompts box (the header's LoRA picker writes into it)."""
     with gr.Tab("Compare", id="compare"):
         with gr.Row(equal_height=True):
             with gr.Column(scale=5):
@@ -194,3 +195,4 @@ def build_compare_tab(studio: Studio) -> None:
         concurrency_limit=1,
     )
     wire_stop(stop, event, notes, studio)
+    return prompts

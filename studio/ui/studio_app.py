@@ -7,11 +7,11 @@ from typing import Any
 
 import gradio as gr
 
-from studio import __version__
 from studio.api import build_api
 from studio.composition import Studio
 from studio.ui.compare import build_compare_tab
 from studio.ui.controlnet import build_controlnet_tab
+from studio.ui.header import TABS_ID, build_header, wire_header
 from studio.ui.img2img import build_img2img_tab
 from studio.ui.inpaint import build_inpaint_tab
 from studio.ui.lab import build_lab_tab
@@ -33,15 +33,6 @@ CSS = """
 THEME = gr.themes.Soft(primary_hue="indigo")
 
 
-def model_status(studio: Studio) -> str:
-    """The header's model line: what serves, or what will load on first use."""
-    loaded = studio.manager.loaded
-    if loaded is not None:
-        return f"**Model:** {loaded.describe()}"
-    placement = studio.manager.placement.describe()
-    return f"**Model:** {studio.manager.source} ({placement}) — loads on the first generation"
-
-
 def create_demo(studio: Studio) -> gr.Blocks:
     """The whole studio UI over ``studio``, with its queue configured. Launch it with ``launch``."""
     guard_decoding(studio.settings.max_upload_megapixels)
@@ -49,25 +40,21 @@ def create_demo(studio: Studio) -> gr.Blocks:
         check_mcp_extra()
     with gr.Blocks(title="Diffusion Studio") as demo:
         mcp_tools = add_mcp_tools(studio) if studio.settings.mcp else []
-        with gr.Column(elem_id="studio-header"):
-            gr.Markdown(f"# Diffusion Studio\nv{__version__} · diffusion image generation over 🤗 diffusers")
-            status = gr.Markdown(model_status(studio), elem_id="model-status")
-        with gr.Tabs() as tabs:
+        header = build_header(studio)
+        with gr.Tabs(elem_id=TABS_ID) as tabs:
             generation_tabs = [
                 build_txt2img_tab(studio),
                 build_img2img_tab(studio),
                 build_inpaint_tab(studio),
                 build_controlnet_tab(studio),
             ]
-            build_compare_tab(studio)
+            compare_prompts = build_compare_tab(studio)
             build_lab_tab(studio)
             pnginfo = build_pnginfo_tab(studio)
         wire_send_to(tabs, generation_tabs, studio.settings.max_pixels)
         wire_pnginfo_send_to(tabs, pnginfo, generation_tabs, studio)
-        refresh = {"fn": lambda: model_status(studio), "outputs": status, "api_visibility": "private", "queue": False}
-        demo.load(**refresh)
-        for tab in generation_tabs:
-            tab.event.then(**refresh)  # the first generation loads the model: show what loaded
+        prompts = {tab.tab_id: tab.prompt for tab in generation_tabs} | {"compare": compare_prompts}
+        wire_header(demo, header, studio, prompts, [tab.event for tab in generation_tabs])
     if studio.settings.mcp:
         keep_only_mcp_tools(demo, mcp_tools)
     # Explicit, so a flood of requests is told "queue is full" instead of waiting forever.

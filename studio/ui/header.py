@@ -1,0 +1,158 @@
+"""The header every tab shares: the model picker, the LoRA picker, the model line, and the System panel.
+
+Switching and unloading run on the GPU queue (``GPU_QUEUE``), so they wait for the generation in progress and no
+generation starts halfway through them. The LoRA picker writes A1111's ``<lora:name:weight>`` tag into the prompt
+of the open tab; the service reads the tag from there, so typing it by hand does the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from studio import __version__
+from studio.composition import Studio
+from studio.errors import StudioError
+from studio.loading import display_name
+from studio.loras import insert_lora
+from studio.system import describe_memory, model_line
+from studio.ui.errors import redact, user_errors
+from studio.ui.jobs import GPU_QUEUE
+
+TABS_ID = "studio-tabs"
+# The Add button reads which tab is open from the page: the first selected tab button is the outer tab bar's.
+_OPEN_TAB_JS = f"""(name, weight, tab, ...prompts) => {{
+    const open = document.querySelector('#{TABS_ID} [role="tab"][aria-selected="true"]');
+    return [name, weight, open ? open.dataset.tabId : tab, ...prompts];
+}}"""
+DEFAULT_LORA_WEIGHT = 0.8
+
+
+@dataclass(frozen=True)
+class Header:
+    """The header's widgets."""
+
+    picker: gr.Dropdown
+    refresh: gr.Button
+    status: gr.Markdown
+    lora: gr.Dropdown
+    lora_weight: gr.Slider
+    add_lora: gr.Button
+    open_tab: gr.Textbox
+    system: gr.Accordion
+    memory: gr.Markdown
+    refresh_memory: gr.Button
+    unload: gr.Button
+
+
+def build_header(studio: Studio) -> Header:
+    """The header's widgets; call inside the Blocks, above the tabs."""
+    options, value = studio.system.choices()
+    with gr.Column(elem_id="studio-header"):
+        gr.Markdown(f"# Diffusion Studio\nv{__version__} · diffusion image generation over 🤗 diffusers")
+        with gr.Row(equal_height=True):
+            picker = gr.Dropdown(
+                options,
+                value=value,
+                label="Model (from the models folder, or type a Hub id)",
+                allow_custom_value=True,
+                filterable=True,
+                elem_id="model-picker",
+                scale=4,
+            )
+            refresh = gr.Button("🔄", elem_id="model-refresh", scale=0, min_width=48)
+            lora = gr.Dropdown(studio.service.loras.names(), value=None, label="LoRA", elem_id="lora-picker", scale=2)
+            lora_weight = gr.Slider(
+                -2, 2, value=DEFAULT_LORA_WEIGHT, step=0.05, label="LoRA weight", elem_id="lora-weight", scale=2
+            )
+            add_lora = gr.Button("Add to prompt", elem_id="lora-add", scale=0, min_width=120)
+        status = gr.Markdown(model_line(studio.manager), elem_id="model-status")
+        with gr.Accordion("System: memory and loaded models", open=False, elem_id="system") as system:
+            memory = gr.Markdown(elem_id="memory-status")
+            with gr.Row():
+                refresh_memory = gr.Button("Refresh", elem_id="memory-refresh", scale=0, min_width=120)
+                unload = gr.Button("Unload models", variant="stop", elem_id="unload-models", scale=0, min_width=160)
+        open_tab = gr.Textbox("txt2img", visible=False, elem_id="lora-open-tab")
+    return Header(
+        picker, refresh, status, lora, lora_weight, add_lora, open_tab, system, memory, refresh_memory, unload
+    )
+
+
+def wire_header(
+    demo: gr.Blocks,
+    header: Header,
+    studio: Studio,
+    prompts: Mapping[str, gr.Textbox],
+    events: Sequence[gr.events.Dependency],
+) -> None:
+    """Wire the header to the studio; ``prompts`` are the tabs' prompt boxes by tab id, ``events`` the generation
+    events after which the model line is refreshed (the first generation loads the model). Every page load reads
+    the models and LoRA folders again."""
+    private: dict[str, Any] = {"api_visibility": "private"}
+    on_gpu_queue: dict[str, Any] = {"concurrency_id": GPU_QUEUE, "concurrency_limit": 1, **private}
+
+    def lists() -> tuple[Any, Any, str]:
+        options, value = studio.system.choices()
+        return gr.Dropdown(choices=options, value=value), gr.Dropdown(choices=studio.service.loras.names()), status()
+
+    def status() -> str:
+        return model_line(studio.manager)
+
+    @user_errors(outputs=2)
+    def switch_model(choice: str, progress: gr.Progress = gr.Progress()) -> tuple[Any, str]:  # noqa: B008
+        progress(0, desc=f"Loading {display_name(str(choice))}…")
+        try:
+            studio.system.switch(choice)
+        except StudioError as error:
+            message = redact(str(error))
+            gr.Warning(message)
+            options, value = studio.system.choices()
+            kept = f"{display_name(studio.manager.source)} is still the model."
+            return gr.Dropdown(choices=options, value=value), f"{status()}\n\n⚠️ {message} {kept}"
+        options, value = studio.system.choices()
+        return gr.Dropdown(choices=options, value=value), status()
+
+    header.picker.input(switch_model, inputs=header.picker, outputs=[header.picker, header.status], **on_gpu_queue)
+    header.refresh.click(lists, outputs=[header.picker, header.lora, header.status], queue=False, **private)
+    demo.load(lists, outputs=[header.picker, header.lora, header.status], queue=False, **private)
+
+    tab_ids = list(prompts)
+
+    def add_lora(name: str | None, weight: float, tab: str, *texts: str) -> tuple[Any, ...]:
+        skipped = [gr.skip() for _ in texts]
+        if not name:
+            gr.Warning("Choose a LoRA first (put .safetensors LoRAs in the LoRA folder and press 🔄).")
+            return tuple(skipped)
+        if tab not in prompts:
+            gr.Warning("Open a generation tab (Text to image, Image to image, Inpaint, ControlNet or Compare) first.")
+            return tuple(skipped)
+        index = tab_ids.index(tab)
+        skipped[index] = insert_lora(texts[index] or "", name, float(weight))
+        return tuple(skipped)
+
+    header.add_lora.click(
+        add_lora,
+        inputs=[header.lora, header.lora_weight, header.open_tab, *prompts.values()],
+        outputs=list(prompts.values()),
+        js=_OPEN_TAB_JS,
+        queue=False,
+        **private,
+    )
+
+    def memory() -> str:
+        return describe_memory(studio.system.memory())
+
+    @user_errors(outputs=2)
+    def unload_models() -> tuple[str, str]:
+        studio.system.unload()
+        gr.Info("Models unloaded; the next generation loads the model again.")
+        return memory(), status()
+
+    header.system.expand(memory, outputs=header.memory, queue=False, **private)
+    header.refresh_memory.click(memory, outputs=header.memory, queue=False, **private)
+    header.unload.click(unload_models, outputs=[header.memory, header.status], **on_gpu_queue)
+    for event in events:
+        event.then(status, outputs=header.status, queue=False, **private)
