@@ -157,3 +157,15 @@ def test_on_hugging_face_spaces_the_studio_listens_where_the_space_expects() -> 
     assert chosen.server_name == "127.0.0.1", "a flag still wins"
     local = Settings.from_cli([], environ={"GRADIO_SERVER_NAME": "0.0.0.0"})
     assert (local.server_name, local.loopback_only) == ("127.0.0.1", True), "off Spaces nothing changes"
+
+
+def test_models_and_lora_folders() -> None:
+    defaults = Settings.from_cli([], environ={})
+    assert defaults.models_dir == Path("models")
+    assert defaults.lora_folder == Path("models") / "lora", "lora/ inside the models folder"
+    moved = Settings.from_cli([], environ={"STUDIO_MODELS_DIR": "/data/models"})
+    assert moved.lora_folder == Path("/data/models/lora")
+    flagged = Settings.from_cli(["--lora-dir", "/data/loras"], environ={"STUDIO_MODELS_DIR": "/data/models"})
+    assert (flagged.models_dir, flagged.lora_folder) == (Path("/data/models"), Path("/data/loras"))
+    text = build_parser({}).format_help()
+    assert "--models-dir" in text and "--lora-dir" in text

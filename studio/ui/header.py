@@ -115,7 +115,13 @@ def wire_header(
         options, value = studio.system.choices()
         return gr.Dropdown(choices=options, value=value), status()
 
-    header.picker.input(switch_model, inputs=header.picker, outputs=[header.picker, header.status], **on_gpu_queue)
+    header.picker.input(
+        switch_model,
+        inputs=header.picker,
+        outputs=[header.picker, header.status],
+        show_progress_on=header.status,
+        **on_gpu_queue,
+    )
     header.refresh.click(lists, outputs=[header.picker, header.lora, header.status], queue=False, **private)
     demo.load(lists, outputs=[header.picker, header.lora, header.status], queue=False, **private)
 

@@ -1,0 +1,145 @@
+"""The header in a real browser: the model picker over a models folder, the LoRA picker, and the System panel."""
+
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from studio.composition import Studio, build_studio
+from studio.ui import create_demo, launch
+from tests.browser_helpers import set_number
+from tests.conftest import make_settings
+from tests.ldm_checkpoint import save_ldm_checkpoint
+from tests.tiny_lora import save_tiny_lora
+
+LONG = 60_000
+
+
+@pytest.fixture(scope="module")
+def picker_studio(tiny_model: Path, other_tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Studio:
+    """A studio over a models folder with a diffusers folder, a single-file checkpoint and a LoRA."""
+    models = tmp_path_factory.mktemp("browser-models") / "models"
+    shutil.copytree(tiny_model, models / "tiny-sd")
+    save_ldm_checkpoint(other_tiny_model, models / "tiny-single.safetensors")
+    save_tiny_lora(tiny_model, models / "lora" / "ink.safetensors")
+    settings = make_settings(models / "tiny-sd", None, models_dir=models, model_config=str(tiny_model))
+    return build_studio(settings)
+
+
+@pytest.fixture(scope="module")
+def picker_server(picker_studio: Studio) -> Iterator[str]:
+    demo: gr.Blocks = create_demo(picker_studio)
+    launch(demo, picker_studio, prevent_thread_lock=True, quiet=True)
+    yield f"http://{picker_studio.settings.host}:{picker_studio.settings.port}/"
+    demo.close()
+
+
+@pytest.fixture
+def page(browser: Browser, picker_server: str) -> Iterator[Page]:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(picker_server)
+    expect(page.locator("#txt2img-generate")).to_be_visible(timeout=30_000)
+    yield page
+    page.close()
+
+
+def choose(page: Page, elem_id: str, option: str) -> None:
+    """Open a dropdown and click one of its options, as a person does."""
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option).click()
+
+
+def test_pick_a_single_file_then_a_folder_and_a_typo(page: Page, picker_studio: Studio) -> None:
+    status = page.locator("#model-status")
+    expect(status).to_contain_text("tiny-sd · float32 · cpu — not loaded")
+    page.locator("#model-picker input").click()
+    options = page.get_by_role("option")
+    expect(options).to_contain_text(["tiny-sd (diffusers)", "tiny-single (SD 1.x, single file)"])
+    # Loading waits for the test's signal, so what the page shows meanwhile can be looked at.
+    manager, release, started = picker_studio.manager, threading.Event(), []
+    load = manager._loader
+
+    def held_load(*args: object, **kwargs: object) -> object:
+        assert release.wait(timeout=LONG / 1000)
+        return load(*args, **kwargs)
+
+    def recording_txt2img(*args: object, **kwargs: object) -> object:
+        started.append(manager.source)
+        return original_txt2img(*args, **kwargs)
+
+    original_txt2img = picker_studio.service.txt2img
+    manager._loader = held_load  # type: ignore[method-assign]
+    picker_studio.service.txt2img = recording_txt2img  # type: ignore[method-assign]
+    try:
+        options.nth(1).click()
+        expect(status.get_by_text("Loading tiny-single.safetensors…")).to_be_visible(timeout=LONG)
+        # A generation asked for while the model loads waits in the GPU queue, then runs on the new model.
+        page.locator("#txt2img-prompt textarea").fill("a red house")
+        set_number(page, "txt2img-width", 64)
+        set_number(page, "txt2img-height", 64)
+        set_number(page, "txt2img-steps", 2)
+        page.locator("#txt2img-generate").click()
+        expect(page.locator("#txt2img-gallery")).to_contain_text(re.compile("queue"), timeout=LONG)
+        assert started == [], "no generation starts while the model is switching"
+        release.set()
+        expect(status).to_contain_text("Model: tiny-single.safetensors · SD 1.x · float32 · cpu", timeout=LONG)
+        expect(page.locator("#txt2img-parameters textarea")).to_have_value(
+            re.compile("Model: tiny-single,"), timeout=LONG
+        )
+    finally:
+        release.set()
+        manager._loader = load  # type: ignore[method-assign]
+        del picker_studio.service.txt2img
+    assert started == [str(picker_studio.settings.models_dir / "tiny-single.safetensors")]
+
+    choose(page, "model-picker", "tiny-sd (diffusers)")
+    expect(status).to_contain_text("Model: tiny-sd · SD 1.x · float32 · cpu", timeout=LONG)
+
+    # A Hub id that cannot load here (offline): told why, and the model that served goes on serving.
+    picker = page.locator("#model-picker input")
+    picker.fill("someone/not-downloaded")
+    picker.press("Enter")
+    expect(status).to_contain_text("Could not load model 'someone/not-downloaded'", timeout=LONG)
+    expect(status).to_contain_text("tiny-sd is still the model.")
+    expect(picker).to_have_value("tiny-sd (diffusers)")
+    assert picker_studio.manager.source.endswith("tiny-sd")
+
+
+def test_add_a_lora_to_the_open_tabs_prompt_and_generate(page: Page) -> None:
+    page.locator("#txt2img-prompt textarea").fill("a red house")
+    choose(page, "lora-picker", "ink")
+    set_number(page, "lora-weight", 1)
+    page.locator("#lora-add").click()
+    expect(page.locator("#txt2img-prompt textarea")).to_have_value("a red house <lora:ink:1>")
+
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-prompts textarea").fill("a red fox\na blue fox")
+    page.locator("#lora-add").click()
+    expect(page.locator("#compare-prompts textarea")).to_have_value("a red fox\na blue fox <lora:ink:1>")
+    expect(page.locator("#txt2img-prompt textarea")).to_have_value("a red house <lora:ink:1>")
+
+    page.get_by_role("tab", name="Text to image").click()
+    set_number(page, "txt2img-width", 64)
+    set_number(page, "txt2img-height", 64)
+    set_number(page, "txt2img-steps", 2)
+    page.locator("#txt2img-generate").click()
+    expect(page.locator("#txt2img-parameters textarea")).to_have_value(
+        re.compile(r'^a red house <lora:ink:1>\n.*Lora hashes: "ink: [0-9a-f]{12}"'), timeout=LONG
+    )
+
+
+def test_system_panel_shows_memory_and_unloads(page: Page, picker_studio: Studio) -> None:
+    picker_studio.manager.current()
+    page.locator("#system").get_by_text("System: memory and loaded models").click()
+    memory = page.locator("#memory-status")
+    expect(memory).to_contain_text("CPU (RAM):", timeout=LONG)
+    expect(memory.locator("table")).to_contain_text("tiny-sd")
+    page.locator("#unload-models").click()
+    expect(memory).to_contain_text("No models loaded.", timeout=LONG)
+    expect(page.locator("#model-status")).to_contain_text("not loaded: loads on the next generation")
+    assert picker_studio.manager.loaded is None
