@@ -103,7 +103,7 @@ class LoadedModel:
         return self.family == "SDXL" and bool(getattr(self.pipeline.vae.config, "force_upcast", False))
 
     def describe(self) -> str:
-        return f"{display_name(self.source)} ({self.family}, {self.placement.describe()})"
+        return f"{self.source} ({self.family}, {self.placement.describe()})"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from studio.metadata import read_metadata
 from studio.requests import CompareRequest, ControlNetRequest, Img2ImgRequest, InpaintRequest, Txt2ImgRequest
 from tests.conftest import make_settings
 from tests.tiny_lora import save_tiny_lora
+from tests.tiny_model import save_tiny_sdxl_model
 
 
 @pytest.fixture(scope="module")
@@ -252,3 +253,33 @@ def test_compare_applies_each_cells_loras_to_that_cell_only(
     assert "Lora hashes" in result.cells[1].image.parameters and "Lora hashes" not in result.cells[0].image.parameters
     with pytest.raises(InvalidRequest, match="Unknown LoRA 'nope'"):
         lora_studio.service.compare(CompareRequest(prompts=("a <lora:nope:1>", "b"), **FAST))
+
+
+def test_sdxl_loras_reach_the_unet_and_both_text_encoders(tmp_path: Path) -> None:
+    model = save_tiny_sdxl_model(tmp_path / "tiny-sdxl")
+    save_tiny_lora(model, tmp_path / "lora" / "xl-style.safetensors", seed=4)  # lora_te1_/lora_te2_ keys
+    studio = build_studio(make_settings(model, None, lora_dir=tmp_path / "lora"))
+    plain = txt2img(studio, "a red house")
+    pipeline = studio.manager.current().pipeline
+    touched: list[str] = []
+    originals = {name: getattr(pipeline, name).forward for name in ("text_encoder", "text_encoder_2")}
+
+    def spy(name: str) -> Callable[..., object]:
+        def forward(*args: object, **kwargs: object) -> object:
+            layers = sum(isinstance(m, BaseTunerLayer) for m in getattr(pipeline, name).modules())
+            touched.append(f"{name}:{layers}")
+            return originals[name](*args, **kwargs)
+
+        return forward
+
+    for name in originals:
+        getattr(pipeline, name).forward = spy(name)
+    try:
+        styled = txt2img(studio, "a red house <lora:xl-style:1>")
+    finally:
+        for name in originals:
+            delattr(getattr(pipeline, name), "forward")
+    assert {entry.split(":")[0] for entry in touched} == {"text_encoder", "text_encoder_2"}
+    assert all(int(entry.split(":")[1]) > 0 for entry in touched), "both encoders ran with LoRA layers on"
+    assert not np.array_equal(styled, plain)
+    assert np.array_equal(txt2img(studio, "a red house"), plain)
