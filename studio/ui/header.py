@@ -151,14 +151,17 @@ def wire_header(
     def memory() -> str:
         return describe_memory(studio.system.memory())
 
+    def memory_and_status() -> tuple[str, str]:
+        return memory(), status()
+
     @user_errors(outputs=2)
     def unload_models() -> tuple[str, str]:
         studio.system.unload()
         gr.Info("Models unloaded; the next generation loads the model again.")
         return memory(), status()
 
-    header.system.expand(memory, outputs=header.memory, queue=False, **private)
-    header.refresh_memory.click(memory, outputs=header.memory, queue=False, **private)
+    for opened in (header.system.expand, header.refresh_memory.click):
+        opened(memory_and_status, outputs=[header.memory, header.status], queue=False, **private)
     header.unload.click(unload_models, outputs=[header.memory, header.status], **on_gpu_queue)
     for event in events:
         event.then(status, outputs=header.status, queue=False, **private)
