@@ -56,7 +56,7 @@ def choose(page: Page, elem_id: str, option: str) -> None:
 
 def test_pick_a_single_file_then_a_folder_and_a_typo(page: Page, picker_studio: Studio) -> None:
     status = page.locator("#model-status")
-    expect(status).to_contain_text("tiny-sd · float32 · cpu — not loaded")
+    expect(status).to_contain_text("tiny-sd · float32 · cpu — not loaded", timeout=LONG)
     page.locator("#model-picker input").click()
     options = page.get_by_role("option")
     expect(options).to_contain_text(["tiny-sd (diffusers)", "tiny-single (SD 1.x, single file)"])
@@ -115,12 +115,12 @@ def test_add_a_lora_to_the_open_tabs_prompt_and_generate(page: Page) -> None:
     choose(page, "lora-picker", "ink")
     set_number(page, "lora-weight", 1)
     page.locator("#lora-add").click()
-    expect(page.locator("#txt2img-prompt textarea")).to_have_value("a red house <lora:ink:1>")
+    expect(page.locator("#txt2img-prompt textarea")).to_have_value("a red house <lora:ink:1>", timeout=LONG)
 
     page.get_by_role("tab", name="Compare").click()
     page.locator("#compare-prompts textarea").fill("a red fox\na blue fox")
     page.locator("#lora-add").click()
-    expect(page.locator("#compare-prompts textarea")).to_have_value("a red fox\na blue fox <lora:ink:1>")
+    expect(page.locator("#compare-prompts textarea")).to_have_value("a red fox\na blue fox <lora:ink:1>", timeout=LONG)
     expect(page.locator("#txt2img-prompt textarea")).to_have_value("a red house <lora:ink:1>")
 
     page.get_by_role("tab", name="Text to image").click()
@@ -138,8 +138,8 @@ def test_system_panel_shows_memory_and_unloads(page: Page, picker_studio: Studio
     page.locator("#system").get_by_text("System: memory and loaded models").click()
     memory = page.locator("#memory-status")
     expect(memory).to_contain_text("CPU (RAM):", timeout=LONG)
-    expect(memory.locator("table")).to_contain_text("tiny-sd")
+    expect(memory.locator("table")).to_contain_text("tiny-sd", timeout=LONG)
     page.locator("#unload-models").click()
     expect(memory).to_contain_text("No models loaded.", timeout=LONG)
-    expect(page.locator("#model-status")).to_contain_text("not loaded: loads on the next generation")
+    expect(page.locator("#model-status")).to_contain_text("not loaded: loads on the next generation", timeout=LONG)
     assert picker_studio.manager.loaded is None
