@@ -1,5 +1,7 @@
-"""The header in a real browser: the model picker over a models folder, the LoRA picker, and the System panel."""
+"""The header in a real browser: the model picker over a models folder, the LoRA picker, and the System panel; and
+the same studio's A1111 REST API taking LoRA tags."""
 
+import json
 import re
 import shutil
 import threading
@@ -7,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -143,3 +146,13 @@ def test_system_panel_shows_memory_and_unloads(page: Page, picker_studio: Studio
     expect(memory).to_contain_text("No models loaded.", timeout=LONG)
     expect(page.locator("#model-status")).to_contain_text("not loaded: loads on the next generation", timeout=LONG)
     assert picker_studio.manager.loaded is None
+
+
+def test_rest_prompts_take_lora_tags(picker_server: str) -> None:
+    body = {"prompt": "a red house <lora:ink:0.5>", "seed": 4, "steps": 2, "width": 64, "height": 64}
+    response = httpx.post(picker_server + "sdapi/v1/txt2img", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    infotext = json.loads(response.json()["info"])["infotexts"][0]
+    assert infotext.startswith("a red house <lora:ink:0.5>\n") and 'Lora hashes: "ink: ' in infotext
+    unknown = httpx.post(picker_server + "sdapi/v1/txt2img", json={**body, "prompt": "<lora:inc:1>"}, timeout=120)
+    assert unknown.status_code == 422 and "The LoRAs there are: ink." in unknown.text
