@@ -204,6 +204,34 @@ def speed_up_module(module: nn.Module, device: torch.device, options: SpeedOptio
     return module
 
 
+@contextmanager
+def plain_forward(module: nn.Module) -> Iterator[None]:
+    """``module`` as plain diffusers runs it, for the block: its compiled forward set aside and its fused attention
+    projections swapped for the separate ones (which share the fused weights), then both put back as they were.
+
+    For a job that wraps some of the module's layers for itself (a LoRA): fused projections would bypass the
+    separate ``to_q``/``to_k``/``to_v`` the LoRA wraps, and the compiled graph would not see the new layers or would
+    compile again for every such job. Once the layers are unwrapped the compiled graphs' guards hold again, so the
+    next job without them reuses what was compiled."""
+    compiled = vars(module).pop("forward", None) if is_compiled(module) else None
+    originals = getattr(module, "original_attn_processors", None)
+    fused = (
+        originals is not None
+        and hasattr(module, "set_attn_processor")
+        and any(isinstance(m, Attention) and getattr(m, "fused_projections", False) for m in module.modules())
+    )
+    saved = dict(module.attn_processors) if fused else None
+    if fused:
+        module.set_attn_processor(dict(originals))
+    try:
+        yield
+    finally:
+        if saved is not None:
+            module.set_attn_processor(saved)
+        if compiled is not None:
+            module.forward = compiled
+
+
 def undo_compile(pipeline: DiffusionPipeline) -> None:
     """Serve eagerly: the compiled UNet and VAE decoder go back to their plain forward."""
     uncompile(pipeline.unet)

@@ -1,6 +1,8 @@
 """LoRAs put on a job's pipeline for that job only, with diffusers' PEFT integration, and taken off after it.
 
 Every user shares the one copy of the base weights, so a LoRA must never outlive the request that asked for it.
+With ``--compile`` a LoRA job runs its UNet eagerly, on the separate attention projections (``plain_forward``), and
+the compiled, fused UNet serves the next job without a LoRA unchanged.
 The model manager calls ``applied`` while it holds the GPU lock: the adapters are injected just before the
 pipeline runs and removed (``recurse_remove_peft_layers`` puts the original layers back) before the lock is
 released. Nothing is fused into the base weights, so the next request without a LoRA runs on exactly the weights
@@ -32,6 +34,7 @@ from diffusers.utils.peft_utils import get_peft_kwargs, recurse_remove_peft_laye
 from safetensors import SafetensorError
 
 from studio.errors import InvalidRequest
+from studio.fast_paths import plain_forward
 from studio.loras import AppliedLora
 
 log = logging.getLogger(__name__)
@@ -114,16 +117,22 @@ class LoraWeights:
         if not is_peft_available():
             raise InvalidRequest("LoRAs need the peft package: pip install -r requirements.txt, then restart")
         names = [f"studio_lora_{index}" for index in range(len(loras))]
-        try:
-            for lora, name in zip(loras, names, strict=True):
-                self._load(pipeline, lora, name, family)
-            for component in _lora_components(pipeline):
-                active = [n for n in names if n in _adapters_of(component)]
-                weights = [lora.weight for lora, n in zip(loras, names, strict=True) if n in active]
-                _set_weights(component, active, weights)
-            yield
-        finally:
-            remove_loras(pipeline)
+        # peft freezes every base weight it finds (requires_grad=False); put the flags back afterwards, or the
+        # compiled UNet's guards would fail on them and every shape would compile again.
+        grad_flags = [(p, p.requires_grad) for c in _lora_components(pipeline) for p in c.parameters()]
+        with plain_forward(pipeline.unet):  # --compile: this job runs eagerly on the separate attention projections
+            try:
+                for lora, name in zip(loras, names, strict=True):
+                    self._load(pipeline, lora, name, family)
+                for component in _lora_components(pipeline):
+                    active = [n for n in names if n in _adapters_of(component)]
+                    weights = [lora.weight for lora, n in zip(loras, names, strict=True) if n in active]
+                    _set_weights(component, active, weights)
+                yield
+            finally:
+                remove_loras(pipeline)
+                for parameter, flag in grad_flags:
+                    parameter.requires_grad_(flag)
 
     def _load(self, pipeline: DiffusionPipeline, lora: AppliedLora, name: str, family: str) -> None:
         converted = self._converted(pipeline, lora)

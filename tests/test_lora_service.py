@@ -9,14 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from diffusers.models.attention_processor import FusedAttnProcessor2_0
 from peft.tuners.tuners_utils import BaseTunerLayer
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
 
 from studio.composition import Studio, build_studio
+from studio.devices import resolve_placement
 from studio.errors import InvalidRequest
+from studio.fast_paths import SpeedOptions, is_compiled, watch_compiles
 from studio.loras import LoraSpec
 from studio.metadata import read_metadata
+from studio.model_manager import ModelManager
 from studio.requests import CompareRequest, ControlNetRequest, Img2ImgRequest, InpaintRequest, Txt2ImgRequest
 from tests.conftest import make_settings
 from tests.tiny_lora import save_tiny_lora
@@ -283,3 +287,28 @@ def test_sdxl_loras_reach_the_unet_and_both_text_encoders(tmp_path: Path) -> Non
     assert all(int(entry.split(":")[1]) > 0 for entry in touched), "both encoders ran with LoRA layers on"
     assert not np.array_equal(styled, plain)
     assert np.array_equal(txt2img(studio, "a red house"), plain)
+
+
+def test_with_compile_a_lora_job_runs_eagerly_and_the_compiled_model_serves_on_unchanged(
+    tiny_model: Path, lora_dir: Path, reference: dict[str, np.ndarray]
+) -> None:
+    """--compile fuses the attention projections and compiles the UNet (dynamo's "eager" backend here, as in
+    test_fast_paths.py): a LoRA job runs on the separate projections it wraps, without compiling anything, and
+    the next job without a LoRA runs on the same fused, compiled UNet with nothing compiled again."""
+    torch._dynamo.reset()
+    manager = ModelManager(str(tiny_model), resolve_placement("cpu", "auto"), speed=SpeedOptions(True, "eager"))
+    studio = build_studio(make_settings(tiny_model, None, lora_dir=lora_dir), manager)
+    try:
+        plain = txt2img(studio, "a red house")  # the load compiled 64x64
+        unet = manager.current().pipeline.unet
+        with watch_compiles() as during:
+            styled = txt2img(studio, "a red house <lora:ink:1>")
+        with watch_compiles() as after:
+            again = txt2img(studio, "a red house")
+    finally:
+        torch._dynamo.reset()
+    assert np.abs(styled.astype(int) - reference["a red house <lora:ink:1>"].astype(int)).max() <= 2
+    assert not np.array_equal(styled, plain)
+    assert (during.new_graphs, after.new_graphs) == (0, 0)
+    assert is_compiled(unet) and all(isinstance(p, FusedAttnProcessor2_0) for p in unet.attn_processors.values())
+    assert np.array_equal(again, plain)
