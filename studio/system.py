@@ -58,6 +58,13 @@ def format_bytes(size: int) -> str:
 
 
 def _device_memory(device: torch.device) -> DeviceMemory | None:
+    try:
+        return _read_device_memory(device)
+    except (RuntimeError, AssertionError) as error:  # e.g. ZeroGPU: this process holds no GPU between requests
+        return DeviceMemory(f"GPU ({device.type})", 0, 0, f"not readable from this process ({type(error).__name__})")
+
+
+def _read_device_memory(device: torch.device) -> DeviceMemory | None:
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
         held = (
@@ -161,6 +168,8 @@ def describe_memory(status: MemoryStatus) -> str:
     lines = [
         f"**{device.name}:** {format_bytes(device.used)} used, {format_bytes(device.free)} free of "
         f"{format_bytes(device.total)}" + (f" ({device.held})" if device.held else "")
+        if device.total
+        else f"**{device.name}:** {device.held}"
         for device in status.devices
     ]
     if not status.loaded:

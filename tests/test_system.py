@@ -82,3 +82,5 @@ def test_memory_text_for_a_gpu_and_sizes() -> None:
         "**GPU (NVIDIA H200):** 3.0 GB used, 137.0 GB free of 140.0 GB (PyTorch: 2.5 GB allocated)"
     )
     assert (format_bytes(512), format_bytes(3 * 2**20)) == ("512 B", "3.0 MB")
+    unreadable = MemoryStatus((DeviceMemory("GPU (cuda)", 0, 0, "not readable from this process (RuntimeError)"),), ())
+    assert describe_memory(unreadable).startswith("**GPU (cuda):** not readable from this process")
