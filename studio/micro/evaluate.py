@@ -36,12 +36,11 @@ from diffusers import (
 from PIL import Image, ImageDraw, ImageFilter
 
 from studio.micro.detect import colour_labels, detect, edge_f1, edge_map
+from studio.micro.location import CONTROLNET_SUBFOLDER, MICRO_FOLDER
 from studio.micro.scenes import COLOURS, Scene, caption_for, parse_caption, scene_for_seed
-from studio.micro.train import CONTROLNET_FOLDER, EVAL_SEED_BASE
+from studio.micro.train import EVAL_SEED_BASE
 from studio.schedulers import DEFAULT_SAMPLER, build_scheduler
 
-MICRO_FOLDER = Path(__file__).resolve().parents[2] / "assets" / "micro"
-"""The committed micro model."""
 STEPS = 20
 GUIDANCE_SCALE = 7.0
 """The studio's default CFG scale: the figures describe what a user gets without changing anything."""
@@ -71,7 +70,7 @@ def load(model: Path, threads: int) -> tuple[StableDiffusionPipeline, ControlNet
     torch.set_num_threads(threads)
     pipeline = StableDiffusionPipeline.from_pretrained(model, dtype=torch.float32)
     pipeline.set_progress_bar_config(disable=True)
-    controlnet = ControlNetModel.from_pretrained(model / CONTROLNET_FOLDER, dtype=torch.float32)
+    controlnet = ControlNetModel.from_pretrained(model / CONTROLNET_SUBFOLDER, dtype=torch.float32)
     return pipeline, controlnet
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from studio.micro.location import MICRO_CROSS_ATTENTION_DIM
 from studio.micro.scenes import SIZE, VOCABULARY
 
 LATENT_SIZE = SIZE // 4
-TEXT_WIDTH = 64
+TEXT_WIDTH = MICRO_CROSS_ATTENTION_DIM
 MAX_TOKENS = 77
 """The prompt length every SD 1.x pipeline pads to; the text encoder must have as many positions."""
 _SPECIALS = ("<|startoftext|>", "<|endoftext|>")

@@ -45,6 +45,7 @@ from torch.nn.functional import l1_loss, mse_loss
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from studio.micro.detect import detect, edge_map
+from studio.micro.location import CONTROLNET_SUBFOLDER
 from studio.micro.model import (
     MAX_TOKENS,
     build_controlnet,
@@ -58,7 +59,6 @@ from studio.micro.scenes import Scene, scene_for_seed, to_array
 
 EVAL_SEED_BASE = 2_000_000_000
 """Held-out scenes (for the VAE's check and the evaluation) start here; training seeds stay far below."""
-CONTROLNET_FOLDER = "controlnet"
 FP16_MAX_DIFF = 1.0 / 255
 """A module is stored in float16 when that moves the generated pixels by less than one level on average."""
 
@@ -446,7 +446,7 @@ class Trainer:
         try:
             self.pipeline().save_pretrained(self.config.out, safe_serialization=True)
             if self.controlnet is not None:
-                self.controlnet.save_pretrained(self.config.out / CONTROLNET_FOLDER, safe_serialization=True)
+                self.controlnet.save_pretrained(self.config.out / CONTROLNET_SUBFOLDER, safe_serialization=True)
         finally:
             for name, module in modules.items():
                 module.to(originals[name])

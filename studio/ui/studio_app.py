@@ -10,6 +10,7 @@ import gradio as gr
 from studio import __version__
 from studio.api import build_api
 from studio.composition import Studio
+from studio.micro.location import MICRO_MODEL
 from studio.ui.compare import build_compare_tab
 from studio.ui.controlnet import build_controlnet_tab
 from studio.ui.img2img import build_img2img_tab
@@ -34,12 +35,16 @@ THEME = gr.themes.Soft(primary_hue="indigo")
 
 
 def model_status(studio: Studio) -> str:
-    """The header's model line: what serves, or what will load on first use."""
+    """The header's model line: what serves, or what will load on first use; and why, when the studio chose
+    the micro model because the default one could not be had."""
     loaded = studio.manager.loaded
     if loaded is not None:
-        return f"**Model:** {loaded.describe()}"
-    placement = studio.manager.placement.describe()
-    return f"**Model:** {studio.manager.source} ({placement}) — loads on the first generation"
+        line = f"**Model:** {loaded.describe()}"
+    else:
+        placement = studio.manager.placement.describe()
+        line = f"**Model:** {studio.manager.source} ({placement}) — loads on the first generation"
+    serving_fallback = studio.model_note is not None and studio.manager.source == MICRO_MODEL
+    return f"{line}\n\n⚠️ {studio.model_note}" if serving_fallback else line
 
 
 def create_demo(studio: Studio) -> gr.Blocks:
