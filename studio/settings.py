@@ -266,7 +266,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=env("CONTROLNET_MODEL", None),
         help="the Canny ControlNet (Hub id, folder or .safetensors); unset: the model family's own, "
         "lllyasviel/control_v11p_sd15_canny (SD 1.x), thibaud/controlnet-sd21-canny-diffusers (SD 2.x), "
-        "diffusers/controlnet-canny-sdxl-1.0 (SDXL)",
+        "diffusers/controlnet-canny-sdxl-1.0 (SDXL), micro-controlnet (the micro model's)",
     )
     models.add_argument(
         "--cache-gb",
