@@ -8,7 +8,7 @@ import torch
 from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
 from PIL import Image
 
-from studio.micro.train import parse_args, train
+from studio.micro.train import main, parse_args, train
 
 
 def test_a_smoke_run_trains_every_stage_and_loads_back(tmp_path: Path) -> None:
@@ -35,3 +35,11 @@ def test_a_smoke_run_trains_every_stage_and_loads_back(tmp_path: Path) -> None:
         generator=torch.Generator().manual_seed(0),
     ).images[0]
     assert image.size == (64, 64), "the native size: 16x16 latents, the VAE upsamples 4x"
+
+    encoder_before = pipeline.vae.encoder.conv_in.weight.detach().clone()
+    decoder_before = pipeline.vae.decoder.conv_out.weight.detach().clone()
+    refined = main(["--smoke", "--refine-decoder", "--out", str(out)])
+    assert refined.stages["decoder"]["steps"] >= 1 and set(refined.stages) >= {"vae", "unet", "controlnet"}
+    vae = StableDiffusionPipeline.from_pretrained(out, dtype=torch.float32).vae
+    assert torch.equal(vae.encoder.conv_in.weight.half().float(), encoder_before.half().float()), "latents unchanged"
+    assert not torch.equal(vae.decoder.conv_out.weight, decoder_before), "the decoder trained"

@@ -13,6 +13,9 @@ Three stages, each on scenes drawn on the fly (a fresh, seeded scene for every s
 3. A Canny ControlNet copied from the UNet's encoder, trained on cv2.Canny edges of the same scenes while the
    UNet and text encoder stay frozen.
 
+4. (``--refine-decoder``, a separate run on a saved model) the VAE decoder alone, its encoder frozen, so the
+   latents the UNet learned stay exactly as they were while the decoder learns to draw sharper shapes from them.
+
 The result is a standard StableDiffusionPipeline folder (model_index.json, one subfolder per module,
 safetensors) with the ControlNet in ``controlnet/``; each module is stored in float16 when that changes the
 pictures by less than ``FP16_MAX_DIFF`` (measured), in float32 otherwise. The folder is saved during training too,
@@ -26,7 +29,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -81,6 +84,7 @@ class TrainConfig:
     unet_batch: int = 32
     controlnet_batch: int = 32
     vae_lr: float = 5e-4
+    decoder_lr: float = 3e-4
     unet_lr: float = 6e-4
     controlnet_lr: float = 5e-4
     caption_dropout: float = 0.1
@@ -100,6 +104,8 @@ class TrainConfig:
     (measured here 10-20x slower under load); alone, one thread loses less than half."""
     max_steps: int | None = None
     """A cap on each stage's steps (the smoke run sets a few)."""
+    refine_decoder: bool = False
+    """Only train the decoder of the model already saved in ``out`` (see ``refine_decoder``)."""
 
     @property
     def budget_s(self) -> float:
@@ -234,6 +240,26 @@ class Trainer:
         self.record.torch_threads = torch.get_num_threads()
         self._token_cache: dict[str, torch.Tensor] = {}
         self._last_save = time.monotonic()
+        self._earlier_wall_s = self._earlier_cpu_s = 0.0
+
+    @classmethod
+    def resume(cls, config: TrainConfig) -> Trainer:
+        """A trainer over the model already saved in ``config.out`` (and its training record), to train on."""
+        trainer = cls(config)
+        out = config.out
+        trainer.vae = AutoencoderKL.from_pretrained(out, subfolder="vae", dtype=torch.float32)
+        trainer.text_encoder = CLIPTextModel.from_pretrained(out, subfolder="text_encoder", dtype=torch.float32)
+        trainer.unet = UNet2DConditionModel.from_pretrained(out, subfolder="unet", dtype=torch.float32)
+        if (out / CONTROLNET_SUBFOLDER).is_dir():
+            trainer.controlnet = ControlNetModel.from_pretrained(out / CONTROLNET_SUBFOLDER, dtype=torch.float32)
+        for module in (trainer.vae, trainer.text_encoder, trainer.unet, trainer.controlnet):
+            if module is not None:
+                module.eval()
+        earlier = json.loads((out / "training.json").read_text())
+        trainer.record.stages = earlier["stages"]
+        trainer.record.config = {"first_run": earlier["config"], "resumed": trainer.record.config}
+        trainer._earlier_wall_s, trainer._earlier_cpu_s = earlier["wall_s"], earlier["cpu_s"]
+        return trainer
 
     def remaining_cpu_s(self) -> float:
         return self.config.budget_s - (time.process_time() - self.started_cpu)
@@ -288,6 +314,45 @@ class Trainer:
         self.vae.register_to_config(scaling_factor=self.latent_scale())
         self.record.stages["vae"] = {**stage.summary(), **check}
         self.record.stages["vae"]["scaling_factor"] = self.vae.config.scaling_factor
+
+    def train_decoder(self, seconds: float) -> None:
+        """The VAE's decoder alone, its encoder frozen: the latents the UNet was trained on stay exactly the same,
+        so the decoder can learn to draw sharper shapes from them after the UNet is trained."""
+        config = self.config
+        stage = self.stage("decoder", seconds)
+        stream = SceneStream(config.seed * 10_000_000 + 8_000_000)
+        held_out = [scene_for_seed(EVAL_SEED_BASE + i) for i in range(config.vae_check_scenes)]
+        self.vae.requires_grad_(False)
+        parameters = [*self.vae.decoder.parameters(), *self.vae.post_quant_conv.parameters()]
+        for parameter in parameters:
+            parameter.requires_grad_(True)
+        optimizer = torch.optim.AdamW(parameters, lr=config.decoder_lr, weight_decay=0.0)
+        check = self.check_vae(held_out)
+        log(stage="decoder-check", step=0, **check, s=0)
+        before = check
+        self.vae.train()
+        while stage.running() and check["shape"] < config.vae_pass_shape_accuracy:
+            x = pixels(stream.take(config.vae_batch))
+            with torch.no_grad():
+                latents = self.vae.encode(x).latent_dist.sample(self.generator)
+            reconstruction = self.vae.decode(latents).sample
+            l1 = l1_loss(reconstruction, x)
+            mse = mse_loss(reconstruction, x)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config.decoder_lr, stage.step, stage.fraction, warmup=20)
+            optimizer.zero_grad(set_to_none=True)
+            (l1 + mse).backward()
+            optimizer.step()
+            stage.step += 1
+            if stage.step % config.log_every == 0:
+                log(stage="decoder", step=stage.step, l1=l1.item(), mse=mse.item(), s=round(stage.elapsed))
+            if stage.step % config.vae_check_every == 0:
+                check = self.check_vae(held_out)
+                log(stage="decoder-check", step=stage.step, **check, s=round(stage.elapsed))
+        check = self.check_vae(held_out)
+        self.vae.eval()
+        self.vae.requires_grad_(False)
+        self.record.stages["decoder"] = {**stage.summary(), **check, "before": before}
 
     @torch.no_grad()
     def check_vae(self, held_out: Sequence[Scene]) -> dict[str, float]:
@@ -519,8 +584,8 @@ class Trainer:
             )
             if module is not None
         }
-        record.wall_s = round(time.monotonic() - self.started, 1)
-        record.cpu_s = round(time.process_time() - self.started_cpu, 1)
+        record.wall_s = round(self._earlier_wall_s + time.monotonic() - self.started, 1)
+        record.cpu_s = round(self._earlier_cpu_s + time.process_time() - self.started_cpu, 1)
         (self.config.out / "training.json").write_text(json.dumps(asdict(record), indent=2) + "\n")
         return record
 
@@ -539,7 +604,7 @@ class _Swapped:
         self.ema.restore(self.parameters)
 
 
-def train(config: TrainConfig, on_stage: Callable[[str], None] | None = None) -> Record:
+def train(config: TrainConfig) -> Record:
     """The whole run: VAE until its reconstructions keep shapes, UNet, ControlNet; saved into ``config.out``."""
     trainer = Trainer(config)
     log(stage="start", config=trainer.record.config, threads=torch.get_num_threads())
@@ -555,6 +620,18 @@ def train(config: TrainConfig, on_stage: Callable[[str], None] | None = None) ->
     return record
 
 
+def refine_decoder(config: TrainConfig) -> Record:
+    """Train the saved model's VAE decoder for ``config.minutes`` more (or until its reconstructions keep the
+    shapes), leaving every other module as it is; saved back into ``config.out``."""
+    trainer = Trainer.resume(config)
+    log(stage="resume", out=str(config.out))
+    trainer.train_decoder(config.budget_s)
+    log(stage="decoder-done", **trainer.record.stages["decoder"])
+    record = trainer.finish()
+    log(stage="done", wall_s=record.wall_s, stored=record.stored_dtypes, fp16_diff=record.fp16_pixel_diff)
+    return record
+
+
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     parser = argparse.ArgumentParser(prog="python -m studio.micro.train", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("assets/micro"), help="folder to save the model into")
@@ -565,6 +642,11 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
     parser.add_argument("--smoke", action="store_true", help="a few steps of each stage on a few images")
+    parser.add_argument(
+        "--refine-decoder",
+        action="store_true",
+        help="train only the VAE decoder of the model already in --out, for --minutes (the latents stay the same)",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         return TrainConfig(
@@ -582,6 +664,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
             log_every=1,
             check_steps=2,
             max_steps=2,
+            refine_decoder=args.refine_decoder,
         )
     return TrainConfig(
         out=args.out,
@@ -589,8 +672,14 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         max_wall_minutes=args.max_wall_minutes,
         seed=args.seed,
         threads=args.threads,
+        refine_decoder=args.refine_decoder,
     )
 
 
+def main(argv: Sequence[str] | None = None) -> Record:
+    config = parse_args(argv)
+    return refine_decoder(config) if config.refine_decoder else train(config)
+
+
 if __name__ == "__main__":
-    train(parse_args())
+    main()
