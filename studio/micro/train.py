@@ -62,6 +62,7 @@ from studio.micro.scenes import Scene, scene_for_seed, to_array
 
 EVAL_SEED_BASE = 2_000_000_000
 """Held-out scenes (for the VAE's check and the evaluation) start here; training seeds stay far below."""
+INITIAL_LOGVAR_SHIFT = 10.0
 FP16_MAX_DIFF = 1.0 / 255
 """A module is stored in float16 when that moves the generated pixels by less than one level on average."""
 
@@ -71,19 +72,19 @@ class TrainConfig:
     """How long and how hard to train; the defaults are the committed model's run."""
 
     out: Path
-    minutes: float = 42.0
+    minutes: float = 40.0
     """Compute budget of the whole run in CPU minutes of this process (with one thread: minutes on one core)."""
     max_wall_minutes: float = 90.0
     """Wall-clock bound of the whole run, for a machine busy with other work."""
     seed: int = 0
-    vae_share: float = 0.25
+    vae_share: float = 0.3
     """The most of the whole budget the VAE may take (it stops earlier once its reconstructions pass)."""
     controlnet_share: float = 0.22
     """The ControlNet's share of what the VAE leaves; the UNet gets the rest."""
     vae_batch: int = 16
     unet_batch: int = 32
     controlnet_batch: int = 32
-    vae_lr: float = 5e-4
+    vae_lr: float = 1e-3
     decoder_lr: float = 3e-4
     unet_lr: float = 6e-4
     controlnet_lr: float = 5e-4
@@ -233,6 +234,7 @@ class Trainer:
         self.tokenizer: CLIPTokenizer = write_tokenizer(config.out / "tokenizer")
         self.text_encoder: CLIPTextModel = build_text_encoder(len(self.tokenizer))
         self.vae: AutoencoderKL = build_vae()
+        self._start_with_little_latent_noise()
         self.unet: UNet2DConditionModel = build_unet()
         self.controlnet: ControlNetModel | None = None
         self.noise_scheduler: DDPMScheduler = build_scheduler()
@@ -260,6 +262,15 @@ class Trainer:
         trainer.record.config = {"first_run": earlier["config"], "resumed": trainer.record.config}
         trainer._earlier_wall_s, trainer._earlier_cpu_s = earlier["wall_s"], earlier["cpu_s"]
         return trainer
+
+    def _start_with_little_latent_noise(self) -> None:
+        """Start the posterior's log-variance near -10 (std ~0.007) instead of 0 (std 1): with a KL weight this
+        small the variance would only shrink slowly, and until it did the decoder would learn from latents
+        drowned in noise and draw blurred shapes (measured: 40% shape accuracy on reconstructions after 737
+        steps when started at 0)."""
+        channels = self.vae.config.latent_channels
+        with torch.no_grad():
+            self.vae.quant_conv.bias[channels:] -= INITIAL_LOGVAR_SHIFT
 
     def remaining_cpu_s(self) -> float:
         return self.config.budget_s - (time.process_time() - self.started_cpu)
@@ -636,7 +647,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     parser = argparse.ArgumentParser(prog="python -m studio.micro.train", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("assets/micro"), help="folder to save the model into")
     parser.add_argument(
-        "--minutes", type=float, default=42.0, help="compute budget of the whole run, in CPU minutes of this process"
+        "--minutes", type=float, default=40.0, help="compute budget of the whole run, in CPU minutes of this process"
     )
     parser.add_argument("--max-wall-minutes", type=float, default=90.0, help="wall-clock bound of the whole run")
     parser.add_argument("--seed", type=int, default=0)
