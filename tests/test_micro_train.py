@@ -43,3 +43,6 @@ def test_a_smoke_run_trains_every_stage_and_loads_back(tmp_path: Path) -> None:
     vae = StableDiffusionPipeline.from_pretrained(out, dtype=torch.float32).vae
     assert torch.equal(vae.encoder.conv_in.weight.half().float(), encoder_before.half().float()), "latents unchanged"
     assert not torch.equal(vae.decoder.conv_out.weight, decoder_before), "the decoder trained"
+
+    continued = main(["--smoke", "--continue-unet", "--out", str(out)])
+    assert continued.stages["unet"]["steps"] == 4 and continued.stages["unet"]["continued_steps"] == 2

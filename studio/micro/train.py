@@ -107,6 +107,8 @@ class TrainConfig:
     """A cap on each stage's steps (the smoke run sets a few)."""
     refine_decoder: bool = False
     """Only train the decoder of the model already saved in ``out`` (see ``refine_decoder``)."""
+    continue_unet: bool = False
+    """Only train on the UNet (and text encoder) of the model already saved in ``out`` (see ``continue_unet``)."""
 
     @property
     def budget_s(self) -> float:
@@ -655,6 +657,30 @@ def refine_decoder(config: TrainConfig) -> Record:
     return record
 
 
+def continue_unet(config: TrainConfig) -> Record:
+    """Train the saved model's UNet and text encoder for ``config.minutes`` more, the VAE and ControlNet as they
+    are (a fresh optimizer and moving average, the same objective); saved back into ``config.out``."""
+    trainer = Trainer.resume(config)
+    earlier = trainer.record.stages["unet"]
+    log(stage="resume", out=str(config.out), unet_steps=earlier["steps"])
+    for module in (trainer.unet, trainer.text_encoder):
+        module.requires_grad_(True)
+    trainer.train_unet(config.budget_s)
+    added = trainer.record.stages["unet"]
+    trainer.record.stages["unet"] = {
+        **added,
+        "steps": earlier["steps"] + added["steps"],
+        "samples": earlier["samples"] + added["samples"],
+        "seconds": earlier["seconds"] + added["seconds"],
+        "cpu_seconds": earlier["cpu_seconds"] + added["cpu_seconds"],
+        "continued_steps": added["steps"],
+    }
+    log(stage="unet-done", **trainer.record.stages["unet"])
+    record = trainer.finish()
+    log(stage="done", wall_s=record.wall_s, stored=record.stored_dtypes, fp16_diff=record.fp16_pixel_diff)
+    return record
+
+
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     parser = argparse.ArgumentParser(prog="python -m studio.micro.train", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("assets/micro"), help="folder to save the model into")
@@ -669,6 +695,11 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         "--refine-decoder",
         action="store_true",
         help="train only the VAE decoder of the model already in --out, for --minutes (the latents stay the same)",
+    )
+    parser.add_argument(
+        "--continue-unet",
+        action="store_true",
+        help="train only the UNet and text encoder of the model already in --out, for --minutes more",
     )
     args = parser.parse_args(argv)
     if args.smoke:
@@ -688,6 +719,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
             check_steps=2,
             max_steps=2,
             refine_decoder=args.refine_decoder,
+            continue_unet=args.continue_unet,
         )
     return TrainConfig(
         out=args.out,
@@ -696,12 +728,15 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         seed=args.seed,
         threads=args.threads,
         refine_decoder=args.refine_decoder,
+        continue_unet=args.continue_unet,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> Record:
     config = parse_args(argv)
-    return refine_decoder(config) if config.refine_decoder else train(config)
+    if config.refine_decoder:
+        return refine_decoder(config)
+    return continue_unet(config) if config.continue_unet else train(config)
 
 
 if __name__ == "__main__":
