@@ -109,6 +109,8 @@ class TrainConfig:
     """Only train the decoder of the model already saved in ``out`` (see ``refine_decoder``)."""
     continue_unet: bool = False
     """Only train on the UNet (and text encoder) of the model already saved in ``out`` (see ``continue_unet``)."""
+    train_controlnet: bool = False
+    """Only train a fresh ControlNet for the model already saved in ``out`` (see ``retrain_controlnet``)."""
 
     @property
     def budget_s(self) -> float:
@@ -681,6 +683,18 @@ def continue_unet(config: TrainConfig) -> Record:
     return record
 
 
+def retrain_controlnet(config: TrainConfig) -> Record:
+    """Train a fresh Canny ControlNet on the saved model's UNet for ``config.minutes`` (after ``continue_unet``,
+    so the ControlNet matches the UNet it steers); saved back into ``config.out``."""
+    trainer = Trainer.resume(config)
+    log(stage="resume", out=str(config.out))
+    trainer.train_controlnet(config.budget_s)
+    log(stage="controlnet-done", **trainer.record.stages["controlnet"])
+    record = trainer.finish()
+    log(stage="done", wall_s=record.wall_s, stored=record.stored_dtypes, fp16_diff=record.fp16_pixel_diff)
+    return record
+
+
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     parser = argparse.ArgumentParser(prog="python -m studio.micro.train", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("assets/micro"), help="folder to save the model into")
@@ -701,6 +715,11 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         action="store_true",
         help="train only the UNet and text encoder of the model already in --out, for --minutes more",
     )
+    parser.add_argument(
+        "--train-controlnet",
+        action="store_true",
+        help="train a fresh ControlNet on the UNet of the model already in --out, for --minutes",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         return TrainConfig(
@@ -720,6 +739,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
             max_steps=2,
             refine_decoder=args.refine_decoder,
             continue_unet=args.continue_unet,
+            train_controlnet=args.train_controlnet,
         )
     return TrainConfig(
         out=args.out,
@@ -729,6 +749,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         threads=args.threads,
         refine_decoder=args.refine_decoder,
         continue_unet=args.continue_unet,
+        train_controlnet=args.train_controlnet,
     )
 
 
@@ -736,6 +757,8 @@ def main(argv: Sequence[str] | None = None) -> Record:
     config = parse_args(argv)
     if config.refine_decoder:
         return refine_decoder(config)
+    if config.train_controlnet:
+        return retrain_controlnet(config)
     return continue_unet(config) if config.continue_unet else train(config)
 
 
