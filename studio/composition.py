@@ -12,8 +12,9 @@ from studio.cancellation import CancelRegistry
 from studio.devices import resolve_placement
 from studio.errors import StudioError
 from studio.fast_paths import SpeedOptions
-from studio.loading import MemoryOptions
+from studio.loading import MemoryOptions, hub_model_unavailable, looks_local, native_side_hint
 from studio.loras import LoraLibrary
+from studio.micro.location import MICRO_MODEL
 from studio.model_manager import ModelManager, Task
 from studio.outputs import OutputStore
 from studio.preview import PreviewOptions
@@ -23,6 +24,9 @@ from studio.system import SystemService
 from studio.validation import Limits
 
 log = logging.getLogger(__name__)
+
+DEFAULT_SIDE = 512
+"""Where the size sliders start when the model's own resolution cannot be read before it loads (a Hub id)."""
 
 
 @dataclass(frozen=True)
@@ -35,13 +39,36 @@ class Studio:
     service: StudioService
     cancels: CancelRegistry
     system: SystemService
+    model_note: str | None = None
+    """Why the studio serves another model than the settings name (the micro fallback), for the header."""
+    native_side: int = DEFAULT_SIDE
+    """The side the size sliders start at: the model's native resolution when it can be read before loading."""
+
+
+def choose_model(settings: Settings) -> tuple[str, str | None]:
+    """The model to start on, and a note for the user when it is not the one the settings name.
+
+    With no --model given, the default Hub model is used when it is in the local cache or can be downloaded;
+    otherwise (no network, or offline) the committed micro model, so a first run still makes pictures.
+    """
+    if not settings.micro_fallback or looks_local(settings.model):
+        return settings.model, None
+    reason = hub_model_unavailable(settings.model, settings.offline)
+    if reason is None:
+        return settings.model, None
+    return MICRO_MODEL, (
+        f"No --model was given and {settings.model} {reason}, so the studio runs its built-in micro model: "
+        '64x64 pictures of coloured shapes (e.g. "a red circle and a blue star on a white background"). '
+        "Start it with --model to use another model."
+    )
 
 
 def build_studio(settings: Settings, manager: ModelManager | None = None) -> Studio:
     """The studio for ``settings``. Nothing is loaded yet: the model loads on first use."""
+    source, note = choose_model(settings) if manager is None else (manager.source, None)
     if manager is None:
         manager = ModelManager(
-            settings.model,
+            source,
             resolve_placement(settings.device, settings.dtype),
             offline=settings.offline,
             inpaint_source=settings.inpaint_model,
@@ -72,6 +99,8 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
         service=service,
         cancels=CancelRegistry(),
         system=SystemService(settings, manager),
+        model_note=note,
+        native_side=native_side_hint(source) or DEFAULT_SIDE,
     )
 
 

@@ -7,12 +7,14 @@ model and says what to do. Only the model manager calls it.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import torch
 from diffusers import (
     AutoPipelineForText2Image,
@@ -24,11 +26,13 @@ from diffusers import (
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+from huggingface_hub import HfApi, try_to_load_from_cache
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 from safetensors import SafetensorError, safe_open
 
 from studio.devices import Placement
 from studio.errors import ModelLoadError
+from studio.micro.location import MICRO_CROSS_ATTENTION_DIM, MICRO_FAMILY, resolve_alias
 from studio.model_catalog import unet_family
 
 log = logging.getLogger(__name__)
@@ -90,9 +94,12 @@ def looks_local(source: str) -> bool:
 
 
 def model_family(pipeline: DiffusionPipeline) -> str:
-    """SD 1.x, SD 2.x or SDXL, as users name them: from the UNet's config where it tells, else from the pipeline
-    class and the text encoder's width."""
-    family = unet_family(pipeline.unet.config)
+    """SD 1.x, SD 2.x or SDXL, as users name them, or the studio's own micro model: from the UNet's config where
+    it tells, else from the pipeline class and the text encoder's width."""
+    unet = getattr(pipeline, "unet", None)
+    if unet is not None and unet.config.cross_attention_dim == MICRO_CROSS_ATTENTION_DIM:
+        return MICRO_FAMILY
+    family = unet_family(unet.config) if unet is not None else None
     if family is not None:
         return family
     if isinstance(pipeline, StableDiffusionXLPipeline):
@@ -221,6 +228,7 @@ def load_pipeline(
 
     Raises ``ModelLoadError`` with a message for the user whatever went wrong in loading.
     """
+    source = resolve_alias(source)
     try:
         if looks_local(source):
             pipeline = _load_local(source, placement.dtype, offline, single_file_config, allow_pickle)
@@ -257,6 +265,7 @@ def load_pipeline(
 
 
 def _load_unet(source: str, dtype: torch.dtype, offline: bool, allow_pickle: bool) -> UNet2DConditionModel:
+    source = resolve_alias(source)
     safe = _safetensors_only(allow_pickle)
     if not looks_local(source):
         return _from_hub(UNet2DConditionModel.from_pretrained, source, dtype, offline, subfolder="unet", **safe)
@@ -289,6 +298,7 @@ def load_inpaint_unet(
 
 
 def _load_controlnet(source: str, dtype: torch.dtype, offline: bool, allow_pickle: bool) -> ControlNetModel:
+    source = resolve_alias(source)
     safe = _safetensors_only(allow_pickle)
     if not looks_local(source):
         return _from_hub(ControlNetModel.from_pretrained, source, dtype, offline, **safe)
@@ -311,3 +321,35 @@ def load_controlnet(source: str, placement: Placement, offline: bool, allow_pick
         log.warning("loading the ControlNet %s failed", source, exc_info=not isinstance(error, ModelLoadError))
         raise explain_load_failure(source, error, offline) from error
     return controlnet.to(placement.device)
+
+
+def hub_model_unavailable(repo_id: str, offline: bool, timeout_s: float = 10.0) -> str | None:
+    """Why the Hub model ``repo_id`` can be neither found in the local cache nor downloaded; None when it can.
+
+    Only a missing network (or offline mode) counts: a gated or unknown repository is the user's to fix, and
+    loading it explains how. The check asks the Hub for the model's card, which is small and fast.
+    """
+    if isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str):
+        return None
+    if offline:
+        return "is not in the local Hugging Face cache and the studio is offline (--offline or HF_HUB_OFFLINE=1)"
+    try:
+        HfApi().model_info(repo_id, timeout=timeout_s)
+    except (httpx.TransportError, ConnectionError, TimeoutError) as error:
+        log.info("the Hub is not reachable for %s: %s", repo_id, error)
+        return "is not in the local Hugging Face cache and cannot be downloaded (the Hugging Face Hub is unreachable)"
+    except HfHubHTTPError as error:
+        log.info("the Hub answered about %s: %s; loading it will explain", repo_id, error)
+    return None
+
+
+def native_side_hint(source: str) -> int | None:
+    """The side in pixels a local diffusers folder was trained at, read from its configs without loading any
+    weights (so the size sliders can start there before the model loads); None when it cannot be told."""
+    folder = Path(resolve_alias(source)).expanduser()
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -44,6 +44,7 @@ from studio.loading import (
 )
 from studio.lora_weights import LoraWeights
 from studio.loras import AppliedLora
+from studio.micro.location import MICRO_CONTROLNET, MICRO_FAMILY
 from studio.module_cache import ModuleCache
 from studio.schedulers import build_scheduler
 
@@ -57,8 +58,10 @@ DEFAULT_CONTROLNETS = {
     "SD 1.x": "lllyasviel/control_v11p_sd15_canny",
     "SD 2.x": "thibaud/controlnet-sd21-canny-diffusers",
     "SDXL": "diffusers/controlnet-canny-sdxl-1.0",
+    MICRO_FAMILY: MICRO_CONTROLNET,
 }
-"""The canny ControlNet each model family uses when ``--controlnet-model`` is not given."""
+"""The canny ControlNet each model family uses when ``--controlnet-model`` is not given (the micro model's is
+committed beside it, so its ControlNet tab works offline too)."""
 DEFAULT_CACHE_BYTES = 4 * 2**30
 
 INPAINT_UNET_CHANNELS = 9

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio.micro.location import MICRO_MODEL
+
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
@@ -32,6 +34,9 @@ class Settings:
     """Everything the studio is told at start-up. Limits carry their unit in the name."""
 
     model: str = DEFAULT_MODEL
+    micro_fallback: bool = False
+    """Start on the micro model when ``model`` can be neither found in the local cache nor downloaded: set when
+    no --model was given, so a first run without a network still makes pictures."""
     inpaint_model: str | None = None
     model_config: str | None = None
     controlnet_model: str | None = None
@@ -144,7 +149,8 @@ class Settings:
                 raise SettingsError(f"--auth-file {args.auth_file}: cannot read it ({error.strerror})") from None
             auth += parse_auth(",".join(line.strip() for line in text.splitlines() if line.strip()), "--auth-file")
         return cls(
-            model=args.model,
+            model=getattr(args, "model", DEFAULT_MODEL),
+            micro_fallback=not hasattr(args, "model"),
             inpaint_model=args.inpaint_model or None,
             model_config=args.model_config or None,
             controlnet_model=args.controlnet_model or None,
@@ -246,8 +252,11 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     models = parser.add_argument_group("models")
     models.add_argument(
         "--model",
-        default=env("MODEL", DEFAULT_MODEL),
-        help="base model: a Hugging Face Hub id, a local diffusers folder, or a single-file .safetensors checkpoint",
+        # Unset stays absent (not the default's name), so the studio knows it may fall back to the micro model.
+        default=env("MODEL", None) or argparse.SUPPRESS,
+        help=f"base model: a Hugging Face Hub id, a local diffusers folder, a single-file .safetensors checkpoint, "
+        f"or {MICRO_MODEL} (the built-in 64x64 micro model). Unset: {DEFAULT_MODEL}, or the micro model when that "
+        "can be neither found in the local cache nor downloaded",
     )
     models.add_argument(
         "--model-config",
@@ -266,7 +275,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=env("CONTROLNET_MODEL", None),
         help="the Canny ControlNet (Hub id, folder or .safetensors); unset: the model family's own, "
         "lllyasviel/control_v11p_sd15_canny (SD 1.x), thibaud/controlnet-sd21-canny-diffusers (SD 2.x), "
-        "diffusers/controlnet-canny-sdxl-1.0 (SDXL)",
+        "diffusers/controlnet-canny-sdxl-1.0 (SDXL), micro-controlnet (the micro model's)",
     )
     models.add_argument(
         "--models-dir",

@@ -74,14 +74,15 @@ def max_side(settings: Settings) -> int:
 
 
 def build_generation_controls(
-    tab: str, settings: Settings, *, with_size: bool = True, with_batch: bool = True
+    tab: str, settings: Settings, *, with_size: bool = True, with_batch: bool = True, native_side: int = 512
 ) -> GenerationControls:
     """Sampler, steps, CFG, size, seed and batch widgets for ``tab`` (used in elem_ids for tests and CSS).
 
     Sampler, steps and CFG open with the model's own defaults: DPM++ 2M Karras, 25 steps and CFG 7 for most
-    models, a few steps without CFG for Turbo and LCM models (studio/few_step.py)."""
+    models, a few steps without CFG for Turbo and LCM models (studio/few_step.py). The size starts at the model's
+    ``native_side`` (64 for the micro model, 512 for SD 1.x)."""
     largest = max_side(settings)
-    default_side = min(512, largest)
+    default_side = max(MIN_SIDE, min(native_side, largest))
     defaults = defaults_for_source(settings.model)
     with gr.Row():
         sampler = gr.Dropdown(SAMPLER_NAMES, value=defaults.sampler, label="Sampler", elem_id=f"{tab}-sampler", scale=2)

@@ -18,6 +18,7 @@ from studio.composition import Studio
 from studio.errors import StudioError
 from studio.loading import display_name
 from studio.loras import insert_lora
+from studio.micro.location import MICRO_MODEL
 from studio.system import describe_memory, model_line
 from studio.ui.errors import redact, user_errors
 from studio.ui.jobs import GPU_QUEUE
@@ -48,6 +49,14 @@ class Header:
     unload: gr.Button
 
 
+def model_status(studio: Studio) -> str:
+    """The header's model line, and why when the studio chose the micro model because the default one could not
+    be had (so a newcomer offline knows what they are looking at)."""
+    line = model_line(studio.manager)
+    serving_fallback = studio.model_note is not None and studio.manager.source == MICRO_MODEL
+    return f"{line}\n\n⚠️ {studio.model_note}" if serving_fallback else line
+
+
 def build_header(studio: Studio) -> Header:
     """The header's widgets; call inside the Blocks, above the tabs."""
     options, value = studio.system.choices()
@@ -69,7 +78,7 @@ def build_header(studio: Studio) -> Header:
                 -2, 2, value=DEFAULT_LORA_WEIGHT, step=0.05, label="LoRA weight", elem_id="lora-weight", scale=2
             )
             add_lora = gr.Button("Add to prompt", elem_id="lora-add", scale=0, min_width=120)
-        status = gr.Markdown(model_line(studio.manager), elem_id="model-status")
+        status = gr.Markdown(model_status(studio), elem_id="model-status")
         with gr.Accordion("System: memory and loaded models", open=False, elem_id="system") as system:
             memory = gr.Markdown(elem_id="memory-status")
             with gr.Row():
@@ -99,7 +108,7 @@ def wire_header(
         return gr.Dropdown(choices=options, value=value), gr.Dropdown(choices=studio.service.loras.names()), status()
 
     def status() -> str:
-        return model_line(studio.manager)
+        return model_status(studio)
 
     @user_errors(outputs=2)
     def switch_model(choice: str, progress: gr.Progress = gr.Progress()) -> tuple[Any, str]:  # noqa: B008

@@ -1,0 +1,766 @@
+"""Train the micro model from scratch: ``python -m studio.micro.train --out assets/micro [--minutes 45]``.
+
+Three stages, each on scenes drawn on the fly (a fresh, seeded scene for every sample: no fixed data set):
+
+1. The VAE, first and until its reconstructions keep the shapes: L1 + MSE reconstruction and a small KL term.
+   Every so often the detector reads reconstructions of held-out scenes; the stage ends when it finds the
+   colours and shapes it finds in the originals (or its share of the time is spent). A diffusion model cannot
+   draw sharper shapes than its VAE decodes, so this stage decides the shape accuracy of everything after.
+2. The UNet and the text encoder together, with the seed guide's objective: x_t = sqrt(abar_t) x_0 +
+   sqrt(1 - abar_t) eps from DDPMScheduler's forward process on the VAE latents, the UNet predicts eps, MSE.
+   The caption is dropped (replaced by "") one time in ten, so classifier-free guidance has an unconditional
+   model to push away from. The weights kept are an exponential moving average.
+3. A Canny ControlNet copied from the UNet's encoder, trained on cv2.Canny edges of the same scenes while the
+   UNet and text encoder stay frozen.
+
+4. (``--refine-decoder``, a separate run on a saved model) the VAE decoder alone, its encoder frozen, so the
+   latents the UNet learned stay exactly as they were while the decoder learns to draw sharper shapes from them.
+
+The result is a standard StableDiffusionPipeline folder (model_index.json, one subfolder per module,
+safetensors) with the ControlNet in ``controlnet/``; each module is stored in float16 when that changes the
+pictures by less than ``FP16_MAX_DIFF`` (measured), in float32 otherwise. The folder is saved during training too,
+so a run that is stopped early still leaves a usable model. Losses go to stdout as JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import (
+    AutoencoderKL,
+    ControlNetModel,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from diffusers.training_utils import EMAModel
+from torch.nn.functional import l1_loss, mse_loss
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from studio.micro.detect import detect, edge_map
+from studio.micro.location import CONTROLNET_SUBFOLDER
+from studio.micro.model import (
+    MAX_TOKENS,
+    build_controlnet,
+    build_scheduler,
+    build_text_encoder,
+    build_unet,
+    build_vae,
+    write_tokenizer,
+)
+from studio.micro.scenes import Scene, scene_for_seed, to_array
+
+EVAL_SEED_BASE = 2_000_000_000
+"""Held-out scenes (for the VAE's check and the evaluation) start here; training seeds stay far below."""
+INITIAL_LOGVAR_SHIFT = 10.0
+FP16_MAX_DIFF = 1.0 / 255
+"""A module is stored in float16 when that moves the generated pixels by less than one level on average."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long and how hard to train; the defaults are the committed model's run."""
+
+    out: Path
+    minutes: float = 40.0
+    """Compute budget of the whole run in CPU minutes of this process (with one thread: minutes on one core)."""
+    max_wall_minutes: float = 90.0
+    """Wall-clock bound of the whole run, for a machine busy with other work."""
+    seed: int = 0
+    vae_share: float = 0.3
+    """The most of the whole budget the VAE may take (it stops earlier once its reconstructions pass)."""
+    controlnet_share: float = 0.22
+    """The ControlNet's share of what the VAE leaves; the UNet gets the rest."""
+    vae_batch: int = 16
+    unet_batch: int = 32
+    controlnet_batch: int = 32
+    vae_lr: float = 1e-3
+    decoder_lr: float = 5e-4
+    unet_lr: float = 6e-4
+    controlnet_lr: float = 5e-4
+    caption_dropout: float = 0.1
+    controlnet_caption_dropout: float = 0.25
+    kl_weight: float = 1e-6
+    vae_pass_shape_accuracy: float = 0.97
+    """The VAE stage ends when the detector finds this share of held-out shapes in reconstructions."""
+    vae_check_every: int = 100
+    vae_check_scenes: int = 96
+    vae_min_steps: int = 300
+    save_every_s: float = 240.0
+    log_every: int = 25
+    check_steps: int = 20
+    """Denoising steps of the pictures that decide which modules may be stored in float16."""
+    threads: int = 1
+    """One thread: on a shared machine two OpenMP threads wait on each other whenever either is preempted
+    (measured here 10-20x slower under load); alone, one thread loses less than half."""
+    max_steps: int | None = None
+    """A cap on each stage's steps (the smoke run sets a few)."""
+    refine_decoder: bool = False
+    """Only train the decoder of the model already saved in ``out`` (see ``refine_decoder``)."""
+    continue_unet: bool = False
+    """Only train on the UNet (and text encoder) of the model already saved in ``out`` (see ``continue_unet``)."""
+    train_controlnet: bool = False
+    """Only train a fresh ControlNet for the model already saved in ``out`` (see ``retrain_controlnet``)."""
+
+    @property
+    def budget_s(self) -> float:
+        return self.minutes * 60.0
+
+    @property
+    def wall_per_cpu(self) -> float:
+        return self.max_wall_minutes / self.minutes
+
+
+@dataclass
+class Record:
+    """What a run did, written to ``training.json`` beside the weights (the model card quotes it)."""
+
+    config: dict[str, object]
+    stages: dict[str, dict[str, object]] = field(default_factory=dict)
+    parameters: dict[str, int] = field(default_factory=dict)
+    stored_dtypes: dict[str, str] = field(default_factory=dict)
+    fp16_pixel_diff: dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    torch_threads: int = 0
+
+
+def log(**fields: object) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+class SceneStream:
+    """Fresh scenes in seed order from ``first_seed``: every sample of a run is new, and every run the same."""
+
+    def __init__(self, first_seed: int) -> None:
+        self.next_seed = first_seed
+
+    def take(self, count: int) -> list[Scene]:
+        scenes = [scene_for_seed(self.next_seed + i) for i in range(count)]
+        self.next_seed += count
+        return scenes
+
+
+def pixels(scenes: Sequence[Scene]) -> torch.Tensor:
+    """Scenes as a (n, 3, 64, 64) tensor in [-1, 1], as the VAE takes them."""
+    array = np.stack([to_array(scene.image) for scene in scenes]).astype(np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+
+
+def edges(scenes: Sequence[Scene]) -> torch.Tensor:
+    """Canny edge maps as (n, 3, 64, 64) in [0, 1]: what the ControlNet pipeline feeds a ControlNet."""
+    maps = np.stack([edge_map(scene.image) for scene in scenes]).astype(np.float32)
+    return torch.from_numpy(maps)[:, None].repeat(1, 3, 1, 1)
+
+
+def to_images(batch: torch.Tensor) -> list[np.ndarray]:
+    array = ((batch.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    return list(array)
+
+
+def edge_loss(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 between the horizontal and vertical pixel differences: per-pixel losses barely punish a soft edge,
+    this does, and a soft edge is what turns a square into a circle for the detector (and for the eye)."""
+
+    def differences(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return image[..., :, 1:] - image[..., :, :-1], image[..., 1:, :] - image[..., :-1, :]
+
+    (rx, ry), (tx, ty) = differences(reconstruction), differences(target)
+    return l1_loss(rx, tx) + l1_loss(ry, ty)
+
+
+def learning_rate(base: float, step: int, fraction: float, warmup: int = 100) -> float:
+    """Linear warm-up, then a cosine from ``base`` down to a tenth of it as the stage's time runs out."""
+    warm = min(1.0, (step + 1) / warmup)
+    return base * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0))))
+
+
+def shape_agreement(scenes: Sequence[Scene], images: Iterable[np.ndarray]) -> tuple[float, float]:
+    """(colour accuracy, shape accuracy) of the detector on ``images`` against the scenes they came from."""
+    colours = shapes = total = 0
+    for scene, image in zip(scenes, images, strict=True):
+        found = detect(image)
+        for shape in scene.shapes:
+            total += 1
+            match = [blob for blob in found.blobs if blob.colour == shape.colour]
+            colours += bool(match) and found.background == scene.background
+            shapes += bool(match) and match[0].shape == shape.kind
+    return colours / total, shapes / total
+
+
+class Stage:
+    """A timed training loop: steps until its compute time (or wall time, or the step cap) is spent.
+
+    Time is counted as this process's CPU time, not wall time: on a machine shared with other work the run takes
+    longer but trains as much as it would alone, so the model does not depend on what else was running. A wall
+    limit still bounds it.
+    """
+
+    def __init__(self, name: str, cpu_seconds: float, wall_seconds: float, max_steps: int | None) -> None:
+        self.name, self.cpu_seconds, self.wall_seconds, self.max_steps = name, cpu_seconds, wall_seconds, max_steps
+        self.started = time.monotonic()
+        self.started_cpu = time.process_time()
+        self.step = 0
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def elapsed_cpu(self) -> float:
+        return time.process_time() - self.started_cpu
+
+    @property
+    def fraction(self) -> float:
+        by_cpu = self.elapsed_cpu / self.cpu_seconds if self.cpu_seconds > 0 else 1.0
+        by_wall = self.elapsed / self.wall_seconds if self.wall_seconds > 0 else 1.0
+        by_steps = self.step / self.max_steps if self.max_steps else 0.0
+        return max(by_cpu, by_wall, by_steps)
+
+    def running(self) -> bool:
+        return self.fraction < 1.0
+
+    def summary(self) -> dict[str, object]:
+        return {"steps": self.step, "seconds": round(self.elapsed), "cpu_seconds": round(self.elapsed_cpu)}
+
+
+class Trainer:
+    """Owns the modules, the seeded random sources and the record of one run."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        torch.manual_seed(config.seed)
+        torch.set_num_threads(config.threads)
+        self.random = random.Random(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.started = time.monotonic()
+        self.started_cpu = time.process_time()
+        config.out.mkdir(parents=True, exist_ok=True)
+        self.tokenizer: CLIPTokenizer = write_tokenizer(config.out / "tokenizer")
+        self.text_encoder: CLIPTextModel = build_text_encoder(len(self.tokenizer))
+        self.vae: AutoencoderKL = build_vae()
+        self._start_with_little_latent_noise()
+        self.unet: UNet2DConditionModel = build_unet()
+        self.controlnet: ControlNetModel | None = None
+        self.noise_scheduler: DDPMScheduler = build_scheduler()
+        self.record = Record(config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()})
+        self.record.torch_threads = torch.get_num_threads()
+        self._token_cache: dict[str, torch.Tensor] = {}
+        self._last_save = time.monotonic()
+        self._earlier_wall_s = self._earlier_cpu_s = 0.0
+
+    @classmethod
+    def resume(cls, config: TrainConfig) -> Trainer:
+        """A trainer over the model already saved in ``config.out`` (and its training record), to train on."""
+        trainer = cls(config)
+        out = config.out
+        trainer.vae = AutoencoderKL.from_pretrained(out, subfolder="vae", dtype=torch.float32)
+        trainer.text_encoder = CLIPTextModel.from_pretrained(out, subfolder="text_encoder", dtype=torch.float32)
+        trainer.unet = UNet2DConditionModel.from_pretrained(out, subfolder="unet", dtype=torch.float32)
+        if (out / CONTROLNET_SUBFOLDER).is_dir():
+            trainer.controlnet = ControlNetModel.from_pretrained(out / CONTROLNET_SUBFOLDER, dtype=torch.float32)
+        for module in (trainer.vae, trainer.text_encoder, trainer.unet, trainer.controlnet):
+            if module is not None:
+                module.eval()
+        earlier = json.loads((out / "training.json").read_text())
+        trainer.record.stages = earlier["stages"]
+        trainer.record.config = {"first_run": earlier["config"], "resumed": trainer.record.config}
+        trainer._earlier_wall_s, trainer._earlier_cpu_s = earlier["wall_s"], earlier["cpu_s"]
+        return trainer
+
+    def _start_with_little_latent_noise(self) -> None:
+        """Start the posterior's log-variance near -10 (std ~0.007) instead of 0 (std 1): with a KL weight this
+        small the variance would only shrink slowly, and until it did the decoder would learn from latents
+        drowned in noise and draw blurred shapes (measured: 40% shape accuracy on reconstructions after 737
+        steps when started at 0)."""
+        channels = self.vae.config.latent_channels
+        with torch.no_grad():
+            self.vae.quant_conv.bias[channels:] -= INITIAL_LOGVAR_SHIFT
+
+    def remaining_cpu_s(self) -> float:
+        return self.config.budget_s - (time.process_time() - self.started_cpu)
+
+    def stage(self, name: str, cpu_seconds: float) -> Stage:
+        return Stage(name, cpu_seconds, cpu_seconds * self.config.wall_per_cpu, self.config.max_steps)
+
+    def tokens(self, captions: Sequence[str]) -> torch.Tensor:
+        rows = []
+        for caption in captions:
+            if caption not in self._token_cache:
+                ids = self.tokenizer(caption, padding="max_length", max_length=MAX_TOKENS, truncation=True)
+                self._token_cache[caption] = torch.tensor(ids.input_ids)
+            rows.append(self._token_cache[caption])
+        return torch.stack(rows)
+
+    def drop_captions(self, scenes: Sequence[Scene], rate: float) -> list[str]:
+        return ["" if self.random.random() < rate else scene.caption for scene in scenes]
+
+    # --- stage 1: the VAE -------------------------------------------------------------------------------------
+
+    def train_vae(self) -> None:
+        config = self.config
+        stage = self.stage("vae", config.budget_s * config.vae_share)
+        stream = SceneStream(config.seed * 10_000_000)
+        held_out = [scene_for_seed(EVAL_SEED_BASE + i) for i in range(config.vae_check_scenes)]
+        optimizer = torch.optim.AdamW(self.vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
+        self.vae.train()
+        check = {"colour": 0.0, "shape": 0.0}
+        while stage.running():
+            x = pixels(stream.take(config.vae_batch))
+            posterior = self.vae.encode(x).latent_dist
+            reconstruction = self.vae.decode(posterior.sample(self.generator)).sample
+            l1 = l1_loss(reconstruction, x)
+            mse = mse_loss(reconstruction, x)
+            kl = posterior.kl().mean()
+            loss = l1 + mse + config.kl_weight * kl
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config.vae_lr, stage.step, stage.fraction, warmup=50)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            stage.step += 1
+            if stage.step % config.log_every == 0:
+                log(stage="vae", step=stage.step, l1=l1.item(), mse=mse.item(), kl=kl.item(), s=round(stage.elapsed))
+            if stage.step % config.vae_check_every == 0 or not stage.running():
+                check = self.check_vae(held_out)
+                log(stage="vae-check", step=stage.step, **check, s=round(stage.elapsed))
+                if stage.step >= config.vae_min_steps and check["shape"] >= config.vae_pass_shape_accuracy:
+                    break
+        self.vae.eval()
+        self.vae.register_to_config(scaling_factor=self.latent_scale())
+        self.record.stages["vae"] = {**stage.summary(), **check}
+        self.record.stages["vae"]["scaling_factor"] = self.vae.config.scaling_factor
+
+    def train_decoder(self, seconds: float) -> None:
+        """The VAE's decoder alone, its encoder frozen: the latents the UNet was trained on stay exactly the same,
+        so the decoder can learn to draw sharper shapes from them after the UNet is trained."""
+        config = self.config
+        stage = self.stage("decoder", seconds)
+        stream = SceneStream(config.seed * 10_000_000 + 8_000_000)
+        held_out = [scene_for_seed(EVAL_SEED_BASE + i) for i in range(config.vae_check_scenes)]
+        self.vae.requires_grad_(False)
+        parameters = [*self.vae.decoder.parameters(), *self.vae.post_quant_conv.parameters()]
+        for parameter in parameters:
+            parameter.requires_grad_(True)
+        optimizer = torch.optim.AdamW(parameters, lr=config.decoder_lr, weight_decay=0.0)
+        check = self.check_vae(held_out)
+        log(stage="decoder-check", step=0, **check, s=0)
+        before = check
+        self.vae.train()
+        while stage.running() and check["shape"] < config.vae_pass_shape_accuracy:
+            x = pixels(stream.take(config.vae_batch))
+            with torch.no_grad():
+                latents = self.vae.encode(x).latent_dist.sample(self.generator)
+            reconstruction = self.vae.decode(latents).sample
+            l1 = l1_loss(reconstruction, x)
+            mse = mse_loss(reconstruction, x)
+            edges = edge_loss(reconstruction, x)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config.decoder_lr, stage.step, stage.fraction, warmup=20)
+            optimizer.zero_grad(set_to_none=True)
+            (l1 + mse + edges).backward()
+            optimizer.step()
+            stage.step += 1
+            if stage.step % config.log_every == 0:
+                log(stage="decoder", step=stage.step, l1=l1.item(), edges=edges.item(), s=round(stage.elapsed))
+            if stage.step % config.vae_check_every == 0:
+                check = self.check_vae(held_out)
+                log(stage="decoder-check", step=stage.step, **check, s=round(stage.elapsed))
+        check = self.check_vae(held_out)
+        self.vae.eval()
+        self.vae.requires_grad_(False)
+        self.record.stages["decoder"] = {**stage.summary(), **check, "before": before}
+
+    @torch.no_grad()
+    def check_vae(self, held_out: Sequence[Scene]) -> dict[str, float]:
+        """Colour and shape accuracy of the detector on reconstructions of held-out scenes."""
+        self.vae.eval()
+        reconstructions = []
+        for start in range(0, len(held_out), 32):
+            batch = pixels(held_out[start : start + 32])
+            reconstructions += to_images(self.vae.decode(self.vae.encode(batch).latent_dist.mode()).sample)
+        self.vae.train()
+        colour, shape = shape_agreement(held_out, reconstructions)
+        return {"colour": colour, "shape": shape}
+
+    @torch.no_grad()
+    def latent_scale(self) -> float:
+        """1 / the standard deviation of the latents, so the UNet sees unit-variance latents (SD's 0.18215)."""
+        latents = self.vae.encode(pixels(SceneStream(EVAL_SEED_BASE + 50_000).take(128))).latent_dist.sample()
+        return float(1.0 / latents.std())
+
+    # --- stage 2: the UNet and the text encoder ----------------------------------------------------------------
+
+    @torch.no_grad()
+    def latents(self, scenes: Sequence[Scene]) -> torch.Tensor:
+        posterior = self.vae.encode(pixels(scenes)).latent_dist
+        return posterior.sample(self.generator) * self.vae.config.scaling_factor
+
+    def noised(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The forward process at uniformly drawn timesteps: (x_t, t, eps)."""
+        noise = torch.randn(latents.shape, generator=self.generator)
+        steps = self.noise_scheduler.config.num_train_timesteps
+        timesteps = torch.randint(0, steps, (latents.shape[0],), generator=self.generator)
+        return self.noise_scheduler.add_noise(latents, noise, timesteps), timesteps, noise
+
+    def train_unet(self, seconds: float) -> None:
+        config = self.config
+        stage = self.stage("unet", seconds)
+        stream = SceneStream(config.seed * 10_000_000 + 3_000_000)
+        parameters = [*self.unet.parameters(), *self.text_encoder.parameters()]
+        optimizer = torch.optim.AdamW(parameters, lr=config.unet_lr, weight_decay=1e-2)
+        ema = EMAModel(parameters, decay=0.9995, use_ema_warmup=True, power=0.75)
+        self.unet.train()
+        self.text_encoder.train()
+        losses: list[float] = []
+        while stage.running():
+            scenes = stream.take(config.unet_batch)
+            noisy, timesteps, noise = self.noised(self.latents(scenes))
+            hidden = self.text_encoder(self.tokens(self.drop_captions(scenes, config.caption_dropout)))[0]
+            loss = mse_loss(self.unet(noisy, timesteps, hidden).sample, noise)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config.unet_lr, stage.step, stage.fraction)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            ema.step(parameters)
+            stage.step += 1
+            losses.append(loss.item())
+            if stage.step % config.log_every == 0:
+                log(
+                    stage="unet",
+                    step=stage.step,
+                    loss=float(np.mean(losses[-config.log_every :])),
+                    s=round(stage.elapsed),
+                )
+            if time.monotonic() - self._last_save > config.save_every_s:
+                with self.averaged(ema, parameters):
+                    self.save()
+        ema.copy_to(parameters)
+        self.unet.eval()
+        self.text_encoder.eval()
+        self.record.stages["unet"] = {
+            **stage.summary(),
+            "samples": stage.step * config.unet_batch,
+            "final_loss": float(np.mean(losses[-100:])) if losses else None,
+        }
+
+    def averaged(self, ema: EMAModel, parameters: list[torch.nn.Parameter]) -> _Swapped:
+        return _Swapped(ema, parameters)
+
+    # --- stage 3: the Canny ControlNet ------------------------------------------------------------------------
+
+    def train_controlnet(self, seconds: float) -> None:
+        config = self.config
+        stage = self.stage("controlnet", seconds)
+        stream = SceneStream(config.seed * 10_000_000 + 6_000_000)
+        for module in (self.unet, self.text_encoder):
+            module.requires_grad_(False)
+        controlnet = build_controlnet(self.unet)
+        controlnet.train()
+        self.controlnet = controlnet
+        parameters = list(controlnet.parameters())
+        optimizer = torch.optim.AdamW(parameters, lr=config.controlnet_lr, weight_decay=0.0)
+        ema = EMAModel(parameters, decay=0.999, use_ema_warmup=True, power=0.75)
+        losses: list[float] = []
+        while stage.running():
+            scenes = stream.take(config.controlnet_batch)
+            noisy, timesteps, noise = self.noised(self.latents(scenes))
+            with torch.no_grad():
+                captions = self.drop_captions(scenes, config.controlnet_caption_dropout)
+                hidden = self.text_encoder(self.tokens(captions))[0]
+            down, mid = controlnet(
+                noisy, timesteps, encoder_hidden_states=hidden, controlnet_cond=edges(scenes), return_dict=False
+            )
+            prediction = self.unet(
+                noisy, timesteps, hidden, down_block_additional_residuals=down, mid_block_additional_residual=mid
+            ).sample
+            loss = mse_loss(prediction, noise)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config.controlnet_lr, stage.step, stage.fraction, warmup=50)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            ema.step(parameters)
+            stage.step += 1
+            losses.append(loss.item())
+            if stage.step % config.log_every == 0:
+                log(
+                    stage="controlnet",
+                    step=stage.step,
+                    loss=float(np.mean(losses[-config.log_every :])),
+                    s=round(stage.elapsed),
+                )
+        ema.copy_to(parameters)
+        controlnet.eval()
+        self.record.stages["controlnet"] = {
+            **stage.summary(),
+            "samples": stage.step * config.controlnet_batch,
+            "final_loss": float(np.mean(losses[-100:])) if losses else None,
+        }
+
+    # --- saving ----------------------------------------------------------------------------------------------
+
+    def pipeline(self) -> StableDiffusionPipeline:
+        scheduler = DPMSolverMultistepScheduler.from_config(self.noise_scheduler.config)
+        return StableDiffusionPipeline(
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+            unet=self.unet,
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+
+    def save(self, dtypes: dict[str, torch.dtype] | None = None) -> None:
+        """Save the pipeline (and the ControlNet, once there is one) into ``out`` as safetensors."""
+        dtypes = dtypes or {}
+        modules = {"vae": self.vae, "text_encoder": self.text_encoder, "unet": self.unet}
+        if self.controlnet is not None:
+            modules["controlnet"] = self.controlnet
+        originals = {name: module.dtype for name, module in modules.items()}
+        for name, module in modules.items():
+            module.to(dtypes.get(name, torch.float32))
+        try:
+            self.pipeline().save_pretrained(self.config.out, safe_serialization=True)
+            if self.controlnet is not None:
+                self.controlnet.save_pretrained(self.config.out / CONTROLNET_SUBFOLDER, safe_serialization=True)
+        finally:
+            for name, module in modules.items():
+                module.to(originals[name])
+        self._last_save = time.monotonic()
+        log(stage="saved", out=str(self.config.out), s=round(time.monotonic() - self.started))
+
+    @torch.no_grad()
+    def fp16_losses(self) -> dict[str, float]:
+        """Per module, how far storing it in float16 moves generated pixels (mean absolute, 0-1 scale)."""
+        prompts = ["a red circle on a blue background", "a yellow star and a green square on a black background"]
+        modules = {"vae": self.vae, "text_encoder": self.text_encoder, "unet": self.unet}
+        reference = self._sample(prompts)
+        diffs = {}
+        for name, module in modules.items():
+            saved = {key: value.clone() for key, value in module.state_dict().items()}
+            for value in module.state_dict().values():
+                if value.is_floating_point():
+                    value.copy_(value.half().float())
+            diffs[name] = float(np.abs(self._sample(prompts) - reference).mean())
+            module.load_state_dict(saved)
+        if self.controlnet is not None:
+            diffs["controlnet"] = self._controlnet_fp16_diff()
+        return diffs
+
+    def _sample(self, prompts: list[str]) -> np.ndarray:
+        steps = self.config.check_steps
+        pipeline = self.pipeline()
+        pipeline.set_progress_bar_config(disable=True)
+        generator = [torch.Generator().manual_seed(i) for i in range(len(prompts))]
+        images = pipeline(prompts, num_inference_steps=steps, generator=generator, output_type="np").images
+        return np.asarray(images)
+
+    def _controlnet_fp16_diff(self) -> float:
+        assert self.controlnet is not None
+        scene = scene_for_seed(EVAL_SEED_BASE + 7)
+        control = edges([scene])
+        latents = torch.randn((1, 4, 16, 16), generator=torch.Generator().manual_seed(0))
+        hidden = self.text_encoder(self.tokens([scene.caption]))[0]
+        timestep = torch.tensor([500])
+
+        def residual_output() -> torch.Tensor:
+            down, mid = self.controlnet(latents, timestep, hidden, control, return_dict=False)  # type: ignore[misc]
+            return self.unet(
+                latents, timestep, hidden, down_block_additional_residuals=down, mid_block_additional_residual=mid
+            ).sample
+
+        reference = residual_output()
+        saved = {key: value.clone() for key, value in self.controlnet.state_dict().items()}
+        for value in self.controlnet.state_dict().values():
+            if value.is_floating_point():
+                value.copy_(value.half().float())
+        diff = float((residual_output() - reference).abs().mean()) / 2  # noise units to a 0-1 pixel-ish scale
+        self.controlnet.load_state_dict(saved)
+        return diff
+
+    def finish(self) -> Record:
+        diffs = self.fp16_losses()
+        dtypes = {name: torch.float16 if diff < FP16_MAX_DIFF else torch.float32 for name, diff in diffs.items()}
+        self.save(dtypes)
+        record = self.record
+        record.fp16_pixel_diff = diffs
+        record.stored_dtypes = {name: str(dtype).removeprefix("torch.") for name, dtype in dtypes.items()}
+        record.parameters = {
+            name: sum(p.numel() for p in module.parameters())
+            for name, module in (
+                ("text_encoder", self.text_encoder),
+                ("vae", self.vae),
+                ("unet", self.unet),
+                ("controlnet", self.controlnet),
+            )
+            if module is not None
+        }
+        record.wall_s = round(self._earlier_wall_s + time.monotonic() - self.started, 1)
+        record.cpu_s = round(self._earlier_cpu_s + time.process_time() - self.started_cpu, 1)
+        (self.config.out / "training.json").write_text(json.dumps(asdict(record), indent=2) + "\n")
+        return record
+
+
+class _Swapped:
+    """Within ``with``: the EMA weights in the live modules; after it, the training weights back."""
+
+    def __init__(self, ema: EMAModel, parameters: list[torch.nn.Parameter]) -> None:
+        self.ema, self.parameters = ema, parameters
+
+    def __enter__(self) -> None:
+        self.ema.store(self.parameters)
+        self.ema.copy_to(self.parameters)
+
+    def __exit__(self, *exc: object) -> None:
+        self.ema.restore(self.parameters)
+
+
+def train(config: TrainConfig) -> Record:
+    """The whole run: VAE until its reconstructions keep shapes, UNet, ControlNet; saved into ``config.out``."""
+    trainer = Trainer(config)
+    log(stage="start", config=trainer.record.config, threads=torch.get_num_threads())
+    trainer.train_vae()
+    log(stage="vae-done", **trainer.record.stages["vae"])
+    trainer.train_unet(trainer.remaining_cpu_s() * (1 - config.controlnet_share))
+    log(stage="unet-done", **trainer.record.stages["unet"])
+    trainer.save()
+    trainer.train_controlnet(trainer.remaining_cpu_s())
+    log(stage="controlnet-done", **trainer.record.stages["controlnet"])
+    record = trainer.finish()
+    log(stage="done", wall_s=record.wall_s, stored=record.stored_dtypes, fp16_diff=record.fp16_pixel_diff)
+    return record
+
+
+def refine_decoder(config: TrainConfig) -> Record:
+    """Train the saved model's VAE decoder for ``config.minutes`` more (or until its reconstructions keep the
+    shapes), leaving every other module as it is; saved back into ``config.out``."""
+    trainer = Trainer.resume(config)
+    log(stage="resume", out=str(config.out))
+    trainer.train_decoder(config.budget_s)
+    log(stage="decoder-done", **trainer.record.stages["decoder"])
+    record = trainer.finish()
+    log(stage="done", wall_s=record.wall_s, stored=record.stored_dtypes, fp16_diff=record.fp16_pixel_diff)
+    return record
+
+
+def continue_unet(config: TrainConfig) -> Record:
+    """Train the saved model's UNet and text encoder for ``config.minutes`` more, the VAE and ControlNet as they
+    are (a fresh optimizer and moving average, the same objective); saved back into ``config.out``."""
+    trainer = Trainer.resume(config)
+    earlier = trainer.record.stages["unet"]
+    log(stage="resume", out=str(config.out), unet_steps=earlier["steps"])
+    for module in (trainer.unet, trainer.text_encoder):
+        module.requires_grad_(True)
+    trainer.train_unet(config.budget_s)
+    added = trainer.record.stages["unet"]
+    trainer.record.stages["unet"] = {
+        **added,
+        "steps": earlier["steps"] + added["steps"],
+        "samples": earlier["samples"] + added["samples"],
+        "seconds": earlier["seconds"] + added["seconds"],
+        "cpu_seconds": earlier["cpu_seconds"] + added["cpu_seconds"],
+        "continued_steps": added["steps"],
+    }
+    log(stage="unet-done", **trainer.record.stages["unet"])
+    record = trainer.finish()
+    log(stage="done", wall_s=record.wall_s, stored=record.stored_dtypes, fp16_diff=record.fp16_pixel_diff)
+    return record
+
+
+def retrain_controlnet(config: TrainConfig) -> Record:
+    """Train a fresh Canny ControlNet on the saved model's UNet for ``config.minutes`` (after ``continue_unet``,
+    so the ControlNet matches the UNet it steers); saved back into ``config.out``."""
+    trainer = Trainer.resume(config)
+    log(stage="resume", out=str(config.out))
+    trainer.train_controlnet(config.budget_s)
+    log(stage="controlnet-done", **trainer.record.stages["controlnet"])
+    record = trainer.finish()
+    log(stage="done", wall_s=record.wall_s, stored=record.stored_dtypes, fp16_diff=record.fp16_pixel_diff)
+    return record
+
+
+def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    parser = argparse.ArgumentParser(prog="python -m studio.micro.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("assets/micro"), help="folder to save the model into")
+    parser.add_argument(
+        "--minutes", type=float, default=40.0, help="compute budget of the whole run, in CPU minutes of this process"
+    )
+    parser.add_argument("--max-wall-minutes", type=float, default=90.0, help="wall-clock bound of the whole run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
+    parser.add_argument("--smoke", action="store_true", help="a few steps of each stage on a few images")
+    parser.add_argument(
+        "--refine-decoder",
+        action="store_true",
+        help="train only the VAE decoder of the model already in --out, for --minutes (the latents stay the same)",
+    )
+    parser.add_argument(
+        "--continue-unet",
+        action="store_true",
+        help="train only the UNet and text encoder of the model already in --out, for --minutes more",
+    )
+    parser.add_argument(
+        "--train-controlnet",
+        action="store_true",
+        help="train a fresh ControlNet on the UNet of the model already in --out, for --minutes",
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        return TrainConfig(
+            out=args.out,
+            minutes=args.minutes,
+            max_wall_minutes=args.max_wall_minutes,
+            seed=args.seed,
+            threads=args.threads,
+            vae_batch=2,
+            unet_batch=2,
+            controlnet_batch=2,
+            vae_check_every=2,
+            vae_check_scenes=4,
+            vae_min_steps=2,
+            log_every=1,
+            check_steps=2,
+            max_steps=2,
+            refine_decoder=args.refine_decoder,
+            continue_unet=args.continue_unet,
+            train_controlnet=args.train_controlnet,
+        )
+    return TrainConfig(
+        out=args.out,
+        minutes=args.minutes,
+        max_wall_minutes=args.max_wall_minutes,
+        seed=args.seed,
+        threads=args.threads,
+        refine_decoder=args.refine_decoder,
+        continue_unet=args.continue_unet,
+        train_controlnet=args.train_controlnet,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> Record:
+    config = parse_args(argv)
+    if config.refine_decoder:
+        return refine_decoder(config)
+    if config.train_controlnet:
+        return retrain_controlnet(config)
+    return continue_unet(config) if config.continue_unet else train(config)
+
+
+if __name__ == "__main__":
+    main()

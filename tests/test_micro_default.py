@@ -1,0 +1,89 @@
+"""The offline default: with no --model, the studio starts on the micro model when the default Hub model is
+neither in the local cache nor downloadable, and says so; ``--model micro`` selects it explicitly. No test here
+touches the network: the Hub is offline for the whole suite, or its answer is replaced."""
+
+from pathlib import Path
+
+import httpx
+import pytest
+from huggingface_hub import HfApi, constants
+
+from studio import settings as settings_module
+from studio.composition import build_studio, choose_model
+from studio.loading import hub_model_unavailable, native_side_hint
+from studio.micro.location import MICRO_CONTROLNET, MICRO_FOLDER, MICRO_MODEL
+from studio.settings import DEFAULT_MODEL, Settings
+from studio.ui.header import model_status
+
+UNCACHED = "nobody/not-in-the-cache"
+
+
+def cache_a_model(repo_id: str) -> None:
+    """A Hub model in the local cache, as huggingface_hub lays it out (only the file the check looks for)."""
+    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    snapshot = folder / "snapshots" / "0123456789abcdef"
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (snapshot / "model_index.json").write_text("{}")
+    (folder / "refs").mkdir(exist_ok=True)
+    (folder / "refs" / "main").write_text("0123456789abcdef")
+
+
+def test_no_model_offline_and_not_cached_starts_on_the_micro_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings_module, "DEFAULT_MODEL", UNCACHED)
+    settings = Settings.from_cli(["--device", "cpu", "--no-save"], environ={"HF_HUB_OFFLINE": "1"})
+    assert settings.micro_fallback and settings.model == UNCACHED
+    studio = build_studio(settings)
+    assert studio.manager.source == MICRO_MODEL
+    header = model_status(studio)
+    assert "micro model" in header and UNCACHED in header and "not in the local Hugging Face cache" in header
+    assert "--model" in header, "the header says how to choose another model"
+    assert studio.native_side == 64, "the size sliders start at the micro model's 64x64"
+
+
+def test_a_cached_default_is_used_even_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    cached = "somebody/cached-model"
+    cache_a_model(cached)
+    monkeypatch.setattr(settings_module, "DEFAULT_MODEL", cached)
+    settings = Settings.from_cli(["--device", "cpu"], environ={"HF_HUB_OFFLINE": "1"})
+    assert choose_model(settings) == (cached, None)
+
+
+def test_an_unreachable_hub_counts_as_cannot_download(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*_args: object, **_kwargs: object) -> None:
+        raise httpx.ConnectError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(HfApi, "model_info", no_network)
+    reason = hub_model_unavailable(UNCACHED, offline=False)
+    assert reason is not None and "cannot be downloaded" in reason
+
+
+def test_a_reachable_hub_keeps_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(HfApi, "model_info", lambda *_args, **_kwargs: object())
+    assert hub_model_unavailable(UNCACHED, offline=False) is None
+    settings = Settings(model=UNCACHED, micro_fallback=True, device="cpu", outputs=None)
+    assert choose_model(settings) == (UNCACHED, None)
+
+
+def test_a_model_that_was_asked_for_is_never_replaced(tmp_path: Path) -> None:
+    for argv, environ in (([f"--model={UNCACHED}"], {}), ([], {"STUDIO_MODEL": UNCACHED})):
+        settings = Settings.from_cli(argv, environ={"HF_HUB_OFFLINE": "1", **environ})
+        assert not settings.micro_fallback
+        assert choose_model(settings) == (UNCACHED, None), "it fails to load later, with its own message"
+
+
+def test_model_micro_selects_the_micro_model_and_its_controlnet() -> None:
+    settings = Settings.from_cli(["--model", "micro", "--device", "cpu", "--no-save"], environ={"HF_HUB_OFFLINE": "1"})
+    studio = build_studio(settings)
+    assert studio.model_note is None
+    assert model_status(studio).startswith(f"**Model:** {MICRO_MODEL} ")
+    model = studio.manager.current()
+    assert model.family == "Micro"
+    assert studio.manager.native_resolution() == 64 == studio.native_side
+    assert studio.manager.controlnet_for(model) == MICRO_CONTROLNET
+    assert "micro" in model_status(studio) and "Micro" in model_status(studio)
+
+
+def test_native_side_is_read_from_a_folder_without_loading_it(tiny_model: Path) -> None:
+    assert native_side_hint(str(MICRO_FOLDER)) == native_side_hint(MICRO_MODEL) == 64
+    assert native_side_hint(str(tiny_model)) == 64  # the tiny test model: 32 latents, one downsampling
+    assert native_side_hint(DEFAULT_MODEL) is None, "a Hub id is not read before it loads"
