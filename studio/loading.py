@@ -96,14 +96,14 @@ def looks_local(source: str) -> bool:
 def model_family(pipeline: DiffusionPipeline) -> str:
     """SD 1.x, SD 2.x or SDXL, as users name them, or the studio's own micro model: from the UNet's config where
     it tells, else from the pipeline class and the text encoder's width."""
+    if isinstance(pipeline, StableDiffusionXLPipeline):
+        return "SDXL"
     unet = getattr(pipeline, "unet", None)
     if unet is not None and unet.config.cross_attention_dim == MICRO_CROSS_ATTENTION_DIM:
         return MICRO_FAMILY
     family = unet_family(unet.config) if unet is not None else None
     if family is not None:
         return family
-    if isinstance(pipeline, StableDiffusionXLPipeline):
-        return "SDXL"
     text_encoder = getattr(pipeline, "text_encoder", None)
     if text_encoder is not None and getattr(text_encoder.config, "hidden_size", 768) == 1024:
         return "SD 2.x"
