@@ -179,6 +179,26 @@ def edge_loss(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return l1_loss(rx, tx) + l1_loss(ry, ty)
 
 
+def descend(
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    lr: float,
+    parameters: list[torch.nn.Parameter] | None = None,
+    ema: EMAModel | None = None,
+) -> None:
+    """One optimiser step at ``lr``, the same in every stage; the denoisers (given their ``parameters`` and
+    ``ema``) also clip gradients to norm 1 and update their moving average."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if parameters is not None:
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+    optimizer.step()
+    if ema is not None and parameters is not None:
+        ema.step(parameters)
+
+
 def learning_rate(base: float, step: int, fraction: float, warmup: int = 100) -> float:
     """Linear warm-up, then a cosine from ``base`` down to a tenth of it as the stage's time runs out."""
     warm = min(1.0, (step + 1) / warmup)
@@ -323,11 +343,7 @@ class Trainer:
             mse = mse_loss(reconstruction, x)
             kl = posterior.kl().mean()
             loss = l1 + mse + config.kl_weight * kl
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config.vae_lr, stage.step, stage.fraction, warmup=50)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            descend(optimizer, loss, learning_rate(config.vae_lr, stage.step, stage.fraction, warmup=50))
             stage.step += 1
             if stage.step % config.log_every == 0:
                 log(stage="vae", step=stage.step, l1=l1.item(), mse=mse.item(), kl=kl.item(), s=round(stage.elapsed))
@@ -365,11 +381,8 @@ class Trainer:
             l1 = l1_loss(reconstruction, x)
             mse = mse_loss(reconstruction, x)
             edges = edge_loss(reconstruction, x)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config.decoder_lr, stage.step, stage.fraction, warmup=20)
-            optimizer.zero_grad(set_to_none=True)
-            (l1 + mse + edges).backward()
-            optimizer.step()
+            lr = learning_rate(config.decoder_lr, stage.step, stage.fraction, warmup=20)
+            descend(optimizer, l1 + mse + edges, lr)
             stage.step += 1
             if stage.step % config.log_every == 0:
                 log(stage="decoder", step=stage.step, l1=l1.item(), edges=edges.item(), s=round(stage.elapsed))
@@ -428,13 +441,7 @@ class Trainer:
             noisy, timesteps, noise = self.noised(self.latents(scenes))
             hidden = self.text_encoder(self.tokens(self.drop_captions(scenes, config.caption_dropout)))[0]
             loss = mse_loss(self.unet(noisy, timesteps, hidden).sample, noise)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config.unet_lr, stage.step, stage.fraction)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimizer.step()
-            ema.step(parameters)
+            descend(optimizer, loss, learning_rate(config.unet_lr, stage.step, stage.fraction), parameters, ema)
             stage.step += 1
             losses.append(loss.item())
             if stage.step % config.log_every == 0:
@@ -487,13 +494,8 @@ class Trainer:
                 noisy, timesteps, hidden, down_block_additional_residuals=down, mid_block_additional_residual=mid
             ).sample
             loss = mse_loss(prediction, noise)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config.controlnet_lr, stage.step, stage.fraction, warmup=50)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimizer.step()
-            ema.step(parameters)
+            lr = learning_rate(config.controlnet_lr, stage.step, stage.fraction, warmup=50)
+            descend(optimizer, loss, lr, parameters, ema)
             stage.step += 1
             losses.append(loss.item())
             if stage.step % config.log_every == 0:
