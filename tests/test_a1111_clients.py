@@ -47,6 +47,8 @@ def locked(tiny_model: Path, tiny_controlnet: Path) -> Iterator[tuple[str, Studi
 
 ROUTES = [
     ("GET", "sdapi/v1/sd-models"),
+    ("GET", "sdapi/v1/loras"),
+    ("POST", "sdapi/v1/refresh-loras"),
     ("GET", "sdapi/v1/samplers"),
     ("GET", "sdapi/v1/schedulers"),
     ("GET", "sdapi/v1/options"),

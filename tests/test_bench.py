@@ -43,7 +43,7 @@ def test_a_dry_run_goes_through_setup_and_a_phase(capsys: pytest.CaptureFixture[
     }
 
 
-@pytest.mark.parametrize("name", ["studio_overhead", "task_derivation", "compare_batching"])
+@pytest.mark.parametrize("name", ["studio_overhead", "task_derivation", "compare_batching", "preview_overhead"])
 def test_the_cpu_benchmarks_run_quick(name: str) -> None:
     """--quick on the tiny model, in this process (the memory and start-up ones start processes of their own and
     were left to be run by hand): each returns its JSON document, whose numbers are not judged here."""

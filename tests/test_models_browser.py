@@ -156,3 +156,26 @@ def test_rest_prompts_take_lora_tags(picker_server: str) -> None:
     assert infotext.startswith("a red house <lora:ink:0.5>\n") and 'Lora hashes: "ink: ' in infotext
     unknown = httpx.post(picker_server + "sdapi/v1/txt2img", json={**body, "prompt": "<lora:inc:1>"}, timeout=120)
     assert unknown.status_code == 422 and "The LoRAs there are: ink." in unknown.text
+
+
+def test_rest_lists_the_loras_with_their_metadata_and_sees_new_ones(picker_server: str, picker_studio: Studio) -> None:
+    """``/sdapi/v1/loras`` as A1111 tools read it: the name a tag takes, the path inside the LoRA folder (not the
+    server's), the file's training metadata; a file dropped in shows after ``refresh-loras`` (and before)."""
+    listed = httpx.get(picker_server + "sdapi/v1/loras").json()
+    assert listed == [
+        {"name": "ink", "alias": "ink", "path": "ink.safetensors", "metadata": {"ss_network_module": "networks.lora"}}
+    ]
+    folder = picker_studio.settings.lora_folder
+    added = folder / "styles" / "wash.safetensors"
+    added.parent.mkdir()
+    shutil.copy(folder / "ink.safetensors", added)
+    try:
+        assert httpx.post(picker_server + "sdapi/v1/refresh-loras").status_code == 200
+        listed = httpx.get(picker_server + "sdapi/v1/loras").json()
+        assert [(entry["name"], entry["path"]) for entry in listed] == [
+            ("ink", "ink.safetensors"),
+            ("wash", "styles/wash.safetensors"),
+        ]
+        assert str(folder) not in json.dumps(listed)
+    finally:
+        shutil.rmtree(added.parent)

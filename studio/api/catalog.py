@@ -8,12 +8,16 @@ or file name), never by their path.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Sequence
 
+from safetensors import safe_open
+
 from studio.composition import Studio
 from studio.errors import InvalidRequest
+from studio.loras import LoraFile, LoraLibrary
 from studio.model_manager import DEFAULT_CONTROLNETS
 from studio.service import model_name
 
@@ -63,3 +67,38 @@ def controlnet_names(studio: Studio) -> list[str]:
     if manager.loaded is not None:
         return [model_name(manager.controlnet_for(manager.loaded))]
     return [model_name(source) for source in DEFAULT_CONTROLNETS.values()]
+
+
+def lora_entries(library: LoraLibrary) -> list[dict[str, object]]:
+    """``/loras`` in A1111's shape: each LoRA's name (what ``<lora:name:weight>`` takes), its path inside the LoRA
+    folder (never the server's path) and the training metadata its file carries."""
+    folder = library.folder
+    return [
+        {
+            "name": item.name,
+            "alias": item.name,
+            "path": item.path.relative_to(folder).as_posix() if folder is not None else item.path.name,
+            "metadata": lora_metadata(item),
+        }
+        for item in library.files()
+    ]
+
+
+def lora_metadata(item: LoraFile) -> dict[str, object]:
+    """The ``__metadata__`` of a LoRA's safetensors header (kohya's ``ss_*`` keys), JSON-valued strings parsed as
+    A1111 parses them; a file whose header cannot be read has none (generating with it explains why)."""
+    try:
+        with safe_open(str(item.path), framework="numpy") as file:
+            raw = file.metadata() or {}
+    except (OSError, ValueError, RuntimeError):
+        return {}
+    return {key: _parsed(value) for key, value in raw.items()}
+
+
+def _parsed(value: str) -> object:
+    if value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

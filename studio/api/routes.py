@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Depends
 
 from studio.api import responses
 from studio.api.auth import Caller
-from studio.api.catalog import KnownModels, controlnet_names, model_entry, resolve_checkpoint
+from studio.api.catalog import KnownModels, controlnet_names, lora_entries, model_entry, resolve_checkpoint
 from studio.api.errors import StudioRoute
 from studio.api.images import decode_image
 from studio.api.mapping import A1111Job, ServerFacts, img2img_job, txt2img_job
@@ -91,6 +91,16 @@ def build_router(studio: Studio) -> APIRouter:
     async def sd_models() -> list[dict[str, object]]:
         """The models ``sd_model_checkpoint`` may name."""
         return [model_entry(source) for source in models.sources()]
+
+    @router.get("/sdapi/v1/loras", tags=["models"])
+    async def loras() -> list[dict[str, object]]:
+        """The LoRAs prompts may name as ``<lora:name:weight>`` (the files of ``--lora-dir``)."""
+        return await anyio.to_thread.run_sync(lora_entries, studio.service.loras)
+
+    @router.post("/sdapi/v1/refresh-loras", tags=["models"])
+    async def refresh_loras() -> None:
+        """A1111 rescans its LoRA folder here; the studio reads the folder on every request, so there is nothing
+        to do (the route answers so that clients that call it keep working)."""
 
     @router.get("/sdapi/v1/samplers", tags=["models"])
     async def samplers() -> list[dict[str, object]]:
