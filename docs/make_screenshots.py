@@ -1,9 +1,10 @@
-"""Take the README's screenshots: the studio over the tiny test model, driven in Chromium.
+"""Take the README's screenshots: the studio over its built-in micro model, driven in Chromium.
 
     python docs/make_screenshots.py
 
-Writes docs/images/*.png. Uses Debian's chromium (/usr/bin/chromium) and the tiny random-weight model from the
-tests, so it needs neither a GPU nor the Hub; the generated pictures are therefore noise.
+Writes docs/images/*.png. Uses Debian's chromium (/usr/bin/chromium) and the committed micro model
+(assets/micro: 64x64 scenes of coloured shapes), so it needs neither a GPU nor the Hub, and the pictures are real
+ones, drawn from prompts in the micro model's domain.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from PIL import Image, ImageDraw  # noqa: E402
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 from studio.composition import build_studio  # noqa: E402
+from studio.micro.scenes import PALETTE  # noqa: E402
 from studio.settings import Settings  # noqa: E402
 from studio.ui import create_demo, launch  # noqa: E402
 from tests.browser_helpers import CHROMIUM, CHROMIUM_ARGS, set_number  # noqa: E402
-from tests.tiny_model import save_tiny_controlnet, save_tiny_model  # noqa: E402
 
 OUT = ROOT / "docs" / "images"
 
@@ -37,14 +38,14 @@ def shoot(page: Page, name: str) -> None:
 
 def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="studio-screenshots-"))
-    model = save_tiny_model(scratch / "tiny-sd")
-    photo = Image.new("RGB", (192, 128), (230, 140, 40))
-    ImageDraw.Draw(photo).rectangle((60, 32, 123, 95), fill=(40, 60, 200))
-    photo.save(scratch / "photo.png")
-    controlnet = save_tiny_controlnet(model, scratch / "tiny-controlnet")
-    studio = build_studio(
-        Settings(model=str(model), controlnet_model=str(controlnet), outputs=None, device="cpu", port=7899)
-    )
+    scene = Image.new("RGB", (64, 64), PALETTE["blue"])
+    ImageDraw.Draw(scene).ellipse((8, 18, 32, 42), fill=PALETTE["yellow"])
+    ImageDraw.Draw(scene).rectangle((38, 22, 56, 40), fill=PALETTE["red"])
+    scene.save(scratch / "scene.png")
+    drawing = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(drawing).polygon([(32, 8), (56, 52), (8, 52)], fill="black")
+    drawing.save(scratch / "drawing.png")
+    studio = build_studio(Settings(model="micro", outputs=None, device="cpu", port=7899))
     demo = create_demo(studio)
     launch(demo, studio, prevent_thread_lock=True, quiet=True)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -53,11 +54,9 @@ def main() -> None:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto("http://127.0.0.1:7899/")
-            page.locator("#txt2img-prompt textarea").fill("a watercolor painting of a lighthouse at dawn")
-            page.locator("#txt2img-negative-prompt textarea").fill("blurry, low quality")
-            for elem_id, value in (("txt2img-width", 128), ("txt2img-height", 128), ("txt2img-steps", 8)):
-                set_number(page, elem_id, value)
-            set_number(page, "txt2img-batch", 2)
+            page.locator("#txt2img-prompt textarea").fill("a yellow star and a green square on a purple background")
+            set_number(page, "txt2img-steps", 20)
+            set_number(page, "txt2img-batch", 4)
             page.locator("#txt2img-seed input").fill("42")
             page.locator("#txt2img-generate").click()
             expect(page.locator("#txt2img-gallery img").first).to_be_visible(timeout=60_000)
@@ -66,7 +65,7 @@ def main() -> None:
             page.get_by_role("tab", name="Inpaint").click()
             editor = page.locator("#inpaint-editor")
             expect(editor.locator(".pixi-target canvas").first).to_be_attached(timeout=30_000)
-            editor.locator("input[type=file]").set_input_files(str(scratch / "photo.png"))
+            editor.locator("input[type=file]").set_input_files(str(scratch / "scene.png"))
             canvas = editor.locator(".pixi-target canvas").first
             page.wait_for_function(
                 "() => { const c = document.querySelector('#inpaint-editor .pixi-target canvas');"
@@ -75,34 +74,33 @@ def main() -> None:
             box = canvas.bounding_box()
             assert box is not None
             y = box["y"] + box["height"] / 2
-            page.mouse.move(box["x"] + box["width"] * 0.4, y)
-            page.mouse.down()
-            page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=4)
-            page.mouse.up()
-            page.locator("#inpaint-prompt textarea").fill("a red ball")
-            set_number(page, "inpaint-steps", 8)
+            for dy in (-0.12, -0.04, 0.04, 0.12):  # paint over the yellow circle
+                page.mouse.move(box["x"] + box["width"] * 0.1, y + box["height"] * dy)
+                page.mouse.down()
+                page.mouse.move(box["x"] + box["width"] * 0.52, y + box["height"] * dy, steps=6)
+                page.mouse.up()
+            page.locator("#inpaint-prompt textarea").fill("a green square and a red square on a blue background")
+            set_number(page, "inpaint-steps", 20)
             page.locator("#inpaint-generate").click()
             expect(page.locator("#inpaint-gallery img").first).to_be_visible(timeout=60_000)
             shoot(page, "inpaint")
 
             page.get_by_role("tab", name="ControlNet").click()
-            page.locator("#controlnet-image input[type=file]").set_input_files(str(scratch / "photo.png"))
+            page.locator("#controlnet-image input[type=file]").set_input_files(str(scratch / "drawing.png"))
             expect(page.locator("#controlnet-edges img")).to_be_visible(timeout=30_000)
-            page.locator("#controlnet-prompt textarea").fill("a bronze statue in a museum")
-            set_number(page, "controlnet-steps", 8)
+            page.locator("#controlnet-prompt textarea").fill("a orange triangle on a blue background")
+            set_number(page, "controlnet-steps", 20)
             page.locator("#controlnet-generate").click()
             expect(page.locator("#controlnet-gallery img").first).to_be_visible(timeout=60_000)
             shoot(page, "controlnet")
 
             page.get_by_role("tab", name="Compare").click()
             page.locator("#compare-prompts textarea").fill(
-                "a red fox in the snow\na red fox in the rain\na red fox in the desert"
+                "a red circle on a blue background\na red square on a blue background\na red star on a blue background"
             )
             page.locator("#compare-axis input").click()
             page.get_by_role("option", name="Steps").click()
-            page.locator("#compare-axis-values textarea, #compare-axis-values input").first.fill("4, 8")
-            for elem_id, value in (("compare-width", 96), ("compare-height", 96)):
-                set_number(page, elem_id, value)
+            page.locator("#compare-axis-values textarea, #compare-axis-values input").first.fill("5, 20")
             page.locator("#compare-generate").click()
             expect(page.locator("#compare-grid img")).to_be_visible(timeout=60_000)
             shoot(page, "compare")
