@@ -31,6 +31,11 @@ from tests.browser_helpers import CHROMIUM, CHROMIUM_ARGS, set_number  # noqa: E
 OUT = ROOT / "docs" / "images"
 
 
+def finished(page: Page, tab: str) -> None:
+    """Wait for the job's end: the seeds box fills only then (previews show in the gallery before it)."""
+    expect(page.locator(f"#{tab}-seeds textarea, #{tab}-seeds input").first).not_to_have_value("", timeout=120_000)
+
+
 def shoot(page: Page, name: str) -> None:
     page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
     print("wrote", OUT / f"{name}.png")
@@ -60,6 +65,7 @@ def main() -> None:
             page.locator("#txt2img-seed input").fill("42")
             page.locator("#txt2img-generate").click()
             expect(page.locator("#txt2img-gallery img").first).to_be_visible(timeout=60_000)
+            finished(page, "txt2img")
             shoot(page, "txt2img")
 
             page.get_by_role("tab", name="Inpaint").click()
@@ -73,16 +79,22 @@ def main() -> None:
             )
             box = canvas.bounding_box()
             assert box is not None
-            y = box["y"] + box["height"] / 2
-            for dy in (-0.12, -0.04, 0.04, 0.12):  # paint over the yellow circle
-                page.mouse.move(box["x"] + box["width"] * 0.1, y + box["height"] * dy)
-                page.mouse.down()
-                page.mouse.move(box["x"] + box["width"] * 0.52, y + box["height"] * dy, steps=6)
-                page.mouse.up()
+            side = min(box["width"], box["height"])  # the square picture, centred in the canvas
+            left, top = box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2
+            page.mouse.move(left + side * 0.22, top + side * 0.47)  # one stroke over the yellow circle
+            page.mouse.down()
+            page.mouse.move(left + side * 0.32, top + side * 0.47, steps=4)
+            page.mouse.up()
             page.locator("#inpaint-prompt textarea").fill("a green square and a red square on a blue background")
             set_number(page, "inpaint-steps", 20)
+            page.locator("#inpaint-masked-content").get_by_text("latent noise").click()  # replace, not repaint
+            box = page.locator("#inpaint-strength input[type=number]")
+            box.fill("1")
+            box.press("Enter")
+            page.locator("#inpaint-seed input").fill("3")
             page.locator("#inpaint-generate").click()
             expect(page.locator("#inpaint-gallery img").first).to_be_visible(timeout=60_000)
+            finished(page, "inpaint")
             shoot(page, "inpaint")
 
             page.get_by_role("tab", name="ControlNet").click()
@@ -92,6 +104,7 @@ def main() -> None:
             set_number(page, "controlnet-steps", 20)
             page.locator("#controlnet-generate").click()
             expect(page.locator("#controlnet-gallery img").first).to_be_visible(timeout=60_000)
+            finished(page, "controlnet")
             shoot(page, "controlnet")
 
             page.get_by_role("tab", name="Compare").click()
