@@ -64,7 +64,6 @@ def main() -> None:
             set_number(page, "txt2img-batch", 4)
             page.locator("#txt2img-seed input").fill("42")
             page.locator("#txt2img-generate").click()
-            expect(page.locator("#txt2img-gallery img").first).to_be_visible(timeout=60_000)
             finished(page, "txt2img")
             shoot(page, "txt2img")
 
@@ -88,12 +87,9 @@ def main() -> None:
             page.locator("#inpaint-prompt textarea").fill("a green square and a red square on a blue background")
             set_number(page, "inpaint-steps", 20)
             page.locator("#inpaint-masked-content").get_by_text("latent noise").click()  # replace, not repaint
-            box = page.locator("#inpaint-strength input[type=number]")
-            box.fill("1")
-            box.press("Enter")
+            set_number(page, "inpaint-strength", 1)
             page.locator("#inpaint-seed input").fill("3")
             page.locator("#inpaint-generate").click()
-            expect(page.locator("#inpaint-gallery img").first).to_be_visible(timeout=60_000)
             finished(page, "inpaint")
             shoot(page, "inpaint")
 
@@ -103,7 +99,6 @@ def main() -> None:
             page.locator("#controlnet-prompt textarea").fill("a orange triangle on a blue background")
             set_number(page, "controlnet-steps", 20)
             page.locator("#controlnet-generate").click()
-            expect(page.locator("#controlnet-gallery img").first).to_be_visible(timeout=60_000)
             finished(page, "controlnet")
             shoot(page, "controlnet")
 

@@ -1,6 +1,7 @@
 """Tests that check meaning, on the committed micro model (assets/micro) through the studio's own service: the
-prompt's colours land where it says, the prompt decides what an inpainted region becomes while the rest is kept,
-and the ControlNet makes the picture follow a drawing's edges. The detector (studio/micro/detect.py) reads the
+prompt's colours land where it says, the prompt decides what an inpainted region becomes (with "latent noise",
+A1111's choice for replacing what is there) while the rest is kept, and the ControlNet makes the picture follow a
+drawing's edges. The detector (studio/micro/detect.py) reads the
 pictures.
 
 Each test scores several seeds and asserts a rate, with a margin under what the committed model measures (its
@@ -41,7 +42,8 @@ def test_the_prompts_colours_appear_where_it_says(micro: Studio) -> None:
         found = detect(image)
         backgrounds.append(found.background == background)
         colours += [colour in found.colours for colour, _ in objects]
-        border = np.concatenate([colour_labels(image)[0], colour_labels(image)[-1]])
+        labels = colour_labels(image)
+        border = np.concatenate([labels[0], labels[-1]])
         if found.background == background:
             assert (border == COLOURS.index(background)).mean() > 0.8, f"{caption!r}: the edges are the background"
     assert np.mean(backgrounds) >= 0.9, f"backgrounds right: {backgrounds}"

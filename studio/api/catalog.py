@@ -73,11 +73,13 @@ def lora_entries(library: LoraLibrary) -> list[dict[str, object]]:
     """``/loras`` in A1111's shape: each LoRA's name (what ``<lora:name:weight>`` takes), its path inside the LoRA
     folder (never the server's path) and the training metadata its file carries."""
     folder = library.folder
+    if folder is None:
+        return []
     return [
         {
             "name": item.name,
             "alias": item.name,
-            "path": item.path.relative_to(folder).as_posix() if folder is not None else item.path.name,
+            "path": item.path.relative_to(folder).as_posix(),
             "metadata": lora_metadata(item),
         }
         for item in library.files()

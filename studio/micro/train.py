@@ -697,6 +697,20 @@ def retrain_controlnet(config: TrainConfig) -> Record:
     return record
 
 
+SMOKE_OVERRIDES: dict[str, int] = {
+    "vae_batch": 2,
+    "unet_batch": 2,
+    "controlnet_batch": 2,
+    "vae_check_every": 2,
+    "vae_check_scenes": 4,
+    "vae_min_steps": 2,
+    "log_every": 1,
+    "check_steps": 2,
+    "max_steps": 2,
+}
+"""What ``--smoke`` changes: a few steps of every stage on a few images."""
+
+
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     parser = argparse.ArgumentParser(prog="python -m studio.micro.train", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("assets/micro"), help="folder to save the model into")
@@ -723,26 +737,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         help="train a fresh ControlNet on the UNet of the model already in --out, for --minutes",
     )
     args = parser.parse_args(argv)
-    if args.smoke:
-        return TrainConfig(
-            out=args.out,
-            minutes=args.minutes,
-            max_wall_minutes=args.max_wall_minutes,
-            seed=args.seed,
-            threads=args.threads,
-            vae_batch=2,
-            unet_batch=2,
-            controlnet_batch=2,
-            vae_check_every=2,
-            vae_check_scenes=4,
-            vae_min_steps=2,
-            log_every=1,
-            check_steps=2,
-            max_steps=2,
-            refine_decoder=args.refine_decoder,
-            continue_unet=args.continue_unet,
-            train_controlnet=args.train_controlnet,
-        )
+    smoke = SMOKE_OVERRIDES if args.smoke else {}
     return TrainConfig(
         out=args.out,
         minutes=args.minutes,
@@ -752,6 +747,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         refine_decoder=args.refine_decoder,
         continue_unet=args.continue_unet,
         train_controlnet=args.train_controlnet,
+        **smoke,
     )
 
 
