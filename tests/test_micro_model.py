@@ -1,8 +1,7 @@
 """Tests that check meaning, on the committed micro model (assets/micro) through the studio's own service: the
 prompt's colours land where it says, the prompt decides what an inpainted region becomes (with "latent noise",
 A1111's choice for replacing what is there) while the rest is kept, and the ControlNet makes the picture follow a
-drawing's edges. The detector (studio/micro/detect.py) reads the
-pictures.
+drawing's edges. The detector (studio/micro/detect.py) reads the pictures.
 
 Each test scores several seeds and asserts a rate, with a margin under what the committed model measures (its
 card has the figures) and far above what a model that ignored its input would score: a random-weight model, or
@@ -16,6 +15,7 @@ from PIL import Image, ImageDraw
 from studio import images
 from studio.composition import Studio, build_studio
 from studio.micro.detect import colour_labels, detect, edge_f1, edge_map
+from studio.micro.evaluate import score_text_to_image
 from studio.micro.scenes import COLOURS, PALETTE, parse_caption, scene_for_seed
 from studio.micro.train import EVAL_SEED_BASE
 from studio.requests import ControlNetRequest, InpaintRequest, Txt2ImgRequest
@@ -32,22 +32,25 @@ def micro() -> Studio:
     return build_studio(Settings(model="micro", device="cpu", outputs=None))
 
 
-def test_the_prompts_colours_appear_where_it_says(micro: Studio) -> None:
+def test_the_prompts_colours_and_shapes_appear_where_it_says(micro: Studio) -> None:
     captions = [scene_for_seed(TEST_SCENES + i).caption for i in range(12)]
-    backgrounds, colours = [], []
+    backgrounds, colours, shapes = [], [], []
     for seed, caption in enumerate(captions):
         request = Txt2ImgRequest(caption, width=64, height=64, seed=seed, **STEPS)
         image = micro.service.txt2img(request).images[0].image
-        background, objects = parse_caption(caption)
-        found = detect(image)
-        backgrounds.append(found.background == background)
-        colours += [colour in found.colours for colour, _ in objects]
-        labels = colour_labels(image)
-        border = np.concatenate([labels[0], labels[-1]])
-        if found.background == background:
+        score = score_text_to_image(image, caption)
+        backgrounds.append(score.background)
+        colours += score.colours
+        shapes += score.shapes
+        if score.background:
+            labels = colour_labels(image)
+            border = np.concatenate([labels[0], labels[-1]])
+            background, _ = parse_caption(caption)
             assert (border == COLOURS.index(background)).mean() > 0.8, f"{caption!r}: the edges are the background"
+    # Measured on these captions and seeds: backgrounds 100%, colours 95%, shapes 63%.
     assert np.mean(backgrounds) >= 0.9, f"backgrounds right: {backgrounds}"
-    assert np.mean(colours) >= 0.7, f"named shape colours found: {colours}"
+    assert np.mean(colours) >= 0.85, f"named shape colours found: {colours}"
+    assert np.mean(shapes) >= 0.5, f"named shapes found in their colour: {shapes}"
 
 
 def blue_scene_with_red_circle() -> Image.Image:

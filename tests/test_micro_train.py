@@ -8,7 +8,8 @@ import torch
 from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
 from PIL import Image
 
-from studio.micro.train import main, parse_args, train
+from studio.micro.scenes import scene_for_seed
+from studio.micro.train import SceneStream, main, parse_args, train
 
 
 def test_a_smoke_run_trains_every_stage_and_loads_back(tmp_path: Path) -> None:
@@ -46,3 +47,14 @@ def test_a_smoke_run_trains_every_stage_and_loads_back(tmp_path: Path) -> None:
 
     continued = main(["--smoke", "--continue-unet", "--out", str(out)])
     assert continued.stages["unet"]["steps"] == 4 and continued.stages["unet"]["continued_steps"] == 2
+
+
+def test_the_two_shape_share_decides_how_many_training_scenes_have_two_shapes() -> None:
+    """The last UNet run drew three scenes in four with two shapes; the share must hold, and each run repeat."""
+    counts = [len(scene.shapes) for scene in SceneStream(0, 0.75).take(400)]
+    assert 0.7 < counts.count(2) / len(counts) < 0.8
+    assert [len(s.shapes) for s in SceneStream(0, 0.75).take(400)] == counts, "the same stream every run"
+    assert {len(scene.shapes) for scene in SceneStream(0, 1.0).take(20)} == {2}
+    assert [s.caption for s in SceneStream(5).take(8)] == [scene_for_seed(5 + i).caption for i in range(8)]
+    config = parse_args(["--two-shape-share", "0.75", "--unet-lr", "4e-4"])
+    assert (config.two_shape_share, config.unet_lr) == (0.75, 4e-4)

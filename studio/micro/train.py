@@ -90,6 +90,8 @@ class TrainConfig:
     controlnet_lr: float = 5e-4
     caption_dropout: float = 0.1
     controlnet_caption_dropout: float = 0.25
+    two_shape_share: float | None = None
+    """The share of training scenes with two shapes (None: half, as each scene's seed decides)."""
     kl_weight: float = 1e-6
     vae_pass_shape_accuracy: float = 0.97
     """The VAE stage ends when the detector finds this share of held-out shapes in reconstructions."""
@@ -140,13 +142,25 @@ def log(**fields: object) -> None:
 
 
 class SceneStream:
-    """Fresh scenes in seed order from ``first_seed``: every sample of a run is new, and every run the same."""
+    """Fresh scenes in seed order from ``first_seed``: every sample of a run is new, and every run the same.
 
-    def __init__(self, first_seed: int) -> None:
+    ``two_shape_share`` of them have two shapes (the rest one); None leaves it to each scene's seed (half and
+    half). Two-shape scenes are where the model goes wrong (small shapes, two colours to bind), so training can
+    show them more often than the evaluation does.
+    """
+
+    def __init__(self, first_seed: int, two_shape_share: float | None = None) -> None:
         self.next_seed = first_seed
+        self.two_shape_share = two_shape_share
+        self.counts = random.Random(first_seed)
+
+    def _shape_count(self) -> int | None:
+        if self.two_shape_share is None:
+            return None
+        return 2 if self.counts.random() < self.two_shape_share else 1
 
     def take(self, count: int) -> list[Scene]:
-        scenes = [scene_for_seed(self.next_seed + i) for i in range(count)]
+        scenes = [scene_for_seed(self.next_seed + i, self._shape_count()) for i in range(count)]
         self.next_seed += count
         return scenes
 
@@ -330,7 +344,7 @@ class Trainer:
     def train_vae(self) -> None:
         config = self.config
         stage = self.stage("vae", config.budget_s * config.vae_share)
-        stream = SceneStream(config.seed * 10_000_000)
+        stream = SceneStream(config.seed * 10_000_000, config.two_shape_share)
         held_out = [scene_for_seed(EVAL_SEED_BASE + i) for i in range(config.vae_check_scenes)]
         optimizer = torch.optim.AdamW(self.vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
         self.vae.train()
@@ -362,7 +376,7 @@ class Trainer:
         so the decoder can learn to draw sharper shapes from them after the UNet is trained."""
         config = self.config
         stage = self.stage("decoder", seconds)
-        stream = SceneStream(config.seed * 10_000_000 + 8_000_000)
+        stream = SceneStream(config.seed * 10_000_000 + 8_000_000, config.two_shape_share)
         held_out = [scene_for_seed(EVAL_SEED_BASE + i) for i in range(config.vae_check_scenes)]
         self.vae.requires_grad_(False)
         parameters = [*self.vae.decoder.parameters(), *self.vae.post_quant_conv.parameters()]
@@ -429,7 +443,7 @@ class Trainer:
     def train_unet(self, seconds: float) -> None:
         config = self.config
         stage = self.stage("unet", seconds)
-        stream = SceneStream(config.seed * 10_000_000 + 3_000_000)
+        stream = SceneStream(config.seed * 10_000_000 + 3_000_000, config.two_shape_share)
         parameters = [*self.unet.parameters(), *self.text_encoder.parameters()]
         optimizer = torch.optim.AdamW(parameters, lr=config.unet_lr, weight_decay=1e-2)
         ema = EMAModel(parameters, decay=0.9995, use_ema_warmup=True, power=0.75)
@@ -471,7 +485,7 @@ class Trainer:
     def train_controlnet(self, seconds: float) -> None:
         config = self.config
         stage = self.stage("controlnet", seconds)
-        stream = SceneStream(config.seed * 10_000_000 + 6_000_000)
+        stream = SceneStream(config.seed * 10_000_000 + 6_000_000, config.two_shape_share)
         for module in (self.unet, self.text_encoder):
             module.requires_grad_(False)
         controlnet = build_controlnet(self.unet)
@@ -720,6 +734,13 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     parser.add_argument("--max-wall-minutes", type=float, default=90.0, help="wall-clock bound of the whole run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
+    parser.add_argument(
+        "--two-shape-share",
+        type=float,
+        default=None,
+        help="share of training scenes with two shapes (default: half, as each scene's seed decides)",
+    )
+    parser.add_argument("--unet-lr", type=float, default=TrainConfig.unet_lr, help="peak learning rate of the UNet")
     parser.add_argument("--smoke", action="store_true", help="a few steps of each stage on a few images")
     parser.add_argument(
         "--refine-decoder",
@@ -744,6 +765,8 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         max_wall_minutes=args.max_wall_minutes,
         seed=args.seed,
         threads=args.threads,
+        two_shape_share=args.two_shape_share,
+        unet_lr=args.unet_lr,
         refine_decoder=args.refine_decoder,
         continue_unet=args.continue_unet,
         train_controlnet=args.train_controlnet,
