@@ -34,8 +34,9 @@ from studio.lab import (
     TrajectoryRequest,
     example_scene,
 )
+from studio.model_defaults import serving_defaults
 from studio.schedulers import SAMPLER_NAMES
-from studio.ui.controls import build_generation_controls
+from studio.ui.controls import GenerationControls, build_generation_controls
 from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
 from studio.ui.uploads import CheckedImage
@@ -177,8 +178,9 @@ def progress_of_race(progress: gr.Progress) -> RaceProgress:
     return report
 
 
-def build_lab_tab(studio: Studio) -> None:
-    """The Lab: the forward process explorer, the reverse-process filmstrip and the sampler race."""
+def build_lab_tab(studio: Studio) -> GenerationControls:
+    """The Lab: the forward process explorer, the reverse-process filmstrip and the sampler race. Returns the
+    filmstrip's controls (they follow the model)."""
     lab = Lab(studio.manager, studio.service.limits)
     settings = studio.settings
     with gr.Tab("Lab", id="lab") as tab:
@@ -264,7 +266,9 @@ def build_lab_tab(studio: Studio) -> None:
                 stop = gr.Button("Stop", variant="stop", elem_id="lab-trajectory-stop")
         with gr.Row():
             with gr.Column(scale=2, min_width=280):
-                controls = build_generation_controls("lab", settings, with_batch=False, native_side=studio.native_side)
+                controls = build_generation_controls(
+                    "lab", settings, serving_defaults(studio.manager), with_batch=False
+                )
                 every = gr.Slider(
                     1, settings.max_steps, value=5, step=1, label="A frame every k model calls", elem_id="lab-every"
                 )
@@ -577,3 +581,4 @@ def build_lab_tab(studio: Studio) -> None:
         concurrency_limit=1,
     )
     wire_stop(race_stop, race_event, race_notes, studio)
+    return controls
