@@ -12,7 +12,7 @@ from studio.cancellation import CancelRegistry
 from studio.devices import resolve_placement
 from studio.errors import StudioError
 from studio.fast_paths import SpeedOptions
-from studio.loading import MemoryOptions, hub_model_unavailable, looks_local
+from studio.loading import MemoryOptions, hub_model_unavailable, looks_local, native_side_hint
 from studio.loras import LoraLibrary
 from studio.micro.location import MICRO_MODEL
 from studio.model_manager import ModelManager, Task
@@ -24,6 +24,9 @@ from studio.system import SystemService
 from studio.validation import Limits
 
 log = logging.getLogger(__name__)
+
+DEFAULT_SIDE = 512
+"""Where the size sliders start when the model's own resolution cannot be read before it loads (a Hub id)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class Studio:
     system: SystemService
     model_note: str | None = None
     """Why the studio serves another model than the settings name (the micro fallback), for the header."""
+    native_side: int = DEFAULT_SIDE
+    """The side the size sliders start at: the model's native resolution when it can be read before loading."""
 
 
 def choose_model(settings: Settings) -> tuple[str, str | None]:
@@ -95,6 +100,7 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
         cancels=CancelRegistry(),
         system=SystemService(settings, manager),
         model_note=note,
+        native_side=native_side_hint(source) or DEFAULT_SIDE,
     )
 
 

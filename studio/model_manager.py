@@ -105,11 +105,6 @@ class LoadedModel:
         """Whether its float16 VAE decodes in float32, as diffusers' SDXL pipelines do when the config says so."""
         return self.family == "SDXL" and bool(getattr(self.pipeline.vae.config, "force_upcast", False))
 
-    @property
-    def native_resolution(self) -> int:
-        """The side in pixels the model was trained at (512 for SD 1.x, 1024 for SDXL)."""
-        return int(self.pipeline.unet.config.sample_size * self.pipeline.vae_scale_factor)
-
     def describe(self) -> str:
         return f"{self.source} ({self.family}, {self.placement.describe()})"
 
@@ -231,7 +226,8 @@ class ModelManager:
 
     def native_resolution(self) -> int:
         """The side in pixels the loaded model was trained at (512 for SD 1.x, 1024 for SDXL)."""
-        return self.current().native_resolution
+        pipeline = self.current().pipeline
+        return int(pipeline.unet.config.sample_size * pipeline.vae_scale_factor)
 
     def switch(self, source: str) -> LoadedModel:
         """Serve ``source`` from now on. If it fails to load, the model that served before keeps serving.

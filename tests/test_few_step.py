@@ -10,7 +10,6 @@ import pytest
 from studio.composition import Studio, build_studio
 from studio.errors import InvalidRequest
 from studio.few_step import LCM, STANDARD, TURBO, defaults_for_source, recognise
-from studio.model_defaults import DEFAULT_SIDE, ModelDefaults, defaults_before_loading, serving_defaults
 from studio.model_manager import Task
 from studio.requests import CompareRequest, Txt2ImgRequest
 from studio.ui.controls import build_generation_controls
@@ -57,7 +56,7 @@ def test_the_tabs_open_with_the_models_defaults(tmp_path: Path) -> None:
         ("stable-diffusion-v1-5/stable-diffusion-v1-5", STANDARD),
     ):
         with gr.Blocks():
-            controls = build_generation_controls("txt2img", make_settings(model, None), defaults_before_loading(model))
+            controls = build_generation_controls("txt2img", make_settings(model, None))
         assert controls.sampler.value == expected.sampler
         assert controls.steps.value == expected.num_inference_steps
         assert controls.guidance_scale.value == expected.guidance_scale
@@ -101,15 +100,3 @@ def test_the_lcm_sampler_generates_and_explains_its_limit(studio: Studio) -> Non
         studio.service.compare(
             CompareRequest(("a cat", "a dog"), num_inference_steps=60, axis="Sampler", axis_values=("Euler", "LCM"))
         )
-
-
-def test_the_serving_models_defaults_follow_a_switch(tiny_model: Path, turbo_model: Path) -> None:
-    """What the header sets in every tab on a switch: read from disk before loading, from the pipeline after."""
-    studio = build_studio(make_settings(tiny_model, None))
-    assert studio.manager.loaded is None
-    assert serving_defaults(studio.manager) == ModelDefaults(STANDARD, 64), "read from the folder's configs"
-    studio.manager.switch(str(turbo_model))
-    switched = serving_defaults(studio.manager)
-    assert switched == ModelDefaults(TURBO, 64)
-    assert switched.describe() == "Euler a, 2 steps, CFG 0, 64x64"
-    assert defaults_before_loading("stabilityai/sdxl-turbo") == ModelDefaults(TURBO, DEFAULT_SIDE)

@@ -10,10 +10,8 @@ from huggingface_hub import HfApi, constants
 
 from studio import settings as settings_module
 from studio.composition import build_studio, choose_model
-from studio.few_step import STANDARD
 from studio.loading import hub_model_unavailable, native_side_hint
 from studio.micro.location import MICRO_CONTROLNET, MICRO_FOLDER, MICRO_MODEL
-from studio.model_defaults import ModelDefaults, serving_defaults
 from studio.settings import DEFAULT_MODEL, Settings
 from studio.ui.header import model_status
 
@@ -39,7 +37,7 @@ def test_no_model_offline_and_not_cached_starts_on_the_micro_model(monkeypatch: 
     header = model_status(studio)
     assert "micro model" in header and UNCACHED in header and "not in the local Hugging Face cache" in header
     assert "--model" in header, "the header says how to choose another model"
-    assert serving_defaults(studio.manager) == ModelDefaults(STANDARD, 64), "the tabs open with micro's settings"
+    assert studio.native_side == 64, "the size sliders start at the micro model's 64x64"
 
 
 def test_a_cached_default_is_used_even_offline(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,7 +78,7 @@ def test_model_micro_selects_the_micro_model_and_its_controlnet() -> None:
     assert model_status(studio).startswith(f"**Model:** {MICRO_MODEL} ")
     model = studio.manager.current()
     assert model.family == "Micro"
-    assert studio.manager.native_resolution() == 64 == serving_defaults(studio.manager).side
+    assert studio.manager.native_resolution() == 64 == studio.native_side
     assert studio.manager.controlnet_for(model) == MICRO_CONTROLNET
     assert "micro" in model_status(studio) and "Micro" in model_status(studio)
 

@@ -113,60 +113,6 @@ def test_pick_a_single_file_then_a_folder_and_a_typo(page: Page, picker_studio: 
     assert picker_studio.manager.source.endswith("tiny-sd")
 
 
-TABS = {
-    "txt2img": "Text to image",
-    "img2img": "Image to image",
-    "inpaint": "Inpaint",
-    "controlnet": "ControlNet",
-    "compare": "Compare",
-    "lab": "Lab",
-}
-
-
-def expect_settings(page: Page, sampler: str, steps: int, cfg: float, side: int | None = None) -> None:
-    """Every tab shows ``sampler``, ``steps`` and ``cfg`` (and ``side`` in its size sliders, where it has them)."""
-    for tab_id, name in TABS.items():
-        page.get_by_role("tab", name=name, exact=True).click()
-        expect(page.locator(f"#{tab_id}-sampler input")).to_have_value(sampler, timeout=LONG)
-        expect(page.locator(f"#{tab_id}-steps input[type=number]")).to_have_value(str(steps))
-        expect(page.locator(f"#{tab_id}-cfg input[type=number]")).to_have_value(f"{cfg:g}")
-        if side is not None and tab_id != "inpaint":  # inpainting keeps the picture's own size
-            expect(page.locator(f"#{tab_id}-width input[type=number]")).to_have_value(str(side))
-
-
-def test_switching_to_a_turbo_model_and_back_sets_every_tabs_settings(
-    page: Page, browser: Browser, picker_server: str, picker_studio: Studio, tiny_model: Path
-) -> None:
-    """SD-Turbo wants 2 steps of Euler a without CFG, an SD 1.x model 25 steps of DPM++ 2M Karras at CFG 7: a
-    switch sets them in every tab, and a page opened after the switch opens with them. (Between two models with
-    the same defaults the user's own settings stay: the first test switches with 2 steps set and generates.)"""
-    models = picker_studio.settings.models_dir
-    turbo = models / "sd-turbo"
-    shutil.copytree(tiny_model, turbo)
-    status = page.locator("#model-status")
-    try:
-        set_number(page, "txt2img-steps", 30)
-        page.locator("#model-refresh").click()
-        choose(page, "model-picker", "sd-turbo (diffusers)")
-        expect(status).to_contain_text("Model: sd-turbo · SD 1.x", timeout=LONG)
-        expect_settings(page, "Euler a", 2, 0, side=64)
-
-        later = browser.new_page(viewport={"width": 1400, "height": 1000})
-        later.goto(picker_server)
-        expect(later.locator("#model-status")).to_contain_text("Model: sd-turbo", timeout=LONG)
-        expect(later.locator("#txt2img-steps input[type=number]")).to_have_value("2", timeout=LONG)
-        expect(later.locator("#txt2img-cfg input[type=number]")).to_have_value("0")
-        later.close()
-
-        page.get_by_role("tab", name="Text to image", exact=True).click()
-        choose(page, "model-picker", "tiny-sd (diffusers)")
-        expect(status).to_contain_text("Model: tiny-sd · SD 1.x", timeout=LONG)
-        expect_settings(page, "DPM++ 2M Karras", 25, 7, side=64)
-    finally:
-        picker_studio.system.switch(str(models / "tiny-sd"))
-        shutil.rmtree(turbo)
-
-
 def test_add_a_lora_to_the_open_tabs_prompt_and_generate(page: Page) -> None:
     page.locator("#txt2img-prompt textarea").fill("a red house")
     choose(page, "lora-picker", "ink")

@@ -11,10 +11,9 @@ from PIL import Image
 
 from studio.compare import AXES, NO_AXIS, format_axis_value, parse_axis, parse_prompts
 from studio.composition import Studio
-from studio.model_defaults import serving_defaults
 from studio.requests import CompareRequest, CompareResult
 from studio.service import CompareProgress
-from studio.ui.controls import GenerationControls, build_generation_controls
+from studio.ui.controls import build_generation_controls
 from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, run_job, wire_stop
 from studio.ui.uploads import CheckedImage
@@ -59,9 +58,8 @@ def progress_of_cells(progress: gr.Progress) -> CompareProgress:
     return report
 
 
-def build_compare_tab(studio: Studio) -> tuple[gr.Textbox, GenerationControls]:
-    """The Compare tab; returns its prompts box (the header's LoRA picker writes into it) and its controls (which
-    follow the model)."""
+def build_compare_tab(studio: Studio) -> gr.Textbox:
+    """The Compare tab; returns its prompts box (the header's LoRA picker writes into it)."""
     with gr.Tab("Compare", id="compare"):
         with gr.Row(equal_height=True):
             with gr.Column(scale=5):
@@ -83,7 +81,7 @@ def build_compare_tab(studio: Studio) -> tuple[gr.Textbox, GenerationControls]:
                         label="Axis values, separated by commas", elem_id="compare-axis-values", scale=3
                     )
                 controls = build_generation_controls(
-                    "compare", studio.settings, serving_defaults(studio.manager), with_batch=False
+                    "compare", studio.settings, with_batch=False, native_side=studio.native_side
                 )
                 with gr.Accordion("Image to image source (needed for the Strength axis)", open=False):
                     image = CheckedImage(
@@ -199,4 +197,4 @@ def build_compare_tab(studio: Studio) -> tuple[gr.Textbox, GenerationControls]:
         concurrency_limit=1,
     )
     wire_stop(stop, event, notes, studio)
-    return prompts, controls
+    return prompts

@@ -10,7 +10,6 @@ from PIL import Image
 
 from studio.composition import Studio
 from studio.images import PREPROCESSORS, as_edge_map, canny, to_rgb
-from studio.model_defaults import serving_defaults
 from studio.requests import ControlNetRequest, GenerationResult
 from studio.service import MAX_CONTROL_WEIGHT
 from studio.ui.controls import build_generation_controls, build_prompt_row, wire_size_follows_image
@@ -84,7 +83,7 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
                     )
                     start = gr.Slider(0, 1, value=0.0, step=0.01, label="Guidance start", elem_id="controlnet-start")
                     end = gr.Slider(0, 1, value=1.0, step=0.01, label="Guidance end", elem_id="controlnet-end")
-                controls = build_generation_controls("controlnet", studio.settings, serving_defaults(studio.manager))
+                controls = build_generation_controls("controlnet", studio.settings, native_side=studio.native_side)
             with gr.Column():
                 panel = build_results("controlnet", studio.settings.save_format)
     assert controls.width is not None and controls.height is not None

@@ -8,8 +8,8 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from studio.few_step import defaults_for_source
 from studio.images import fit_within
-from studio.model_defaults import ModelDefaults
 from studio.requests import RANDOM_SEED
 from studio.schedulers import SAMPLER_NAMES
 from studio.settings import Settings
@@ -74,16 +74,16 @@ def max_side(settings: Settings) -> int:
 
 
 def build_generation_controls(
-    tab: str, settings: Settings, model: ModelDefaults, *, with_size: bool = True, with_batch: bool = True
+    tab: str, settings: Settings, *, with_size: bool = True, with_batch: bool = True, native_side: int = 512
 ) -> GenerationControls:
     """Sampler, steps, CFG, size, seed and batch widgets for ``tab`` (used in elem_ids for tests and CSS).
 
-    Sampler, steps, CFG and size open with the ``model``'s own defaults: DPM++ 2M Karras, 25 steps and CFG 7 for
-    most models, a few steps without CFG for Turbo and LCM models (studio/few_step.py), and the side it was trained
-    at (64 for the micro model, 512 for SD 1.x). The header sets them again when the model changes."""
+    Sampler, steps and CFG open with the model's own defaults: DPM++ 2M Karras, 25 steps and CFG 7 for most
+    models, a few steps without CFG for Turbo and LCM models (studio/few_step.py). The size starts at the model's
+    ``native_side`` (64 for the micro model, 512 for SD 1.x)."""
     largest = max_side(settings)
-    default_side = _side(model, settings)
-    defaults = model.generation
+    default_side = max(MIN_SIDE, min(native_side, largest))
+    defaults = defaults_for_source(settings.model)
     with gr.Row():
         sampler = gr.Dropdown(SAMPLER_NAMES, value=defaults.sampler, label="Sampler", elem_id=f"{tab}-sampler", scale=2)
         steps = gr.Slider(
@@ -131,29 +131,6 @@ def build_generation_controls(
         reuse_seed=reuse_seed,
         batch_size=batch_size,
     )
-
-
-def _side(model: ModelDefaults, settings: Settings) -> int:
-    return max(MIN_SIDE, min(model.side, max_side(settings)))
-
-
-def model_default_components(controls: GenerationControls) -> list[gr.components.Component]:
-    """The widgets that take a model's defaults: sampler, steps, CFG scale and (where the tab has them) size."""
-    sizes = [controls.width, controls.height] if controls.width is not None and controls.height is not None else []
-    return [controls.sampler, controls.steps, controls.guidance_scale, *sizes]
-
-
-def model_default_values(controls: GenerationControls, model: ModelDefaults, settings: Settings) -> list[Any]:
-    """The values ``model_default_components`` take for ``model``, in the same order."""
-    defaults = model.generation
-    values: list[Any] = [
-        defaults.sampler,
-        min(defaults.num_inference_steps, settings.max_steps),
-        defaults.guidance_scale,
-    ]
-    if controls.width is not None and controls.height is not None:
-        values += [_side(model, settings)] * 2
-    return values
 
 
 def wire_size_follows_image(image: gr.components.Component, controls: GenerationControls, settings: Settings) -> None:

@@ -1,11 +1,5 @@
 """The header every tab shares: the model picker, the LoRA picker, the model line, and the System panel.
 
-After a model switch, every tab's sampler, steps, CFG scale and size take the new model's defaults when they
-differ from those the page shows (to SD-Turbo: 2 steps of Euler a without CFG; back: 25 steps of DPM++ 2M Karras
-at CFG 7), as InvokeAI does; between two models with the same defaults the user's own settings stay. Each page
-remembers whose defaults it shows, so a page opened after a switch (here or through the REST ``/options``) gets
-the serving model's as it loads.
-
 Switching and unloading run on the GPU queue (``GPU_QUEUE``), so they wait for the generation in progress and no
 generation starts halfway through them. The LoRA picker writes A1111's ``<lora:name:weight>`` tag into the prompt
 of the open tab; the service reads the tag from there, so typing it by hand does the same.
@@ -25,9 +19,7 @@ from studio.errors import StudioError
 from studio.loading import display_name
 from studio.loras import insert_lora
 from studio.micro.location import MICRO_MODEL
-from studio.model_defaults import serving_defaults
 from studio.system import describe_memory, model_line
-from studio.ui.controls import GenerationControls, model_default_components, model_default_values
 from studio.ui.errors import redact, user_errors
 from studio.ui.jobs import GPU_QUEUE
 
@@ -63,11 +55,6 @@ def model_status(studio: Studio) -> str:
     line = model_line(studio.manager)
     serving_fallback = studio.model_note is not None and studio.manager.source == MICRO_MODEL
     return f"{line}\n\n⚠️ {studio.model_note}" if serving_fallback else line
-
-
-def _defaults_key(studio: Studio) -> str:
-    """The serving model and its defaults, as the page remembers whose defaults its controls show."""
-    return f"{studio.manager.source}|{serving_defaults(studio.manager).describe()}"
 
 
 def build_header(studio: Studio) -> Header:
@@ -109,26 +96,12 @@ def wire_header(
     studio: Studio,
     prompts: Mapping[str, gr.Textbox],
     events: Sequence[gr.events.Dependency],
-    controls: Sequence[GenerationControls],
 ) -> None:
     """Wire the header to the studio; ``prompts`` are the tabs' prompt boxes by tab id, ``events`` the generation
-    events after which the model line is refreshed (the first generation loads the model), ``controls`` every
-    tab's settings, which follow the model. Every page load reads the models and LoRA folders again."""
+    events after which the model line is refreshed (the first generation loads the model). Every page load reads
+    the models and LoRA folders again."""
     private: dict[str, Any] = {"api_visibility": "private"}
     on_gpu_queue: dict[str, Any] = {"concurrency_id": GPU_QUEUE, "concurrency_limit": 1, **private}
-    settings = studio.settings
-    defaults_outputs = [component for tab in controls for component in model_default_components(tab)]
-    # Which model's defaults this page's controls were given, per page ("<source>|Euler a, 2 steps, CFG 0, 512x512").
-    shown = gr.Textbox(_defaults_key(studio), visible=False, elem_id="model-defaults-shown")
-
-    def follow_serving_model(showing: str) -> list[Any]:
-        """Every tab's settings for the serving model if its defaults are not the ones the page shows; else skips,
-        so the user's own settings stay. Unloading tells nothing new (the same model, not loaded): skipped too."""
-        serving, key = serving_defaults(studio.manager), _defaults_key(studio)
-        unloaded = showing.split("|")[0] == studio.manager.source and studio.manager.loaded is None
-        if key == showing or unloaded:
-            return [gr.skip() for _ in range(1 + len(defaults_outputs))]
-        return [key, *(value for tab in controls for value in model_default_values(tab, serving, settings))]
 
     def lists() -> tuple[Any, Any, str]:
         options, value = studio.system.choices()
@@ -157,18 +130,6 @@ def wire_header(
         outputs=[header.picker, header.status],
         show_progress_on=header.status,
         **on_gpu_queue,
-    )
-    # Whenever the model line changes: a switch (here, on another page, or through /options, seen on the next page
-    # load), or a first load that tells a Hub model's size. Unqueued, and not chained to the switch or the page
-    # load: outputs in other tabs on those events, or a queued event here, sometimes stall the switch's progress
-    # line in Gradio 6 (seen in one run in three to six).
-    header.status.change(
-        follow_serving_model,
-        inputs=shown,
-        outputs=[shown, *defaults_outputs],
-        show_progress="hidden",
-        queue=False,
-        **private,
     )
     header.refresh.click(lists, outputs=[header.picker, header.lora, header.status], queue=False, **private)
     demo.load(lists, outputs=[header.picker, header.lora, header.status], queue=False, **private)

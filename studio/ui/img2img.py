@@ -10,7 +10,6 @@ from PIL import Image
 
 from studio.composition import Studio
 from studio.images import RESIZE_MODES
-from studio.model_defaults import serving_defaults
 from studio.requests import Img2ImgRequest
 from studio.ui.controls import build_generation_controls, build_prompt_row, wire_size_follows_image
 from studio.ui.errors import user_errors
@@ -42,7 +41,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
                 resize_mode = gr.Radio(
                     list(RESIZE_MODES), value=RESIZE_MODES[0], label="Resize mode", elem_id="img2img-resize-mode"
                 )
-                controls = build_generation_controls("img2img", studio.settings, serving_defaults(studio.manager))
+                controls = build_generation_controls("img2img", studio.settings, native_side=studio.native_side)
             with gr.Column():
                 panel = build_results("img2img", studio.settings.save_format)
     assert controls.width is not None and controls.height is not None

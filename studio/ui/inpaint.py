@@ -11,7 +11,6 @@ from PIL import Image, ImageChops
 from studio.composition import Studio
 from studio.errors import InvalidRequest
 from studio.images import MASKED_CONTENT, mask_from_image, mask_from_layers
-from studio.model_defaults import serving_defaults
 from studio.requests import RANDOM_SEED, InpaintRequest
 from studio.schedulers import DEFAULT_SAMPLER
 from studio.ui.controls import build_generation_controls, build_prompt_row
@@ -93,9 +92,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
                 strength = gr.Slider(
                     0, 1, value=0.75, step=0.01, label="Denoising strength", elem_id="inpaint-strength"
                 )
-                controls = build_generation_controls(
-                    "inpaint", studio.settings, serving_defaults(studio.manager), with_size=False
-                )
+                controls = build_generation_controls("inpaint", studio.settings, with_size=False)
             with gr.Column():
                 panel = build_results("inpaint", studio.settings.save_format)
 

@@ -34,9 +34,8 @@ from studio.lab import (
     TrajectoryRequest,
     example_scene,
 )
-from studio.model_defaults import serving_defaults
 from studio.schedulers import SAMPLER_NAMES
-from studio.ui.controls import GenerationControls, build_generation_controls
+from studio.ui.controls import build_generation_controls
 from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
 from studio.ui.uploads import CheckedImage
@@ -178,9 +177,8 @@ def progress_of_race(progress: gr.Progress) -> RaceProgress:
     return report
 
 
-def build_lab_tab(studio: Studio) -> GenerationControls:
-    """The Lab: the forward process explorer, the reverse-process filmstrip and the sampler race. Returns the
-    filmstrip's controls (they follow the model)."""
+def build_lab_tab(studio: Studio) -> None:
+    """The Lab: the forward process explorer, the reverse-process filmstrip and the sampler race."""
     lab = Lab(studio.manager, studio.service.limits)
     settings = studio.settings
     with gr.Tab("Lab", id="lab") as tab:
@@ -266,9 +264,7 @@ def build_lab_tab(studio: Studio) -> GenerationControls:
                 stop = gr.Button("Stop", variant="stop", elem_id="lab-trajectory-stop")
         with gr.Row():
             with gr.Column(scale=2, min_width=280):
-                controls = build_generation_controls(
-                    "lab", settings, serving_defaults(studio.manager), with_batch=False
-                )
+                controls = build_generation_controls("lab", settings, with_batch=False, native_side=studio.native_side)
                 every = gr.Slider(
                     1, settings.max_steps, value=5, step=1, label="A frame every k model calls", elem_id="lab-every"
                 )
@@ -581,4 +577,3 @@ def build_lab_tab(studio: Studio) -> GenerationControls:
         concurrency_limit=1,
     )
     wire_stop(race_stop, race_event, race_notes, studio)
-    return controls

@@ -8,7 +8,6 @@ from typing import Any
 import gradio as gr
 
 from studio.composition import Studio
-from studio.model_defaults import serving_defaults
 from studio.requests import Txt2ImgRequest
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
@@ -25,7 +24,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         row = build_prompt_row("txt2img")
         with gr.Row():
             with gr.Column():
-                controls = build_generation_controls("txt2img", studio.settings, serving_defaults(studio.manager))
+                controls = build_generation_controls("txt2img", studio.settings, native_side=studio.native_side)
             with gr.Column():
                 panel = build_results("txt2img", studio.settings.save_format)
 
