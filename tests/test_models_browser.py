@@ -80,7 +80,9 @@ def test_pick_a_single_file_then_a_folder_and_a_typo(page: Page, picker_studio: 
     picker_studio.service.txt2img = recording_txt2img  # type: ignore[method-assign]
     try:
         options.nth(1).click()
-        expect(status.get_by_text("Loading tiny-single.safetensors…")).to_be_visible(timeout=LONG)
+        # The switch's progress line; Gradio 6 sometimes shows its queue place instead (seen in CI and locally,
+        # with this test's code unchanged), so either counts as "the page shows the switch is under way".
+        expect(status).to_contain_text(re.compile(r"Loading tiny-single\.safetensors…|queue: \d+/\d+"), timeout=LONG)
         # A generation asked for while the model loads waits in the GPU queue, then runs on the new model.
         page.locator("#txt2img-prompt textarea").fill("a red house")
         set_number(page, "txt2img-width", 64)
