@@ -4,12 +4,13 @@ own ``from_pretrained`` as a Stable Diffusion pipeline and a ControlNet, and gen
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
 from PIL import Image
 
 from studio.micro.scenes import scene_for_seed
-from studio.micro.train import SceneStream, main, parse_args, train
+from studio.micro.train import SceneStream, Trainer, main, parse_args, train
 
 
 def test_a_smoke_run_trains_every_stage_and_loads_back(tmp_path: Path) -> None:
@@ -17,10 +18,12 @@ def test_a_smoke_run_trains_every_stage_and_loads_back(tmp_path: Path) -> None:
     config = parse_args(["--smoke", "--out", str(out)])
     assert config.max_steps is not None and config.vae_batch <= 4, "the smoke run is a few steps on a few images"
     record = train(config)
-    assert {name: stage["steps"] for name, stage in record.stages.items()} == {"vae": 2, "unet": 2, "controlnet": 2}
+    steps = {name: stage["steps"] for name, stage in record.stages.items()}
+    assert steps == {"vae": 2, "unet": 2, "controlnet": 2, "decoder": 2}, "every stage, the decoder last"
     saved = json.loads((out / "training.json").read_text())
     assert saved["stages"]["unet"]["samples"] == 2 * config.unet_batch
     assert set(saved["stored_dtypes"]) == {"vae", "text_encoder", "unet", "controlnet"}
+    assert saved["device"] == "cpu", "--device auto trains on the CPU where there is no GPU, and says so"
 
     pipeline = StableDiffusionPipeline.from_pretrained(out, dtype=torch.float32)
     assert pipeline.vae.config.scaling_factor == record.stages["vae"]["scaling_factor"]
@@ -50,11 +53,44 @@ def test_a_smoke_run_trains_every_stage_and_loads_back(tmp_path: Path) -> None:
 
 
 def test_the_two_shape_share_decides_how_many_training_scenes_have_two_shapes() -> None:
-    """The last UNet run drew three scenes in four with two shapes; the share must hold, and each run repeat."""
+    """The recipe draws three scenes in four with two shapes; the share must hold, and each run repeat."""
     counts = [len(scene.shapes) for scene in SceneStream(0, 0.75).take(400)]
     assert 0.7 < counts.count(2) / len(counts) < 0.8
     assert [len(s.shapes) for s in SceneStream(0, 0.75).take(400)] == counts, "the same stream every run"
     assert {len(scene.shapes) for scene in SceneStream(0, 1.0).take(20)} == {2}
     assert [s.caption for s in SceneStream(5).take(8)] == [scene_for_seed(5 + i).caption for i in range(8)]
-    config = parse_args(["--two-shape-share", "0.75", "--unet-lr", "4e-4"])
-    assert (config.two_shape_share, config.unet_lr) == (0.75, 4e-4)
+    config = parse_args(["--two-shape-share", "0.5", "--unet-lr", "4e-4"])
+    assert (config.two_shape_share, config.unet_lr) == (0.5, 4e-4)
+    assert parse_args([]).two_shape_share == 0.75, "the committed recipe's share is the default"
+
+
+def test_min_snr_weighting_takes_weight_off_the_nearly_clean_timesteps_only(tmp_path: Path) -> None:
+    """The denoising loss is the seed guide's MSE on eps, each sample weighted by min(SNR_t, 5) / SNR_t: noisy
+    timesteps (SNR below 5) keep their full weight, nearly clean ones (SNR ~1000 at t=0) almost none."""
+    trainer = Trainer(parse_args(["--smoke", "--out", str(tmp_path)]))
+    prediction, noise = torch.zeros(1, 4, 16, 16), torch.ones(1, 4, 16, 16)
+    noisy, clean = torch.tensor([999]), torch.tensor([0])
+    assert trainer.denoising_loss(prediction, noise, noisy).item() == pytest.approx(1.0)
+    assert trainer.denoising_loss(prediction, noise, clean).item() < 0.01
+    plain = Trainer(parse_args(["--smoke", "--snr-gamma", "0", "--out", str(tmp_path)]))
+    assert plain.config.snr_gamma is None
+    assert plain.denoising_loss(prediction, noise, clean).item() == pytest.approx(1.0), "0 turns it off"
+
+
+def test_the_stages_share_the_wall_clock_bound_not_only_the_cpu_budget(tmp_path: Path) -> None:
+    """On a machine slower than the budget assumes, the last stage must still end by --max-wall-minutes."""
+    trainer = Trainer(parse_args(["--out", str(tmp_path), "--minutes", "100", "--max-wall-minutes", "50"]))
+    assert trainer.remaining_cpu_s() > 99 * 60, "at the start nearly all of the CPU budget is left"
+    trainer.started -= 49 * 60  # 49 of the 50 wall minutes gone, hardly any CPU time used
+    assert trainer.remaining_cpu_s() == pytest.approx(2 * 60, abs=5), "1 wall minute at 2 CPU minutes per minute"
+    trainer.started -= 2 * 60
+    assert trainer.remaining_cpu_s() == 0.0
+
+
+def test_asking_for_a_gpu_the_machine_lacks_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        parse_args(["--device", "cuda"])
+    assert "PyTorch sees no CUDA GPU; use --device auto or cpu" in capsys.readouterr().err

@@ -85,14 +85,16 @@ def build_vae() -> AutoencoderKL:
 
 def build_unet() -> UNet2DConditionModel:
     """16x16 latents; cross-attention to the caption (and self-attention over the whole picture) at 8x8 and in the
-    middle. Two levels keep a 20-step picture well under half a second on a CPU."""
+    middle. Two levels keep a 20-step picture well under half a second on a CPU. 32/64 channels (1.0M parameters)
+    train 1.5x faster per step than the committed weights' 48/96 (2.2M), and in a one-hour run that bought more
+    than the width: 54% of shapes right instead of 37% (see the model card)."""
     return UNet2DConditionModel(
         sample_size=LATENT_SIZE,
         in_channels=4,
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(48, 96),
+        block_out_channels=(32, 64),
         layers_per_block=1,
         cross_attention_dim=TEXT_WIDTH,
         attention_head_dim=8,
