@@ -122,8 +122,8 @@ class TrainConfig:
     check_steps: int = 20
     """Denoising steps of the pictures that decide which modules may be stored in float16."""
     device: str = "auto"
-    """Where to train: ``auto`` takes a CUDA or Apple GPU when there is one (minutes instead of an hour), else
-    the CPU; always in float32."""
+    """Where to train: ``auto`` takes a CUDA or Apple GPU when there is one, else the CPU; always in float32.
+    (Not yet run on a GPU: no GPU was at hand when it was written; the smoke test runs it on the CPU.)"""
     threads: int = 2
     """Two threads: 1.5x faster than one on an idle 2-core machine. On a machine busy with other work use one:
     two OpenMP threads then wait on each other whenever either is preempted (measured 10-20x slower)."""
