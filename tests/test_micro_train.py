@@ -61,7 +61,7 @@ def test_the_two_shape_share_decides_how_many_training_scenes_have_two_shapes() 
     assert [s.caption for s in SceneStream(5).take(8)] == [scene_for_seed(5 + i).caption for i in range(8)]
     config = parse_args(["--two-shape-share", "0.5", "--unet-lr", "4e-4"])
     assert (config.two_shape_share, config.unet_lr) == (0.5, 4e-4)
-    assert parse_args([]).two_shape_share == 0.75, "the committed recipe's share is the default"
+    assert parse_args([]).two_shape_share == 0.75, "the one-hour recipe's share is the default"
 
 
 def test_min_snr_weighting_takes_weight_off_the_nearly_clean_timesteps_only(tmp_path: Path) -> None:
