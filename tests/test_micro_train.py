@@ -2,6 +2,8 @@
 own ``from_pretrained`` as a Stable Diffusion pipeline and a ControlNet, and generates."""
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, Stable
 from PIL import Image
 
 from studio.micro.scenes import scene_for_seed
-from studio.micro.train import SceneStream, Trainer, main, parse_args, train
+from studio.micro.train import SceneStream, Trainer, compile_unavailable, main, parse_args, train
 
 
 def test_a_smoke_run_trains_every_stage_and_loads_back(tmp_path: Path) -> None:
@@ -94,3 +96,67 @@ def test_asking_for_a_gpu_the_machine_lacks_is_a_clear_error(
     with pytest.raises(SystemExit):
         parse_args(["--device", "cuda"])
     assert "PyTorch sees no CUDA GPU; use --device auto or cpu" in capsys.readouterr().err
+
+
+def test_the_compiled_denoiser_predicts_and_learns_what_the_plain_one_does(tmp_path: Path) -> None:
+    """Compiling (on by default) may change only the speed: the compiled text encoder and UNet give the plain
+    ones' prediction, and the same gradients to train on."""
+    trainer = Trainer(parse_args(["--out", str(tmp_path)]))
+    compiled, is_compiled = trainer.denoiser()
+    assert is_compiled, "this machine has a C++ compiler, so the default run compiles"
+    trainer.config = replace(trainer.config, compile=False)
+    plain, is_compiled = trainer.denoiser()
+    assert not is_compiled
+    generator = torch.Generator().manual_seed(0)
+    noisy = torch.randn(4, 4, 16, 16, generator=generator)
+    timesteps = torch.tensor([0, 300, 600, 999])
+    tokens = trainer.tokens(["a red circle on a blue background", "", "a green star", "a black square"])
+    results = []
+    for predict in (plain, compiled):
+        trainer.unet.zero_grad()
+        prediction = predict(noisy, timesteps, tokens)
+        prediction.square().mean().backward()
+        results.append((prediction.detach(), trainer.unet.conv_in.weight.grad.clone()))
+    (plain_prediction, plain_grad), (compiled_prediction, compiled_grad) = results
+    assert plain_prediction.abs().mean() > 0.1, "a prediction worth comparing"
+    torch.testing.assert_close(compiled_prediction, plain_prediction, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(compiled_grad, plain_grad, atol=1e-5, rtol=1e-3)
+
+
+def test_without_a_cpp_compiler_the_run_trains_uncompiled_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert compile_unavailable(torch.device("cpu")) is None, "this machine has g++"
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    reason = compile_unavailable(torch.device("cpu"))
+    assert reason is not None and "needs a C++ compiler" in reason and "--no-compile" in reason
+    _, is_compiled = Trainer(parse_args(["--out", str(tmp_path)])).denoiser()
+    assert not is_compiled
+    assert "needs a C compiler" in (compile_unavailable(torch.device("cuda")) or ""), "Triton builds C on CUDA"
+    assert "Apple GPUs" in (compile_unavailable(torch.device("mps")) or "")
+
+
+def test_no_compile_turns_compiling_off_and_the_smoke_run_does_not_compile() -> None:
+    assert parse_args([]).compile
+    assert not parse_args(["--no-compile"]).compile
+    assert not parse_args(["--smoke"]).compile, "compiling would take the smoke run minutes"
+
+
+def test_a_vae_still_on_its_first_plateau_starts_again_from_another_initialisation(tmp_path: Path) -> None:
+    """The VAE's start decides its stage: one whose reconstructions still get the colours wrong at the judging
+    step is replaced by a fresh one (another seeded initialisation), at most ``vae_max_restarts`` times."""
+    smoke = parse_args(["--smoke", "--out", str(tmp_path)])
+    config = replace(smoke, max_steps=9, vae_check_every=2, vae_restart_step=2, vae_restart_colour=1.01)
+    trainer = Trainer(config)
+    first = trainer.vae
+    trainer.train_vae()
+    vae = trainer.record.stages["vae"]
+    assert (vae["restarts"], vae["last_start_step"]) == (2, 4), "judged at steps 2 and 4, then no more restarts"
+    assert trainer.vae is not first
+    fresh = Trainer(replace(config, max_steps=1)).vae
+    assert not torch.equal(next(fresh.parameters()), next(trainer.vae.parameters()))
+    patient = Trainer(replace(config, out=tmp_path / "patient", vae_restart_colour=0.0))
+    patient.train_vae()
+    assert patient.record.stages["vae"]["restarts"] == 0, "a VAE past the colour bar keeps training"
