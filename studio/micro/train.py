@@ -323,10 +323,8 @@ class Trainer:
         config.out.mkdir(parents=True, exist_ok=True)
         self.tokenizer: CLIPTokenizer = write_tokenizer(config.out / "tokenizer")
         self.text_encoder: CLIPTextModel = build_text_encoder(len(self.tokenizer))
-        self.vae: AutoencoderKL = build_vae()
-        self._start_with_little_latent_noise()
+        self.vae: AutoencoderKL = self._new_vae()
         self.unet: UNet2DConditionModel = build_unet()
-        self.vae.to(self.device)
         self.text_encoder.to(self.device)
         self.unet.to(self.device)
         self.controlnet: ControlNetModel | None = None
@@ -357,21 +355,21 @@ class Trainer:
         trainer._earlier_wall_s, trainer._earlier_cpu_s = earlier["wall_s"], earlier["cpu_s"]
         return trainer
 
-    def _start_with_little_latent_noise(self) -> None:
-        """Start the posterior's log-variance near -10 (std ~0.007) instead of 0 (std 1): with a KL weight this
-        small the variance would only shrink slowly, and until it did the decoder would learn from latents
-        drowned in noise and draw blurred shapes (measured: 40% shape accuracy on reconstructions after 737
-        steps when started at 0)."""
-        channels = self.vae.config.latent_channels
+    def _new_vae(self) -> AutoencoderKL:
+        """A VAE from the current random state, on the device, its posterior's log-variance started near -10
+        (std ~0.007) instead of 0 (std 1): with a KL weight this small the variance would only shrink slowly, and
+        until it did the decoder would learn from latents drowned in noise and draw blurred shapes (measured: 40%
+        shape accuracy on reconstructions after 737 steps when started at 0)."""
+        vae = build_vae()
+        channels = vae.config.latent_channels
         with torch.no_grad():
-            self.vae.quant_conv.bias[channels:] -= INITIAL_LOGVAR_SHIFT
+            vae.quant_conv.bias[channels:] -= INITIAL_LOGVAR_SHIFT
+        return vae.to(self.device)
 
     def _restart_vae(self, restart: int) -> None:
         """A fresh VAE from another seeded initialisation (``restart`` picks which), for a start that is slow."""
         torch.manual_seed(self.config.seed + 1_000 * restart)
-        self.vae = build_vae()
-        self._start_with_little_latent_noise()
-        self.vae.to(self.device).train()
+        self.vae = self._new_vae().train()
 
     def remaining_cpu_s(self) -> float:
         """What is left of the run, in CPU seconds: of the compute budget, or of the wall-clock bound converted
