@@ -138,9 +138,10 @@ class TrainConfig:
     """Where to train: ``auto`` takes a CUDA or Apple GPU when there is one, else the CPU; always in float32.
     (Not yet run on a GPU: no GPU was at hand when it was written; the smoke test runs it on the CPU.)"""
     compile: bool = True
-    """``torch.compile`` the UNet and text encoder for their stage: on the 2-core CPU a step takes 0.20 s instead
-    of 0.26 s after about 110 s of compiling, about 1,300 more steps in the hour. Left off on Apple GPUs (poorly
-    supported there) and on a CPU without a C++ compiler (inductor needs one); the run says so in its log."""
+    """``torch.compile`` the UNet and text encoder for their stage: on the 2-core CPU a batch-32 step took 0.20 s
+    instead of 0.26 s (measured alone), and the first step compiles (58 s in a run, 9 s with inductor's cache
+    warm); runs 3 and 4 of the model card got 8697 and 7108 UNet steps where run 2 had 5663. Left off on Apple
+    GPUs (poorly supported there) and without a C/C++ compiler (see ``compile_unavailable``); the log says so."""
     threads: int = 2
     """Two threads: 1.5x faster than one on an idle 2-core machine. On a machine busy with other work use one:
     two OpenMP threads then wait on each other whenever either is preempted (measured 10-20x slower)."""
