@@ -82,19 +82,21 @@ def test_the_prompt_decides_what_the_masked_region_becomes_and_the_rest_is_kept(
     assert np.mean(asked) > 0.1 and np.mean(asked) > np.mean(not_asked) + 0.08, (asked, not_asked)
 
 
-def drawn_triangle() -> Image.Image:
-    """A shape as someone might draw it to guide the picture: filled, off-centre, in colours unlike the prompt's."""
+def drawn_circle() -> Image.Image:
+    """A circle as someone might draw it to guide the picture: filled, in colours unlike the prompt's, and low
+    and to the left, where the prompt alone does not put it. It is as big as the scenes' single shapes (28 px
+    across); the model card's limits say how the ControlNet does with drawings larger than anything it saw."""
     image = Image.new("RGB", (64, 64), "white")
-    ImageDraw.Draw(image).polygon([(30, 8), (54, 50), (6, 50)], fill="black")
+    ImageDraw.Draw(image).ellipse((8, 26, 36, 54), fill="black")
     return image
 
 
-def test_controlnet_follows_a_drawings_edges_better_than_the_prompt_alone(micro: Studio) -> None:
-    prompt = "a purple triangle on a yellow background"
-    control = edge_map(drawn_triangle())
+def test_controlnet_follows_a_drawn_circles_edges_better_than_the_prompt_alone(micro: Studio) -> None:
+    prompt = "a yellow circle on a purple background"
+    control = edge_map(drawn_circle())
     with_control, without = [], []
     for seed in range(4):
-        guided = micro.service.controlnet(ControlNetRequest(drawn_triangle(), prompt, seed=seed, **STEPS))
+        guided = micro.service.controlnet(ControlNetRequest(drawn_circle(), prompt, seed=seed, **STEPS))
         assert guided.control_image is not None
         assert np.array_equal(np.asarray(guided.control_image.image.convert("L")) > 0, control)
         alone = micro.service.txt2img(Txt2ImgRequest(prompt, width=64, height=64, seed=seed, **STEPS))

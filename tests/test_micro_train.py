@@ -48,7 +48,8 @@ def test_a_smoke_run_trains_every_stage_and_loads_back(tmp_path: Path) -> None:
     assert refined.stages["decoder"]["steps"] >= 1 and set(refined.stages) >= {"vae", "unet", "controlnet"}
     vae = StableDiffusionPipeline.from_pretrained(out, dtype=torch.float32).vae
     assert torch.equal(vae.encoder.conv_in.weight.half().float(), encoder_before.half().float()), "latents unchanged"
-    assert not torch.equal(vae.decoder.conv_out.weight, decoder_before), "the decoder trained"
+    changed = not torch.equal(vae.decoder.conv_out.weight, decoder_before)
+    assert changed == (refined.stages["decoder"]["kept_step"] > 0), "it trained, or kept its start (the best seen)"
 
     continued = main(["--smoke", "--continue-unet", "--out", str(out)])
     assert continued.stages["unet"]["steps"] == 4 and continued.stages["unet"]["continued_steps"] == 2
@@ -160,3 +161,29 @@ def test_a_vae_still_on_its_first_plateau_starts_again_from_another_initialisati
     patient = Trainer(replace(config, out=tmp_path / "patient", vae_restart_colour=0.0))
     patient.train_vae()
     assert patient.record.stages["vae"]["restarts"] == 0, "a VAE past the colour bar keeps training"
+
+
+def test_the_decoder_refinement_keeps_the_best_decoder_its_checks_saw(tmp_path: Path) -> None:
+    """The refinement can end worse than it was at an earlier check: the stage then goes back to that decoder."""
+    smoke = parse_args(["--smoke", "--out", str(tmp_path)])
+    trainer = Trainer(replace(smoke, max_steps=5, vae_check_every=2))
+    shapes = iter([0.5, 0.8, 0.6, 0.3])  # before the stage, steps 2 and 4, the end
+    at_best: list[torch.Tensor] = []
+
+    def scripted_check(held_out: object) -> dict[str, float]:
+        shape = next(shapes)
+        if shape == 0.8:
+            at_best.append(trainer.vae.decoder.conv_out.weight.detach().clone())
+        return {"colour": 1.0, "shape": shape}
+
+    trainer.check_vae = scripted_check  # type: ignore[method-assign]
+    trainer.train_decoder(seconds=3600.0)
+    decoder = trainer.record.stages["decoder"]
+    assert (decoder["steps"], decoder["kept_step"], decoder["shape"]) == (5, 2, 0.8)
+    assert torch.equal(trainer.vae.decoder.conv_out.weight, at_best[0]), "the weights of step 2 are back"
+
+    improving = Trainer(replace(smoke, out=tmp_path / "improving", max_steps=5, vae_check_every=2))
+    shapes = iter([0.5, 0.6, 0.7, 0.9])
+    improving.check_vae = scripted_check  # type: ignore[method-assign]
+    improving.train_decoder(seconds=3600.0)
+    assert (improving.record.stages["decoder"]["kept_step"], improving.record.stages["decoder"]["shape"]) == (5, 0.9)
