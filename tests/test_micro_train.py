@@ -12,7 +12,7 @@ from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, Stable
 from PIL import Image
 
 from studio.micro.scenes import scene_for_seed
-from studio.micro.train import SceneStream, Trainer, compile_unavailable, main, parse_args, train
+from studio.micro.train import SceneStream, TrainConfig, Trainer, compile_unavailable, main, parse_args, train
 
 
 def test_a_smoke_run_trains_every_stage_and_loads_back(tmp_path: Path) -> None:
@@ -187,3 +187,10 @@ def test_the_decoder_refinement_keeps_the_best_decoder_its_checks_saw(tmp_path: 
     improving.check_vae = scripted_check  # type: ignore[method-assign]
     improving.train_decoder(seconds=3600.0)
     assert (improving.record.stages["decoder"]["kept_step"], improving.record.stages["decoder"]["shape"]) == (5, 0.9)
+
+
+def test_the_restart_step_must_fall_on_a_check_step(tmp_path: Path) -> None:
+    """A restart is judged on the VAE's check at ``vae_restart_step``: a step with no check would never judge."""
+    with pytest.raises(ValueError, match="must be a multiple of vae_check_every"):
+        TrainConfig(out=tmp_path, vae_check_every=100, vae_restart_step=250)
+    assert TrainConfig(out=tmp_path, vae_check_every=100, vae_restart_step=300).vae_restart_step == 300

@@ -124,11 +124,12 @@ class TrainConfig:
     vae_min_steps: int = 300
     vae_restart_step: int = 500
     vae_restart_colour: float = 0.5
-    """A VAE whose reconstructions get fewer than this share of the colours right by ``vae_restart_step`` starts
-    again from another random initialisation (measured on 2026-11-29: at step 500 of the VAE stage, four starts had
-    32%, 53%, 66% and 95% of the colours right; the one at 32% still had only 75% of the colours and 37% of the
-    shapes 950 steps later, the one at 95% had 70% of the shapes by step 917). A restart costs 500 steps, about
-    2.5 minutes; the stage's share leaves time for them."""
+    """A VAE whose reconstructions get fewer than this share of the colours right by ``vae_restart_step`` (a check
+    step) starts again from another random initialisation. Measured on 2026-11-29 with the VAE's earlier eight
+    normalisation groups: at step 500 of the VAE stage, four starts had 32%, 53%, 66% and 95% of the colours right;
+    the one at 32% still had only 75% of the colours and 37% of the shapes 950 steps later. With two groups (see
+    ``build_vae``) three starts had 98-100% there, so the restart is now a guard that has not yet fired. A restart
+    costs 500 steps, about 2.5 minutes; the stage's share leaves time for them."""
     vae_max_restarts: int = 2
     save_every_s: float = 240.0
     log_every: int = 25
@@ -153,6 +154,13 @@ class TrainConfig:
     """Only train on the UNet (and text encoder) of the model already saved in ``out`` (see ``continue_unet``)."""
     train_controlnet: bool = False
     """Only train a fresh ControlNet for the model already saved in ``out`` (see ``retrain_controlnet``)."""
+
+    def __post_init__(self) -> None:
+        if self.vae_restart_step % self.vae_check_every:
+            raise ValueError(
+                f"vae_restart_step ({self.vae_restart_step}) must be a multiple of vae_check_every "
+                f"({self.vae_check_every}): a restart is judged on the VAE's check at that step"
+            )
 
     @property
     def budget_s(self) -> float:
