@@ -80,10 +80,11 @@ def main() -> None:
             assert box is not None
             side = min(box["width"], box["height"])  # the square picture, centred in the canvas
             left, top = box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2
-            page.mouse.move(left + side * 0.22, top + side * 0.47)  # one stroke over the yellow circle
-            page.mouse.down()
-            page.mouse.move(left + side * 0.32, top + side * 0.47, steps=4)
-            page.mouse.up()
+            for y in range(19, 44, 4):  # strokes 4 pixels apart with the 3-pixel brush: over the yellow circle
+                page.mouse.move(left + side * 7 / 64, top + side * y / 64)
+                page.mouse.down()
+                page.mouse.move(left + side * 33 / 64, top + side * y / 64, steps=8)
+                page.mouse.up()
             page.locator("#inpaint-prompt textarea").fill("a green square and a red square on a blue background")
             set_number(page, "inpaint-steps", 20)
             page.locator("#inpaint-masked-content").get_by_text("latent noise").click()  # replace, not repaint

@@ -12,6 +12,7 @@ from studio.cancellation import CancelRegistry
 from studio.devices import resolve_placement
 from studio.errors import StudioError
 from studio.fast_paths import SpeedOptions
+from studio.few_step import STANDARD, GenerationDefaults, defaults_for_source
 from studio.loading import MemoryOptions, hub_model_unavailable, looks_local, native_side_hint
 from studio.loras import LoraLibrary
 from studio.micro.location import MICRO_MODEL
@@ -43,6 +44,8 @@ class Studio:
     """Why the studio serves another model than the settings name (the micro fallback), for the header."""
     native_side: int = DEFAULT_SIDE
     """The side the size sliders start at: the model's native resolution when it can be read before loading."""
+    generation_defaults: GenerationDefaults = STANDARD
+    """The sampler, steps and CFG the tabs open with: those of the model served (a Turbo or LCM model's own)."""
 
 
 def choose_model(settings: Settings) -> tuple[str, str | None]:
@@ -101,6 +104,7 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
         system=SystemService(settings, manager),
         model_note=note,
         native_side=native_side_hint(source) or DEFAULT_SIDE,
+        generation_defaults=defaults_for_source(source),
     )
 
 

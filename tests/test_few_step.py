@@ -56,7 +56,7 @@ def test_the_tabs_open_with_the_models_defaults(tmp_path: Path) -> None:
         ("stable-diffusion-v1-5/stable-diffusion-v1-5", STANDARD),
     ):
         with gr.Blocks():
-            controls = build_generation_controls("txt2img", make_settings(model, None))
+            controls = build_generation_controls("txt2img", build_studio(make_settings(model, None)))
         assert controls.sampler.value == expected.sampler
         assert controls.steps.value == expected.num_inference_steps
         assert controls.guidance_scale.value == expected.guidance_scale

@@ -2,18 +2,23 @@
 neither in the local cache nor downloadable, and says so; ``--model micro`` selects it explicitly. No test here
 touches the network: the Hub is offline for the whole suite, or its answer is replaced."""
 
+from dataclasses import replace
 from pathlib import Path
 
+import gradio as gr
 import httpx
 import pytest
 from huggingface_hub import HfApi, constants
 
 from studio import settings as settings_module
 from studio.composition import build_studio, choose_model
+from studio.few_step import STANDARD
 from studio.loading import hub_model_unavailable, native_side_hint
 from studio.micro.location import MICRO_CONTROLNET, MICRO_FOLDER, MICRO_MODEL
 from studio.settings import DEFAULT_MODEL, Settings
+from studio.ui.controls import build_generation_controls
 from studio.ui.header import model_status
+from studio.ui.inpaint import build_inpaint_tab
 
 UNCACHED = "nobody/not-in-the-cache"
 
@@ -38,6 +43,19 @@ def test_no_model_offline_and_not_cached_starts_on_the_micro_model(monkeypatch: 
     assert "micro model" in header and UNCACHED in header and "not in the local Hugging Face cache" in header
     assert "--model" in header, "the header says how to choose another model"
     assert studio.native_side == 64, "the size sliders start at the micro model's 64x64"
+
+
+def test_on_the_micro_fallback_the_tabs_open_with_the_micro_models_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings name the Hub default, but the studio serves the micro model: the sampler, steps and CFG the
+    tabs open with are the micro model's, not those a Turbo-named default would have had."""
+    monkeypatch.setattr(settings_module, "DEFAULT_MODEL", "stabilityai/sd-turbo")
+    settings = Settings.from_cli(["--device", "cpu", "--no-save"], environ={"HF_HUB_OFFLINE": "1"})
+    studio = build_studio(settings)
+    assert studio.manager.source == MICRO_MODEL and settings.model == "stabilityai/sd-turbo"
+    assert studio.generation_defaults == STANDARD
+    with gr.Blocks():
+        controls = build_generation_controls("txt2img", studio)
+    assert (controls.sampler.value, controls.steps.value, controls.guidance_scale.value) == ("DPM++ 2M Karras", 25, 7)
 
 
 def test_a_cached_default_is_used_even_offline(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,3 +105,17 @@ def test_native_side_is_read_from_a_folder_without_loading_it(tiny_model: Path) 
     assert native_side_hint(str(MICRO_FOLDER)) == native_side_hint(MICRO_MODEL) == 64
     assert native_side_hint(str(tiny_model)) == 64  # the tiny test model: 32 latents, one downsampling
     assert native_side_hint(DEFAULT_MODEL) is None, "a Hub id is not read before it loads"
+
+
+def test_the_inpaint_brush_covers_the_same_share_of_every_models_pictures() -> None:
+    """24 pixels of radius suit SD 1.x's 512-pixel pictures but would cover most of a 64x64 one."""
+    settings = Settings.from_cli(["--model", "micro", "--device", "cpu", "--no-save"], environ={"HF_HUB_OFFLINE": "1"})
+    micro = build_studio(settings)
+    sizes = {}
+    for studio in (micro, replace(micro, native_side=512), replace(micro, native_side=1024)):
+        with gr.Blocks() as demo:
+            build_inpaint_tab(studio)
+        (editor,) = (block for block in demo.blocks.values() if block.elem_id == "inpaint-editor")
+        assert editor.eraser.default_size == editor.brush.default_size
+        sizes[studio.native_side] = editor.brush.default_size
+    assert sizes == {64: 3, 512: 24, 1024: 48}

@@ -11,8 +11,17 @@ import torch
 from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
 from PIL import Image
 
-from studio.micro.scenes import scene_for_seed
-from studio.micro.train import SceneStream, TrainConfig, Trainer, compile_unavailable, main, parse_args, train
+from studio.micro.scenes import COLOURS, SHAPES, scene_for_seed
+from studio.micro.train import (
+    CaptionProbe,
+    SceneStream,
+    TrainConfig,
+    Trainer,
+    compile_unavailable,
+    main,
+    parse_args,
+    train,
+)
 
 
 def test_a_smoke_run_trains_every_stage_and_loads_back(tmp_path: Path) -> None:
@@ -24,6 +33,7 @@ def test_a_smoke_run_trains_every_stage_and_loads_back(tmp_path: Path) -> None:
     assert steps == {"vae": 2, "unet": 2, "controlnet": 2, "decoder": 2}, "every stage, the decoder last"
     saved = json.loads((out / "training.json").read_text())
     assert saved["stages"]["unet"]["samples"] == 2 * config.unet_batch
+    assert saved["stages"]["unet"]["final_probe_loss"] > 0, "the caption probe trains beside the UNet by default"
     assert set(saved["stored_dtypes"]) == {"vae", "text_encoder", "unet", "controlnet"}
     assert saved["device"] == "cpu", "--device auto trains on the CPU where there is no GPU, and says so"
 
@@ -62,9 +72,9 @@ def test_the_two_shape_share_decides_how_many_training_scenes_have_two_shapes() 
     assert [len(s.shapes) for s in SceneStream(0, 0.75).take(400)] == counts, "the same stream every run"
     assert {len(scene.shapes) for scene in SceneStream(0, 1.0).take(20)} == {2}
     assert [s.caption for s in SceneStream(5).take(8)] == [scene_for_seed(5 + i).caption for i in range(8)]
-    config = parse_args(["--two-shape-share", "0.5", "--unet-lr", "4e-4"])
+    config = parse_args(["--out", "x", "--two-shape-share", "0.5", "--unet-lr", "4e-4"])
     assert (config.two_shape_share, config.unet_lr) == (0.5, 4e-4)
-    assert parse_args([]).two_shape_share == 0.75, "the one-hour recipe's share is the default"
+    assert parse_args(["--out", "x"]).two_shape_share == 0.75, "the one-hour recipe's share is the default"
 
 
 def test_min_snr_weighting_takes_weight_off_the_nearly_clean_timesteps_only(tmp_path: Path) -> None:
@@ -95,7 +105,7 @@ def test_asking_for_a_gpu_the_machine_lacks_is_a_clear_error(
 ) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit):
-        parse_args(["--device", "cuda"])
+        parse_args(["--out", "x", "--device", "cuda"])
     assert "PyTorch sees no CUDA GPU; use --device auto or cpu" in capsys.readouterr().err
 
 
@@ -115,7 +125,7 @@ def test_the_compiled_denoiser_predicts_and_learns_what_the_plain_one_does(tmp_p
     results = []
     for predict in (plain, compiled):
         trainer.unet.zero_grad()
-        prediction = predict(noisy, timesteps, tokens)
+        prediction, _ = predict(noisy, timesteps, tokens)
         prediction.square().mean().backward()
         results.append((prediction.detach(), trainer.unet.conv_in.weight.grad.clone()))
     (plain_prediction, plain_grad), (compiled_prediction, compiled_grad) = results
@@ -140,9 +150,9 @@ def test_without_a_cpp_compiler_the_run_trains_uncompiled_and_says_why(
 
 
 def test_no_compile_turns_compiling_off_and_the_smoke_run_does_not_compile() -> None:
-    assert parse_args([]).compile
-    assert not parse_args(["--no-compile"]).compile
-    assert not parse_args(["--smoke"]).compile, "compiling would take the smoke run minutes"
+    assert parse_args(["--out", "x"]).compile
+    assert not parse_args(["--out", "x", "--no-compile"]).compile
+    assert not parse_args(["--out", "x", "--smoke"]).compile, "compiling would take the smoke run minutes"
 
 
 def test_a_vae_still_on_its_first_plateau_starts_again_from_another_initialisation(tmp_path: Path) -> None:
@@ -188,9 +198,84 @@ def test_the_decoder_refinement_keeps_the_best_decoder_its_checks_saw(tmp_path: 
     improving.train_decoder(seconds=3600.0)
     assert (improving.record.stages["decoder"]["kept_step"], improving.record.stages["decoder"]["shape"]) == (5, 0.9)
 
+    on_a_check = Trainer(replace(smoke, out=tmp_path / "on-a-check", max_steps=4, vae_check_every=2))
+    shapes = iter([0.5, 0.6, 0.7])  # before the stage, steps 2 and 4: a fourth check would be one too many
+    on_a_check.check_vae = scripted_check  # type: ignore[method-assign]
+    on_a_check.train_decoder(seconds=3600.0)
+    assert (on_a_check.record.stages["decoder"]["kept_step"], on_a_check.record.stages["decoder"]["shape"]) == (4, 0.7)
+
 
 def test_the_restart_step_must_fall_on_a_check_step(tmp_path: Path) -> None:
     """A restart is judged on the VAE's check at ``vae_restart_step``: a step with no check would never judge."""
     with pytest.raises(ValueError, match="must be a multiple of vae_check_every"):
         TrainConfig(out=tmp_path, vae_check_every=100, vae_restart_step=250)
     assert TrainConfig(out=tmp_path, vae_check_every=100, vae_restart_step=300).vae_restart_step == 300
+
+
+def test_the_caption_probe_reads_each_shape_in_caption_order_and_marks_empty_slots() -> None:
+    probe = CaptionProbe(8, end_token=1)
+    one, two = scene_for_seed(1, shape_count=1), scene_for_seed(2, shape_count=2)
+    left, right = sorted(two.shapes, key=lambda shape: shape.centre[0])
+    targets = probe.targets([one, two]).tolist()
+    (only,) = one.shapes
+    assert targets[0] == [
+        COLOURS.index(one.background), COLOURS.index(only.colour), SHAPES.index(only.kind), len(COLOURS), len(SHAPES)
+    ]  # fmt: skip
+    assert targets[1] == [
+        COLOURS.index(two.background),
+        COLOURS.index(left.colour), SHAPES.index(left.kind),
+        COLOURS.index(right.colour), SHAPES.index(right.kind),
+    ], "left to right, as the caption names them"  # fmt: skip
+    assert f"a {left.colour} {left.kind} and a {right.colour} {right.kind}" in two.caption
+
+
+def test_the_caption_probe_makes_the_end_positions_carry_the_background_word(tmp_path: Path) -> None:
+    """The probe reads only the end-of-text and padding positions, so training the text encoder with it must put
+    the caption's last word there: afterwards a fresh read-out of those positions tells the held-out captions'
+    backgrounds apart. Dropped (empty) captions add nothing to its loss."""
+    trainer = Trainer(parse_args(["--out", str(tmp_path)]))
+    encoder, end = trainer.text_encoder, trainer.tokenizer.eos_token_id
+    probe = CaptionProbe(encoder.config.hidden_size, end)
+    tokens = trainer.tokens([scene_for_seed(0).caption, ""])
+    hidden = encoder(tokens)[0].detach().requires_grad_(True)
+    probe.loss(hidden, tokens, probe.targets([scene_for_seed(0)] * 2), [True, False]).backward()
+    assert hidden.grad is not None
+    read = hidden.grad.abs().sum(dim=-1) > 0
+    assert torch.equal(read[0], tokens[0] == end), "only the kept caption's end-of-text and padding positions"
+    assert not read[1].any(), "a dropped caption names nothing"
+
+    optimizer = torch.optim.Adam([*encoder.parameters(), *probe.parameters()], lr=3e-3)
+    stream = SceneStream(0, 0.75)
+    for _ in range(150):
+        scenes = stream.take(32)
+        tokens = trainer.tokens([scene.caption for scene in scenes])
+        loss = probe.loss(encoder(tokens)[0], tokens, probe.targets(scenes), [True] * len(scenes))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def summaries(scenes: list) -> torch.Tensor:
+        tokens = trainer.tokens([scene.caption for scene in scenes])
+        ends = (tokens == end).unsqueeze(-1).float()
+        with torch.no_grad():
+            return (encoder(tokens)[0] * ends).sum(dim=1) / ends.sum(dim=1)
+
+    train_scenes, held_out = SceneStream(10_000, None).take(400), SceneStream(20_000, None).take(200)
+    readout = torch.nn.Linear(encoder.config.hidden_size, len(COLOURS))
+    fit = torch.optim.Adam(readout.parameters(), lr=1e-2)
+    features, labels = summaries(train_scenes), probe.targets(train_scenes)[:, 0]
+    for _ in range(300):
+        fit.zero_grad()
+        torch.nn.functional.cross_entropy(readout(features), labels).backward()
+        fit.step()
+    predicted = readout(summaries(held_out)).argmax(dim=1)
+    accuracy = (predicted == probe.targets(held_out)[:, 0]).float().mean().item()
+    assert accuracy > 0.9, f"the end positions name the background of {accuracy:.0%} of held-out captions"
+
+
+def test_a_run_needs_its_out_folder_named_so_it_never_overwrites_the_committed_weights_unasked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_args([])
+    assert "the following arguments are required: --out" in capsys.readouterr().err

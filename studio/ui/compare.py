@@ -80,9 +80,7 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
                     axis_values = gr.Textbox(
                         label="Axis values, separated by commas", elem_id="compare-axis-values", scale=3
                     )
-                controls = build_generation_controls(
-                    "compare", studio.settings, with_batch=False, native_side=studio.native_side
-                )
+                controls = build_generation_controls("compare", studio, with_batch=False)
                 with gr.Accordion("Image to image source (needed for the Strength axis)", open=False):
                     image = CheckedImage(
                         max_megapixels=studio.settings.max_upload_megapixels,

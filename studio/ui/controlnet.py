@@ -83,7 +83,7 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
                     )
                     start = gr.Slider(0, 1, value=0.0, step=0.01, label="Guidance start", elem_id="controlnet-start")
                     end = gr.Slider(0, 1, value=1.0, step=0.01, label="Guidance end", elem_id="controlnet-end")
-                controls = build_generation_controls("controlnet", studio.settings, native_side=studio.native_side)
+                controls = build_generation_controls("controlnet", studio)
             with gr.Column():
                 panel = build_results("controlnet", studio.settings.save_format)
     assert controls.width is not None and controls.height is not None

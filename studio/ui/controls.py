@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from studio.few_step import defaults_for_source
+from studio.composition import Studio
 from studio.images import fit_within
 from studio.requests import RANDOM_SEED
 from studio.schedulers import SAMPLER_NAMES
@@ -74,16 +74,18 @@ def max_side(settings: Settings) -> int:
 
 
 def build_generation_controls(
-    tab: str, settings: Settings, *, with_size: bool = True, with_batch: bool = True, native_side: int = 512
+    tab: str, studio: Studio, *, with_size: bool = True, with_batch: bool = True
 ) -> GenerationControls:
     """Sampler, steps, CFG, size, seed and batch widgets for ``tab`` (used in elem_ids for tests and CSS).
 
-    Sampler, steps and CFG open with the model's own defaults: DPM++ 2M Karras, 25 steps and CFG 7 for most
-    models, a few steps without CFG for Turbo and LCM models (studio/few_step.py). The size starts at the model's
-    ``native_side`` (64 for the micro model, 512 for SD 1.x)."""
+    Sampler, steps and CFG open with the served model's own defaults (``studio.generation_defaults``): DPM++ 2M
+    Karras, 25 steps and CFG 7 for most models, a few steps without CFG for Turbo and LCM models
+    (studio/few_step.py). The size starts at the model's ``studio.native_side`` (64 for the micro model, 512 for
+    SD 1.x)."""
+    settings = studio.settings
     largest = max_side(settings)
-    default_side = max(MIN_SIDE, min(native_side, largest))
-    defaults = defaults_for_source(settings.model)
+    default_side = max(MIN_SIDE, min(studio.native_side, largest))
+    defaults = studio.generation_defaults
     with gr.Row():
         sampler = gr.Dropdown(SAMPLER_NAMES, value=defaults.sampler, label="Sampler", elem_id=f"{tab}-sampler", scale=2)
         steps = gr.Slider(

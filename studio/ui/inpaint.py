@@ -23,6 +23,15 @@ from studio.ui.uploads import CheckedImage, CheckedImageMask
 from studio.ui.zerogpu import gpu
 from studio.validation import MAX_MASK_BLUR, MAX_PADDING
 
+BRUSH_RADIUS_AT_512 = 24
+"""The brush's radius in picture pixels on a 512-pixel model (SD 1.x); other models' scale with their side."""
+
+
+def brush_radius(native_side: int) -> int:
+    """The brush and eraser radius for a model drawing ``native_side`` pixels: the same share of the picture on
+    every model (24 on SD 1.x, 48 on SDXL's 1024, 3 on the micro model's 64, where 24 would cover most of it)."""
+    return max(2, round(native_side * BRUSH_RADIUS_AT_512 / 512))
+
 
 def editor_image_and_mask(
     value: dict[str, Any] | Image.Image | None, uploaded_mask: Image.Image | None
@@ -49,6 +58,7 @@ def editor_image_and_mask(
 def build_inpaint_tab(studio: Studio) -> GenerationTab:
     with gr.Tab("Inpaint", id="inpaint") as tab:
         row = build_prompt_row("inpaint")
+        brush_size = brush_radius(studio.native_side)
         with gr.Row():
             with gr.Column():
                 # RGBA and PNG: the strokes are read from the layers' alpha, which WebP or RGB would lose.
@@ -59,8 +69,8 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
                     image_mode="RGBA",
                     format="png",
                     sources=["upload", "clipboard"],
-                    brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=24),
-                    eraser=gr.Eraser(default_size=24),
+                    brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=brush_size),
+                    eraser=gr.Eraser(default_size=brush_size),
                     transforms=(),
                     height=420,
                     elem_id="inpaint-editor",
@@ -92,7 +102,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
                 strength = gr.Slider(
                     0, 1, value=0.75, step=0.01, label="Denoising strength", elem_id="inpaint-strength"
                 )
-                controls = build_generation_controls("inpaint", studio.settings, with_size=False)
+                controls = build_generation_controls("inpaint", studio, with_size=False)
             with gr.Column():
                 panel = build_results("inpaint", studio.settings.save_format)
 

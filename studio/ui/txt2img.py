@@ -24,7 +24,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         row = build_prompt_row("txt2img")
         with gr.Row():
             with gr.Column():
-                controls = build_generation_controls("txt2img", studio.settings, native_side=studio.native_side)
+                controls = build_generation_controls("txt2img", studio)
             with gr.Column():
                 panel = build_results("txt2img", studio.settings.save_format)
 
