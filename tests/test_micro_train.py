@@ -75,6 +75,8 @@ def test_the_two_shape_share_decides_how_many_training_scenes_have_two_shapes() 
     config = parse_args(["--out", "x", "--two-shape-share", "0.5", "--unet-lr", "4e-4"])
     assert (config.two_shape_share, config.unet_lr) == (0.5, 4e-4)
     assert parse_args(["--out", "x"]).two_shape_share == 0.75, "the one-hour recipe's share is the default"
+    assert parse_args(["--out", "x"]).caption_probe_weight == 0.05, "the caption probe is part of the recipe"
+    assert parse_args(["--out", "x", "--caption-probe-weight", "0"]).caption_probe_weight == 0
 
 
 def test_min_snr_weighting_takes_weight_off_the_nearly_clean_timesteps_only(tmp_path: Path) -> None:

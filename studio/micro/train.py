@@ -632,8 +632,10 @@ class Trainer:
         stage = self.stage("unet", seconds)
         stream = self.stream(3_000_000)
         parameters = [*self.unet.parameters(), *self.text_encoder.parameters()]
-        probe = CaptionProbe(self.text_encoder.config.hidden_size, self.tokenizer.eos_token_id).to(self.device)
-        trained = [*parameters, *probe.parameters()] if config.caption_probe_weight else parameters
+        probe = None  # built only when used: its initialisation draws from torch's random state
+        if config.caption_probe_weight:
+            probe = CaptionProbe(self.text_encoder.config.hidden_size, self.tokenizer.eos_token_id).to(self.device)
+        trained = [*parameters, *probe.parameters()] if probe is not None else parameters
         optimizer = torch.optim.AdamW(trained, lr=config.unet_lr, weight_decay=1e-2)
         ema = EMAModel(parameters, decay=0.9995, use_ema_warmup=True, power=0.75)
         self.unet.train()
@@ -651,7 +653,7 @@ class Trainer:
             prediction, hidden = predict(noisy, timesteps, tokens)
             loss = self.denoising_loss(prediction, noise, timesteps)
             total = loss
-            if config.caption_probe_weight:
+            if probe is not None:
                 kept = [bool(caption) for caption in captions]
                 probe_loss = probe.loss(hidden, tokens, probe.targets(scenes * draws).to(self.device), kept)
                 total = loss + config.caption_probe_weight * probe_loss
