@@ -371,6 +371,11 @@ class CaptionProbe(torch.nn.Module):
             rows.append(row)
         return torch.tensor(rows)
 
+    def summary(self, hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Each caption's hidden states averaged over its end-of-text and padding tokens: what the probe reads."""
+        ends = (tokens == self.end_token).unsqueeze(-1).to(hidden.dtype)
+        return (hidden * ends).sum(dim=1) / ends.sum(dim=1)
+
     def loss(
         self, hidden: torch.Tensor, tokens: torch.Tensor, targets: torch.Tensor, kept: Sequence[bool]
     ) -> torch.Tensor:
@@ -379,8 +384,7 @@ class CaptionProbe(torch.nn.Module):
         rows = torch.tensor(kept, device=hidden.device)
         if not rows.any():
             return hidden.sum() * 0.0
-        ends = (tokens == self.end_token).unsqueeze(-1).to(hidden.dtype)
-        summary = ((hidden * ends).sum(dim=1) / ends.sum(dim=1))[rows]
+        summary = self.summary(hidden, tokens)[rows]
         targets = targets[rows]
         heads = [self.background, *(h for pair in zip(self.colours, self.kinds, strict=True) for h in pair)]
         losses = [cross_entropy(head(summary), targets[:, i]) for i, head in enumerate(heads)]
