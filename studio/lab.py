@@ -36,6 +36,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from studio import compare, images
 from studio.errors import Cancelled, InvalidRequest, OutOfMemory
 from studio.loading import looks_local
+from studio.loras import AppliedLora, LoraLibrary, parse_loras, strip_loras
 from studio.model_manager import Job, ModelManager, Task
 from studio.requests import RANDOM_SEED
 from studio.schedulers import DEFAULT_SAMPLER, SAMPLER_NAMES, check_sampler, check_sampler_steps
@@ -618,10 +619,13 @@ class Trajectory:
 
 
 def _validate_generation(request: Any, limits: Limits) -> dict[str, Any]:
-    """The prompt, size, steps, CFG and seed every Lab generation has, checked as txt2img checks them."""
+    """The prompt, size, steps, CFG and seed every Lab generation has, checked as txt2img checks them (a malformed
+    ``<lora:...>`` tag included)."""
     width, height = check_size(request.width, request.height, limits)
+    prompt = check_text("prompt", request.prompt)
+    parse_loras(prompt)
     return {
-        "prompt": check_text("prompt", request.prompt),
+        "prompt": prompt,
         "negative_prompt": check_text("negative_prompt", request.negative_prompt),
         "num_inference_steps": check_steps(request.num_inference_steps, limits),
         "guidance_scale": check_guidance_scale(request.guidance_scale),
@@ -685,7 +689,7 @@ def _model_name(source: str) -> str:
 def _generation_arguments(request: Any, steps: int) -> dict[str, Any]:
     """The pipeline arguments a Lab generation shares with txt2img (which makes the same picture from them)."""
     return {
-        "prompt": request.prompt,
+        "prompt": strip_loras(request.prompt),
         "negative_prompt": request.negative_prompt or None,
         "num_inference_steps": steps,
         "guidance_scale": request.guidance_scale,
@@ -795,19 +799,21 @@ class Lab:
     """The Lab's GPU experiments over the studio's model manager (the forward process in pixels needs no GPU:
     see ``forward_process``)."""
 
-    def __init__(self, manager: ModelManager, limits: Limits) -> None:
+    def __init__(self, manager: ModelManager, limits: Limits, loras: LoraLibrary | None = None) -> None:
         self.manager = manager
         self.limits = limits
+        self.loras = loras or LoraLibrary(None)
 
     def forward_process(self, request: ForwardRequest) -> ForwardResult:
         return forward_process(request, self.limits)
 
     @contextmanager
-    def _job(self, sampler: str, seeds: Sequence[int], what: str) -> Iterator[Job]:
-        """A txt2img pipeline holding the GPU, as the service's generations get one; out of memory, what the
-        failed job held is freed (the lock is already released) and the user is told what to make smaller."""
+    def _job(self, sampler: str, seeds: Sequence[int], what: str, loras: Sequence[AppliedLora] = ()) -> Iterator[Job]:
+        """A txt2img pipeline holding the GPU (with the prompt's LoRAs on it), as the service's generations get one;
+        out of memory, what the failed job held is freed (the lock is already released) and the user is told what
+        to make smaller."""
         try:
-            with self.manager.job(Task.TXT2IMG, sampler, seeds) as job:
+            with self.manager.job(Task.TXT2IMG, sampler, seeds, loras) as job:
                 yield job
         except torch.OutOfMemoryError:
             self.manager.free_memory()
@@ -852,9 +858,10 @@ class Lab:
         calls: the sample after the call, scaled to the ``alpha x0 + sigma eps`` form, and the predicted x0,
         both decoded by the VAE one at a time (the last exactly as the final image is decoded)."""
         request = validate_trajectory(request, self.limits)
+        loras = self.loras.resolve(parse_loras(request.prompt))
         kept: list[tuple[int, int, float, torch.Tensor, torch.Tensor]] = []
         size = f"{request.width}x{request.height}"
-        with self._job(request.sampler, [request.seed], f"filming a {size} generation") as job:
+        with self._job(request.sampler, [request.seed], f"filming a {size} generation", loras) as job:
             pipe = job.pipeline
             watcher = _StepWatcher(pipe.scheduler)
 
@@ -915,6 +922,7 @@ class Lab:
         txt2img makes with the same settings; a rerun keeps x_T and changes only the noise drawn during sampling
         (the generator, and the Brownian tree of the SDE sampler)."""
         request = validate_race(request, self.limits)
+        loras = self.loras.resolve(parse_loras(request.prompt))
         runs = [(sampler, seed) for sampler in request.samplers for seed in (request.seed, request.rerun_seed())]
         if not request.rerun:
             runs = runs[::2]
@@ -928,7 +936,7 @@ class Lab:
                 if progress is not None:
                     progress((done + fraction) / len(runs), label)
 
-            image, calls, seconds, more, model = self._race_run(request, sampler, step_seed, report, cancel)
+            image, calls, seconds, more, model = self._race_run(request, sampler, step_seed, loras, report, cancel)
             results[(sampler, step_seed)] = (image, calls, seconds)
             notes.extend(note for note in more if note not in notes)
         entries = []
@@ -954,6 +962,7 @@ class Lab:
         request: RaceRequest,
         sampler: str,
         step_seed: int,
+        loras: Sequence[AppliedLora],
         report: Callable[[float], None],
         cancel: threading.Event | None,
     ) -> tuple[Image.Image, int, float, list[str], str]:
@@ -961,7 +970,7 @@ class Lab:
         ``step_seed`` (the same generator, carried on, when it is ``request.seed``: exactly txt2img's draws).
         The time covers the whole pipeline call and the decode, not the wait for the GPU."""
         size = f"{request.width}x{request.height}"
-        with self._job(sampler, [step_seed], f"racing {sampler} at {size}") as job:
+        with self._job(sampler, [step_seed], f"racing {sampler} at {size}", loras) as job:
             pipe = job.pipeline
             generator = torch.Generator("cpu").manual_seed(request.seed)
             latents = _initial_latents(pipe, request.width, request.height, generator)

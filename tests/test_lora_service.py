@@ -18,6 +18,7 @@ from studio.composition import Studio, build_studio
 from studio.devices import resolve_placement
 from studio.errors import InvalidRequest
 from studio.fast_paths import SpeedOptions, is_compiled, watch_compiles
+from studio.lab import Lab, RaceRequest, TrajectoryRequest
 from studio.loras import LoraSpec
 from studio.metadata import read_metadata
 from studio.model_manager import ModelManager
@@ -257,6 +258,28 @@ def test_compare_applies_each_cells_loras_to_that_cell_only(
     assert "Lora hashes" in result.cells[1].image.parameters and "Lora hashes" not in result.cells[0].image.parameters
     with pytest.raises(InvalidRequest, match="Unknown LoRA 'nope'"):
         lora_studio.service.compare(CompareRequest(prompts=("a <lora:nope:1>", "b"), **FAST))
+
+
+def test_the_labs_generations_take_lora_tags_as_txt2img_does(
+    lora_studio: Studio, reference: dict[str, np.ndarray]
+) -> None:
+    """The Lab films and races the picture txt2img makes for the same prompt, LoRA tags included: the LoRA is on
+    the weights for that run only and its tag never reaches the text encoder."""
+    lab = Lab(lora_studio.manager, lora_studio.service.limits, lora_studio.service.loras)
+    prompt = "a red house <lora:ink:1>"
+    filmed = lab.trajectory(TrajectoryRequest(prompt=prompt, seed=7, every=1, **FAST))
+    assert np.array_equal(pixels(filmed.image), reference[prompt])
+    raced = lab.sampler_race(
+        RaceRequest(prompt=prompt, samplers=(filmed.request.sampler,), rerun=False, seed=7, **FAST)
+    )
+    assert np.array_equal(pixels(raced.entries[0].image), reference[prompt])
+    assert lora_layers(lora_studio) == 0, "no LoRA layer is left on the shared modules"
+    plain = lab.trajectory(TrajectoryRequest(prompt="a red house", seed=7, every=1, **FAST))
+    assert np.array_equal(pixels(plain.image), reference["a red house"])
+    with pytest.raises(InvalidRequest, match="Unknown LoRA 'nope'"):
+        lab.trajectory(TrajectoryRequest(prompt="a <lora:nope:1>", every=1, **FAST))
+    with pytest.raises(InvalidRequest, match="lora"):
+        lab.sampler_race(RaceRequest(prompt="a <lora:ink:heavy>", **FAST))
 
 
 def test_sdxl_loras_reach_the_unet_and_both_text_encoders(tmp_path: Path) -> None:

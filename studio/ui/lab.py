@@ -179,7 +179,7 @@ def progress_of_race(progress: gr.Progress) -> RaceProgress:
 
 def build_lab_tab(studio: Studio) -> None:
     """The Lab: the forward process explorer, the reverse-process filmstrip and the sampler race."""
-    lab = Lab(studio.manager, studio.service.limits)
+    lab = Lab(studio.manager, studio.service.limits, studio.service.loras)
     settings = studio.settings
     with gr.Tab("Lab", id="lab") as tab:
         gr.Markdown(INTRO)
