@@ -80,10 +80,15 @@ def run_the_reverse_process_and_see_the_filmstrip(page: Page) -> None:
     set_number(page, "lab-height", 64)
     set_number(page, "lab-steps", 4)
     set_number(page, "lab-every", 2)
-    page.locator("#lab-seed input").fill("5")
+    page.locator("#lab-seed input").fill("-1")
     page.locator("#lab-trajectory-run").click()
     expect(page.locator("#lab-filmstrip img")).to_be_visible(timeout=60_000)
     expect(page.locator("#lab-final img")).to_be_visible()
-    expect(page.locator("#lab-trajectory-notes")).to_contain_text(re.compile(r"2 frames of .*, 4 steps, seed 5"))
+    notes = page.locator("#lab-trajectory-notes")
+    expect(notes).to_contain_text(re.compile(r"2 frames of .*, 4 steps, seed \d+"))
+    used = re.search(r"seed (\d+)", notes.inner_text())
+    assert used is not None
+    page.locator("#lab-reuse-seed").click()  # the random seed the run drew, to make it again
+    expect(page.locator("#lab-seed input")).to_have_value(used.group(1))
     page.get_by_text("Every frame at full size").click()
     expect(page.locator("#lab-frames .thumbnail-item")).to_have_count(4)

@@ -13,7 +13,7 @@ from studio.compare import AXES, NO_AXIS, format_axis_value, parse_axis, parse_p
 from studio.composition import Studio
 from studio.requests import CompareRequest, CompareResult
 from studio.service import CompareProgress
-from studio.ui.controls import build_generation_controls
+from studio.ui.controls import build_generation_controls, wire_reuse_last_seed
 from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, run_job, wire_stop
 from studio.ui.uploads import CheckedImage
@@ -109,13 +109,7 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
         api_visibility="private",
     )
 
-    controls.reuse_seed.click(
-        lambda seed, current: current if seed is None else seed,
-        inputs=[last_seed, controls.seed],
-        outputs=controls.seed,
-        queue=False,
-        api_visibility="private",
-    )
+    wire_reuse_last_seed(controls, last_seed)
 
     @gpu(compare_seconds)
     @user_errors(outputs=5)

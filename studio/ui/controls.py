@@ -148,3 +148,15 @@ def wire_size_follows_image(image: gr.components.Component, controls: Generation
         return fit_within(picture.width, picture.height, settings.max_pixels)
 
     image.upload(follow, inputs=image, outputs=[controls.width, controls.height], queue=False, api_visibility="private")
+
+
+def wire_reuse_last_seed(controls: GenerationControls, last_seed: gr.State) -> None:
+    """♻️ puts the seed of the tab's last run (``last_seed``, None before one) into the seed box, for tabs whose
+    result is one run rather than a gallery to pick an image from (Compare, the Lab)."""
+    controls.reuse_seed.click(
+        lambda seed, current: current if seed is None else seed,
+        inputs=[last_seed, controls.seed],
+        outputs=controls.seed,
+        queue=False,
+        api_visibility="private",
+    )

@@ -35,7 +35,7 @@ from studio.lab import (
     example_scene,
 )
 from studio.schedulers import SAMPLER_NAMES
-from studio.ui.controls import build_generation_controls
+from studio.ui.controls import build_generation_controls, wire_reuse_last_seed
 from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
 from studio.ui.uploads import CheckedImage
@@ -426,13 +426,7 @@ def build_lab_tab(studio: Studio) -> None:
         api_visibility="private",
     )
 
-    controls.reuse_seed.click(
-        lambda seed, current: current if seed is None else seed,
-        inputs=[last_seed, controls.seed],
-        outputs=controls.seed,
-        queue=False,
-        api_visibility="private",
-    )
+    wire_reuse_last_seed(controls, last_seed)
 
     @gpu(trajectory_seconds)
     @user_errors(outputs=TRAJECTORY_OUTPUTS)
