@@ -14,10 +14,9 @@ from studio.requests import ControlNetRequest, GenerationResult
 from studio.service import MAX_CONTROL_WEIGHT
 from studio.ui.controls import build_generation_controls, build_prompt_row, wire_size_follows_image
 from studio.ui.errors import user_errors
-from studio.ui.examples import add_examples
-from studio.ui.jobs import GPU_QUEUE, progress_reporter, run_job, wire_stop
-from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
-from studio.ui.tabs import GenerationTab
+from studio.ui.jobs import progress_reporter, run_job
+from studio.ui.results import RESULT_OUTPUTS, build_results, present
+from studio.ui.tabs import GenerationTab, TabParts, wire_generation_tab
 from studio.ui.uploads import CheckedImage
 from studio.ui.zerogpu import gpu
 
@@ -210,16 +209,14 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
         controls.height,
         panel.image_format,
     ]
-    event = gr.on(
-        triggers=[row.generate.click, row.prompt.submit],
-        fn=controlnet,
-        inputs=inputs,
-        outputs=panel.outputs(),
-        api_name="controlnet",
-        concurrency_id=GPU_QUEUE,
-        concurrency_limit=1,
+    parts = TabParts(
+        "controlnet",
+        "ControlNet",
+        row,
+        controls,
+        panel,
+        controlnet,
+        inputs,
+        image=image,
     )
-    wire_stop(row.stop, event, panel.notes, studio)
-    wire_results(panel, controls)
-    add_examples(tab, "controlnet", controlnet, inputs, panel.outputs())
-    return GenerationTab("controlnet", "ControlNet", row.prompt, row.negative_prompt, image, panel, event, controls)
+    return wire_generation_tab(tab, parts, studio)

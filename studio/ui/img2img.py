@@ -13,10 +13,9 @@ from studio.images import RESIZE_MODES
 from studio.requests import Img2ImgRequest
 from studio.ui.controls import build_generation_controls, build_prompt_row, wire_size_follows_image
 from studio.ui.errors import user_errors
-from studio.ui.examples import add_examples
-from studio.ui.jobs import GPU_QUEUE, progress_reporter, run_job, wire_stop
-from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
-from studio.ui.tabs import GenerationTab
+from studio.ui.jobs import progress_reporter, run_job
+from studio.ui.results import RESULT_OUTPUTS, build_results, present
+from studio.ui.tabs import GenerationTab, TabParts, wire_generation_tab
 from studio.ui.uploads import CheckedImage
 from studio.ui.zerogpu import gpu
 
@@ -126,18 +125,15 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
         resize_mode,
         panel.image_format,
     ]
-    event = gr.on(
-        triggers=[row.generate.click, row.prompt.submit],
-        fn=img2img,
-        inputs=inputs,
-        outputs=panel.outputs(),
-        api_name="img2img",
-        concurrency_id=GPU_QUEUE,
-        concurrency_limit=1,
+    parts = TabParts(
+        "img2img",
+        "Image to image",
+        row,
+        controls,
+        panel,
+        img2img,
+        inputs,
+        image=image,
+        strength=strength,
     )
-    wire_stop(row.stop, event, panel.notes, studio)
-    wire_results(panel, controls)
-    add_examples(tab, "img2img", img2img, inputs, panel.outputs())
-    return GenerationTab(
-        "img2img", "Image to image", row.prompt, row.negative_prompt, image, panel, event, controls, strength
-    )
+    return wire_generation_tab(tab, parts, studio)

@@ -15,10 +15,9 @@ from studio.requests import RANDOM_SEED, InpaintRequest
 from studio.schedulers import DEFAULT_SAMPLER
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
-from studio.ui.examples import add_examples
-from studio.ui.jobs import GPU_QUEUE, progress_reporter, run_job, wire_stop
-from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
-from studio.ui.tabs import GenerationTab
+from studio.ui.jobs import progress_reporter, run_job
+from studio.ui.results import RESULT_OUTPUTS, build_results, present
+from studio.ui.tabs import GenerationTab, TabParts, wire_generation_tab
 from studio.ui.uploads import CheckedImage, CheckedImageMask
 from studio.ui.zerogpu import gpu
 from studio.validation import MAX_MASK_BLUR, MAX_PADDING
@@ -199,18 +198,15 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
         controls.batch_size,
         panel.image_format,
     ]
-    event = gr.on(
-        triggers=[row.generate.click, row.prompt.submit],
-        fn=inpaint,
-        inputs=inputs,
-        outputs=panel.outputs(),
-        api_name="inpaint",
-        concurrency_id=GPU_QUEUE,
-        concurrency_limit=1,
+    parts = TabParts(
+        "inpaint",
+        "Inpaint",
+        row,
+        controls,
+        panel,
+        inpaint,
+        inputs,
+        image=editor,
+        strength=strength,
     )
-    wire_stop(row.stop, event, panel.notes, studio)
-    wire_results(panel, controls)
-    add_examples(tab, "inpaint", inpaint, inputs, panel.outputs())
-    return GenerationTab(
-        "inpaint", "Inpaint", row.prompt, row.negative_prompt, editor, panel, event, controls, strength
-    )
+    return wire_generation_tab(tab, parts, studio)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 from PIL import Image
 
+from studio.composition import Studio
 from studio.images import fit_within
-from studio.ui.controls import GenerationControls
-from studio.ui.results import ResultsPanel
+from studio.ui.controls import GenerationControls, PromptRow
+from studio.ui.examples import add_examples
+from studio.ui.jobs import GPU_QUEUE, wire_stop
+from studio.ui.results import ResultsPanel, wire_results
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,50 @@ class GenerationTab:
     event: gr.events.Dependency
     controls: GenerationControls
     strength: gr.Slider | None = None
+
+
+@dataclass(frozen=True)
+class TabParts:
+    """What a generation tab builds before it is wired: its widgets, and the handler with the widgets it reads."""
+
+    tab_id: str
+    label: str
+    row: PromptRow
+    controls: GenerationControls
+    panel: ResultsPanel
+    handler: Callable[..., Any]
+    inputs: list[gr.components.Component]
+    image: gr.components.Component | None = None
+    strength: gr.Slider | None = None
+
+
+def wire_generation_tab(tab: gr.Tab, parts: TabParts, studio: Studio) -> GenerationTab:
+    """Generate (or Enter in the prompt) runs the handler on the GPU queue as the ``/<tab_id>`` API endpoint; Stop,
+    the results panel and the tab's examples are wired to it. Every generation tab is wired this one way."""
+    row, panel = parts.row, parts.panel
+    event = gr.on(
+        triggers=[row.generate.click, row.prompt.submit],
+        fn=parts.handler,
+        inputs=parts.inputs,
+        outputs=panel.outputs(),
+        api_name=parts.tab_id,
+        concurrency_id=GPU_QUEUE,
+        concurrency_limit=1,
+    )
+    wire_stop(row.stop, event, panel.notes, studio)
+    wire_results(panel, parts.controls)
+    add_examples(tab, parts.tab_id, parts.handler, parts.inputs, panel.outputs())
+    return GenerationTab(
+        parts.tab_id,
+        parts.label,
+        row.prompt,
+        row.negative_prompt,
+        parts.image,
+        panel,
+        event,
+        parts.controls,
+        parts.strength,
+    )
 
 
 def selected_image(gallery: Sequence[Any] | None, selected: int) -> Image.Image | None:

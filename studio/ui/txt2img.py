@@ -11,10 +11,9 @@ from studio.composition import Studio
 from studio.requests import Txt2ImgRequest
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
-from studio.ui.examples import add_examples
-from studio.ui.jobs import GPU_QUEUE, progress_reporter, run_job, wire_stop
-from studio.ui.results import RESULT_OUTPUTS, build_results, present, wire_results
-from studio.ui.tabs import GenerationTab
+from studio.ui.jobs import progress_reporter, run_job
+from studio.ui.results import RESULT_OUTPUTS, build_results, present
+from studio.ui.tabs import GenerationTab, TabParts, wire_generation_tab
 from studio.ui.zerogpu import gpu
 
 
@@ -96,16 +95,13 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         controls.batch_size,
         panel.image_format,
     ]
-    event = gr.on(
-        triggers=[row.generate.click, row.prompt.submit],
-        fn=txt2img,
-        inputs=inputs,
-        outputs=panel.outputs(),
-        api_name="txt2img",
-        concurrency_id=GPU_QUEUE,
-        concurrency_limit=1,
+    parts = TabParts(
+        "txt2img",
+        "Text to image",
+        row,
+        controls,
+        panel,
+        txt2img,
+        inputs,
     )
-    wire_stop(row.stop, event, panel.notes, studio)
-    wire_results(panel, controls)
-    add_examples(tab, "txt2img", txt2img, inputs, panel.outputs())
-    return GenerationTab("txt2img", "Text to image", row.prompt, row.negative_prompt, None, panel, event, controls)
+    return wire_generation_tab(tab, parts, studio)
