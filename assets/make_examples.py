@@ -1,8 +1,10 @@
-"""Draw the example pictures in assets/examples/ (run from the repository root: ``python assets/make_examples.py``).
+"""Draw the example pictures in assets/examples/ (from the repository root: ``PYTHONPATH=. python
+assets/make_examples.py``).
 
 Flat shapes drawn with PIL, so each file is a few kilobytes and everything here is made by this project: a
 lighthouse scene for image to image, a room with an apple and a mask over it for inpainting, and a vase with clean
-outlines for the Canny ControlNet.
+outlines for the Canny ControlNet. The micro model's examples (``micro-*.png``) are scenes of its own domain, drawn
+by the code that draws its training scenes, at its 64x64.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from studio.micro.scenes import SIZE as MICRO_SIZE
+from studio.micro.scenes import Shape, render
 
 FOLDER = Path(__file__).resolve().parent / "examples"
 SIZE = 512
@@ -65,6 +70,20 @@ def vase() -> Image.Image:
     return image
 
 
+def micro_pictures() -> dict[str, Image.Image]:
+    """The micro model's example pictures: a circle to restyle, two shapes and a mask over the left one to repaint,
+    and a circle for the Canny ControlNet to follow (low on the left, at a size it was trained on)."""
+    pair = render("white", (Shape("square", "red", (17.0, 32.0), 10.0), Shape("circle", "blue", (46.0, 32.0), 10.0)))
+    mask = Image.new("L", (MICRO_SIZE, MICRO_SIZE), 0)
+    ImageDraw.Draw(mask).ellipse((3, 16, 31, 48), fill=255)
+    return {
+        "micro-circle": render("blue", (Shape("circle", "yellow", (32.0, 32.0), 16.0),)),
+        "micro-pair": pair,
+        "micro-pair-mask": mask,
+        "micro-outline": render("white", (Shape("circle", "black", (22.0, 40.0), 14.0),)),
+    }
+
+
 def main(folder: Path = FOLDER) -> None:
     folder.mkdir(exist_ok=True)
     lighthouse().save(folder / "lighthouse.png", optimize=True)
@@ -72,6 +91,8 @@ def main(folder: Path = FOLDER) -> None:
     picture.save(folder / "room.png", optimize=True)
     mask.save(folder / "room-mask.png", optimize=True)
     vase().save(folder / "vase.png", optimize=True)
+    for name, picture in micro_pictures().items():
+        picture.save(folder / f"{name}.png", optimize=True)
 
 
 if __name__ == "__main__":

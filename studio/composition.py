@@ -6,14 +6,15 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from studio.cancellation import CancelRegistry
 from studio.devices import resolve_placement
 from studio.errors import StudioError
+from studio.examples import Examples, examples_for, load_examples
 from studio.fast_paths import SpeedOptions
 from studio.few_step import STANDARD, GenerationDefaults, defaults_for_source
-from studio.loading import MemoryOptions, hub_model_unavailable, looks_local, native_side_hint
+from studio.loading import MemoryOptions, hub_model_unavailable, is_micro_model, looks_local, native_side_hint
 from studio.loras import LoraLibrary
 from studio.micro.location import MICRO_MODEL
 from studio.model_manager import ModelManager, Task
@@ -46,6 +47,8 @@ class Studio:
     """The side the size sliders start at: the model's native resolution when it can be read before loading."""
     generation_defaults: GenerationDefaults = STANDARD
     """The sampler, steps and CFG the tabs open with: those of the model served (a Turbo or LCM model's own)."""
+    examples: Examples = field(default_factory=load_examples)
+    """The examples under the generation tabs: the micro model's own when it is the model served."""
 
 
 def choose_model(settings: Settings) -> tuple[str, str | None]:
@@ -105,6 +108,7 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
         model_note=note,
         native_side=native_side_hint(source) or DEFAULT_SIDE,
         generation_defaults=defaults_for_source(source),
+        examples=examples_for(is_micro_model(source)),
     )
 
 

@@ -1,4 +1,5 @@
-"""The example prompts and pictures of each generation tab, read from ``assets/examples.json`` (no Gradio here).
+"""The example prompts and pictures of each generation tab, read from ``assets/examples.json`` (no Gradio here), or
+from ``assets/examples-micro.json`` when the studio serves the micro model, which knows only its own small world.
 
 Each example names its values by the tab handler's parameter names (``prompt``, ``steps``, ``image``...), so the
 UI can line them up with any tab's inputs; what an example leaves out keeps the widget's default. Pictures are
@@ -15,6 +16,7 @@ from typing import Any
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EXAMPLES_FILE = ASSETS / "examples.json"
+MICRO_EXAMPLES_FILE = ASSETS / "examples-micro.json"
 IMAGE_KEYS = ("image", "mask")
 
 
@@ -44,3 +46,13 @@ def load_examples(path: Path = EXAMPLES_FILE) -> dict[str, tuple[Example, ...]]:
             loaded.append(Example(label=str(entry.get("label") or values.get("prompt", "")), values=values))
         examples[tab] = tuple(loaded)
     return examples
+
+
+Examples = Mapping[str, tuple[Example, ...]]
+"""The examples of every generation tab, by tab id."""
+
+
+def examples_for(micro: bool) -> dict[str, tuple[Example, ...]]:
+    """The examples for the model served: the micro model's own (its colours and shapes at 64x64: the Stable
+    Diffusion examples would ask it for lighthouses at 512x512), or the Stable Diffusion ones."""
+    return load_examples(MICRO_EXAMPLES_FILE if micro else EXAMPLES_FILE)

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import torch
@@ -343,13 +343,25 @@ def hub_model_unavailable(repo_id: str, offline: bool, timeout_s: float = 10.0) 
     return None
 
 
+def _local_config(source: str, component: str) -> dict[str, Any]:
+    """A component's config.json in a local diffusers folder (``micro`` included), read without loading weights."""
+    return json.loads((Path(resolve_alias(source)).expanduser() / component / "config.json").read_text())
+
+
 def native_side_hint(source: str) -> int | None:
     """The side in pixels a local diffusers folder was trained at, read from its configs without loading any
     weights (so the size sliders can start there before the model loads); None when it cannot be told."""
-    folder = Path(resolve_alias(source)).expanduser()
     try:
-        unet = json.loads((folder / "unet" / "config.json").read_text())
-        vae = json.loads((folder / "vae" / "config.json").read_text())
+        unet, vae = _local_config(source, "unet"), _local_config(source, "vae")
         return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def is_micro_model(source: str) -> bool:
+    """Whether ``source`` is the micro model (the committed one or a retrained one), told from its UNet's config
+    as ``model_family`` tells it once loaded; False for anything that cannot be read before loading."""
+    try:
+        return _local_config(source, "unet").get("cross_attention_dim") == MICRO_CROSS_ATTENTION_DIM
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.examples import ASSETS, load_examples
+from studio.examples import ASSETS, examples_for, load_examples
+from studio.micro.scenes import VOCABULARY
 from studio.schedulers import SAMPLER_NAMES
 from studio.settings import Settings
 from studio.ui.examples import add_examples
@@ -17,8 +18,9 @@ from tests.test_api import ENDPOINT_PARAMETERS
 TABS = ("txt2img", "img2img", "inpaint", "controlnet")
 
 
-def test_every_generation_tab_has_examples_that_load_and_fit_the_defaults() -> None:
-    examples = load_examples()
+@pytest.mark.parametrize("micro", [False, True], ids=["stable-diffusion", "micro"])
+def test_every_generation_tab_has_examples_that_load_and_fit_the_defaults(micro: bool) -> None:
+    examples = examples_for(micro)
     defaults = Settings()
     for tab in TABS:
         assert examples[tab], f"{tab} has examples"
@@ -39,6 +41,10 @@ def test_every_generation_tab_has_examples_that_load_and_fit_the_defaults() -> N
                     with Image.open(path) as picture:
                         picture.load()
                         assert picture.format == "PNG"
+                        assert not micro or picture.size == (64, 64)
+            if micro:  # only what the micro model knows: its words, its size
+                assert set(values["prompt"].split()) <= set(VOCABULARY), values["prompt"]
+                assert (values.get("width", 64), values.get("height", 64)) == (64, 64)
 
 
 def test_the_example_pictures_are_what_the_drawing_script_makes(tmp_path: Path) -> None:
@@ -73,7 +79,7 @@ def test_examples_are_cached_lazily_on_spaces_only(
             inputs = [gr.Textbox(), gr.Textbox(), gr.Dropdown(list(SAMPLER_NAMES)), *(gr.Number() for _ in range(6))]
             inputs.append(gr.Radio(["png", "jpeg", "webp"], value="webp"))
             output = gr.Textbox()
-        examples = add_examples(column, "txt2img", txt2img, inputs, [output])
+        examples = add_examples(column, "txt2img", txt2img, inputs, [output], load_examples()["txt2img"])
     assert examples is not None
     assert examples.cache_examples == cached
     first = load_examples()["txt2img"][0]

@@ -11,14 +11,15 @@ import pytest
 from huggingface_hub import HfApi, constants
 
 from studio import settings as settings_module
-from studio.composition import build_studio, choose_model
+from studio.composition import Studio, build_studio, choose_model
 from studio.few_step import STANDARD
-from studio.loading import hub_model_unavailable, native_side_hint
+from studio.loading import hub_model_unavailable, is_micro_model, native_side_hint
 from studio.micro.location import MICRO_CONTROLNET, MICRO_FOLDER, MICRO_MODEL
 from studio.settings import DEFAULT_MODEL, Settings
 from studio.ui.controls import build_generation_controls
 from studio.ui.header import model_status
 from studio.ui.inpaint import build_inpaint_tab
+from studio.ui.txt2img import build_txt2img_tab
 
 UNCACHED = "nobody/not-in-the-cache"
 
@@ -119,3 +120,31 @@ def test_the_inpaint_brush_covers_the_same_share_of_every_models_pictures() -> N
         assert editor.eraser.default_size == editor.brush.default_size
         sizes[studio.native_side] = editor.brush.default_size
     assert sizes == {64: 3, 512: 24, 1024: 48}
+
+
+def shown_examples(studio: Studio) -> list[str]:
+    """The prompts of the examples under the text to image tab, as the page lists them."""
+    with gr.Blocks() as demo:
+        build_txt2img_tab(studio)
+    (dataset,) = (block for block in demo.blocks.values() if block.elem_id == "txt2img-examples")
+    return [sample[0] for sample in dataset.samples]
+
+
+def test_the_examples_are_the_micro_models_own_when_it_is_served(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the micro fallback a first run's examples ask for its colours and shapes, not for lighthouses at 512x512
+    (which it cannot draw); any other model gets the Stable Diffusion examples."""
+    monkeypatch.setattr(settings_module, "DEFAULT_MODEL", UNCACHED)
+    fallback = build_studio(Settings.from_cli(["--device", "cpu", "--no-save"], environ={"HF_HUB_OFFLINE": "1"}))
+    assert fallback.manager.source == MICRO_MODEL
+    micro_prompts = shown_examples(fallback)
+    assert micro_prompts and all(prompt.endswith("background") for prompt in micro_prompts)
+    other = build_studio(Settings.from_cli(["--model", str(tiny_model), "--device", "cpu", "--no-save"]))
+    sd_prompts = shown_examples(other)
+    assert "lighthouse" in sd_prompts[0] and not set(sd_prompts) & set(micro_prompts)
+    retrained = tmp_path / "retrained" / "unet"
+    retrained.mkdir(parents=True)
+    (retrained / "config.json").write_bytes((MICRO_FOLDER / "unet" / "config.json").read_bytes())
+    assert is_micro_model(MICRO_MODEL) and is_micro_model(str(retrained.parent)), "a retrained one is micro too"
+    assert not is_micro_model(str(tiny_model)) and not is_micro_model(DEFAULT_MODEL)

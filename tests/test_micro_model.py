@@ -14,11 +14,12 @@ from PIL import Image, ImageDraw
 
 from studio import images
 from studio.composition import Studio, build_studio
+from studio.examples import examples_for
 from studio.micro.detect import colour_labels, detect, edge_f1, edge_map
 from studio.micro.evaluate import score_text_to_image
 from studio.micro.scenes import COLOURS, PALETTE, parse_caption, scene_for_seed
 from studio.micro.train import EVAL_SEED_BASE
-from studio.requests import ControlNetRequest, InpaintRequest, Txt2ImgRequest
+from studio.requests import ControlNetRequest, Img2ImgRequest, InpaintRequest, Txt2ImgRequest
 from studio.settings import Settings
 
 STEPS = {"num_inference_steps": 20, "guidance_scale": 7.0}
@@ -103,3 +104,39 @@ def test_controlnet_follows_a_drawn_circles_edges_better_than_the_prompt_alone(m
         with_control.append(edge_f1(edge_map(guided.images[0].image), control))
         without.append(edge_f1(edge_map(alone.images[0].image), control))
     assert np.mean(with_control) > np.mean(without) + 0.1, (with_control, without)
+
+
+REQUESTS = {
+    "txt2img": Txt2ImgRequest,
+    "img2img": Img2ImgRequest,
+    "inpaint": InpaintRequest,
+    "controlnet": ControlNetRequest,
+}
+FIELDS = {"steps": "num_inference_steps", "mask": "mask_image"}
+"""The examples name the tab handlers' parameters; these are the request fields they fill."""
+
+
+def example_request(tab: str, values: dict[str, object]) -> object:
+    fields = {FIELDS.get(key, key): value for key, value in values.items()}
+    for key in ("image", "mask_image"):
+        if key in fields:
+            with Image.open(str(fields[key])) as picture:
+                fields[key] = picture.convert("L" if key == "mask_image" else "RGB")
+    return REQUESTS[tab](**fields)
+
+
+def test_every_micro_example_makes_what_its_prompt_says(micro: Studio) -> None:
+    """The examples a first run shows (on the micro model) are its own, and each one, clicked and generated,
+    gives the background, colours and shapes its prompt names; the ControlNet's follows its picture's edges."""
+    examples = examples_for(micro=True)
+    assert micro.examples == examples
+    for tab, entries in examples.items():
+        for example in entries:
+            request = example_request(tab, dict(example.values))
+            result = getattr(micro.service, tab)(request)
+            image = result.images[0].image
+            score = score_text_to_image(image, example.values["prompt"])
+            assert score.background and all(score.colours) and all(score.shapes), (example.label, detect(image))
+            if tab == "controlnet":
+                control = edge_map(request.image)  # type: ignore[attr-defined]
+                assert edge_f1(edge_map(image), control) > 0.4, example.label

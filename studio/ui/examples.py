@@ -1,4 +1,5 @@
-"""Example prompts and pictures under each generation tab (``gr.Examples``), from ``assets/examples.json``.
+"""Example prompts and pictures under each generation tab (``gr.Examples``): the studio's examples for the model
+it serves (``Studio.examples``).
 
 Clicking an example fills the tab's fields. On Hugging Face Spaces (``SPACE_ID`` set) an example is also generated
 once, on its first click, and its result kept for every later visitor (``cache_mode="lazy"``): the examples
@@ -15,16 +16,18 @@ from typing import Any
 
 import gradio as gr
 
-from studio.examples import load_examples
+from studio.examples import Example
 
 
-def example_rows(handler: Callable[..., Any], inputs: Sequence[gr.components.Component], tab: str) -> list[list[Any]]:
-    """The examples of ``tab`` as rows of values for ``inputs``, which are the first parameters of ``handler`` in
-    order; a value an example leaves out is the widget's own default."""
+def example_rows(
+    handler: Callable[..., Any], inputs: Sequence[gr.components.Component], examples: Sequence[Example]
+) -> list[list[Any]]:
+    """``examples`` as rows of values for ``inputs``, which are the first parameters of ``handler`` in order; a
+    value an example leaves out is the widget's own default."""
     names = list(inspect.signature(handler).parameters)[: len(inputs)]
     return [
         [example.values.get(name, component.value) for name, component in zip(names, inputs, strict=True)]
-        for example in load_examples().get(tab, ())
+        for example in examples
     ]
 
 
@@ -34,12 +37,14 @@ def add_examples(
     handler: Callable[..., Any],
     inputs: Sequence[gr.components.Component],
     outputs: Sequence[gr.components.Component],
+    examples: Sequence[Example],
 ) -> gr.Examples | None:
-    """The examples of ``tab`` at the end of ``container`` (the tab), filling ``inputs``; None when there are none."""
-    rows = example_rows(handler, inputs, tab)
+    """``examples`` (those of ``tab``) at the end of ``container`` (the tab), filling ``inputs``; None when there
+    are none."""
+    rows = example_rows(handler, inputs, examples)
     if not rows:
         return None
-    labels = [example.label for example in load_examples()[tab]]
+    labels = [example.label for example in examples]
     on_spaces = bool(os.environ.get("SPACE_ID"))
     with container:
         return gr.Examples(

@@ -62,7 +62,7 @@ def wire_generation_tab(tab: gr.Tab, parts: TabParts, studio: Studio) -> Generat
     )
     wire_stop(row.stop, event, panel.notes, studio)
     wire_results(panel, parts.controls)
-    add_examples(tab, parts.tab_id, parts.handler, parts.inputs, panel.outputs())
+    add_examples(tab, parts.tab_id, parts.handler, parts.inputs, panel.outputs(), studio.examples.get(parts.tab_id, ()))
     return GenerationTab(
         parts.tab_id,
         parts.label,
