@@ -123,11 +123,13 @@ def test_the_inpaint_brush_covers_the_same_share_of_every_models_pictures() -> N
 
 
 def shown_examples(studio: Studio) -> list[str]:
-    """The prompts of the examples under the text to image tab, as the page lists them."""
+    """The prompts of the examples under the text to image tab as the page lists them, and first the prompt box's
+    hint."""
     with gr.Blocks() as demo:
         build_txt2img_tab(studio)
     (dataset,) = (block for block in demo.blocks.values() if block.elem_id == "txt2img-examples")
-    return [sample[0] for sample in dataset.samples]
+    (prompt,) = (block for block in demo.blocks.values() if block.elem_id == "txt2img-prompt")
+    return [prompt.placeholder, *(sample[0] for sample in dataset.samples)]
 
 
 def test_the_examples_are_the_micro_models_own_when_it_is_served(
@@ -138,11 +140,12 @@ def test_the_examples_are_the_micro_models_own_when_it_is_served(
     monkeypatch.setattr(settings_module, "DEFAULT_MODEL", UNCACHED)
     fallback = build_studio(Settings.from_cli(["--device", "cpu", "--no-save"], environ={"HF_HUB_OFFLINE": "1"}))
     assert fallback.manager.source == MICRO_MODEL
-    micro_prompts = shown_examples(fallback)
+    hint, *micro_prompts = shown_examples(fallback)
     assert micro_prompts and all(prompt.endswith("background") for prompt in micro_prompts)
+    assert hint == f"What to draw, e.g. {micro_prompts[0]}", "the prompt box's hint is one it can draw"
     other = build_studio(Settings.from_cli(["--model", str(tiny_model), "--device", "cpu", "--no-save"]))
-    sd_prompts = shown_examples(other)
-    assert "lighthouse" in sd_prompts[0] and not set(sd_prompts) & set(micro_prompts)
+    sd_hint, *sd_prompts = shown_examples(other)
+    assert "lighthouse" in sd_prompts[0] and "lighthouse" in sd_hint and not set(sd_prompts) & set(micro_prompts)
     retrained = tmp_path / "retrained" / "unet"
     retrained.mkdir(parents=True)
     (retrained / "config.json").write_bytes((MICRO_FOLDER / "unet" / "config.json").read_bytes())

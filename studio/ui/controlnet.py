@@ -46,7 +46,7 @@ def canny_preview(
 
 def build_controlnet_tab(studio: Studio) -> GenerationTab:
     with gr.Tab("ControlNet", id="controlnet") as tab:
-        row = build_prompt_row("controlnet")
+        row = build_prompt_row("controlnet", studio)
         with gr.Row():
             with gr.Column():
                 with gr.Row():

@@ -42,21 +42,29 @@ class PromptRow:
     stop: gr.Button
 
 
-def build_prompt_row(tab: str) -> PromptRow:
+def prompt_placeholder(studio: Studio, tab: str) -> str:
+    """The prompt box's hint: the prompt of the tab's first example, so it is one the served model can draw (the
+    micro model knows only its colours and shapes)."""
+    examples = studio.examples.get(tab) or studio.examples.get("txt2img") or ()
+    sample = examples[0].values.get("prompt") if examples else None
+    return f"What to draw, e.g. {sample or 'a watercolor painting of a lighthouse at dawn'}"
+
+
+def build_prompt_row(tab: str, studio: Studio) -> PromptRow:
     with gr.Row(equal_height=True):
         with gr.Column(scale=5):
-            prompt, negative = _build_prompts(tab)
+            prompt, negative = _build_prompts(tab, prompt_placeholder(studio, tab))
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button("Generate", variant="primary", size="lg", elem_id=f"{tab}-generate")
             stop = gr.Button("Stop", variant="stop", elem_id=f"{tab}-stop")
     return PromptRow(prompt, negative, generate, stop)
 
 
-def _build_prompts(tab: str) -> tuple[gr.Textbox, gr.Textbox]:
+def _build_prompts(tab: str, placeholder: str) -> tuple[gr.Textbox, gr.Textbox]:
     prompt = gr.Textbox(
         label="Prompt",
         lines=3,
-        placeholder="What to draw, e.g. a watercolor painting of a lighthouse at dawn",
+        placeholder=placeholder,
         elem_id=f"{tab}-prompt",
     )
     negative = gr.Textbox(

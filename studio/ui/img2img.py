@@ -22,7 +22,7 @@ from studio.ui.zerogpu import gpu
 
 def build_img2img_tab(studio: Studio) -> GenerationTab:
     with gr.Tab("Image to image", id="img2img") as tab:
-        row = build_prompt_row("img2img")
+        row = build_prompt_row("img2img", studio)
         with gr.Row():
             with gr.Column():
                 image = CheckedImage(

@@ -56,7 +56,7 @@ def editor_image_and_mask(
 
 def build_inpaint_tab(studio: Studio) -> GenerationTab:
     with gr.Tab("Inpaint", id="inpaint") as tab:
-        row = build_prompt_row("inpaint")
+        row = build_prompt_row("inpaint", studio)
         brush_size = brush_radius(studio.native_side)
         with gr.Row():
             with gr.Column():

@@ -35,7 +35,7 @@ from studio.lab import (
     example_scene,
 )
 from studio.schedulers import SAMPLER_NAMES
-from studio.ui.controls import build_generation_controls, wire_reuse_last_seed
+from studio.ui.controls import build_generation_controls, prompt_placeholder, wire_reuse_last_seed
 from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
 from studio.ui.uploads import CheckedImage
@@ -255,7 +255,7 @@ def build_lab_tab(studio: Studio) -> None:
                 prompt = gr.Textbox(
                     label="Prompt",
                     lines=2,
-                    placeholder="What to draw, e.g. a lighthouse on a cliff at sunset",
+                    placeholder=prompt_placeholder(studio, "lab"),
                     elem_id="lab-prompt",
                 )
                 negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="lab-negative-prompt")

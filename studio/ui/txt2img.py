@@ -20,7 +20,7 @@ from studio.ui.zerogpu import gpu
 def build_txt2img_tab(studio: Studio) -> GenerationTab:
     """Prompt, controls, Generate and Stop, and the results; call inside a ``gr.Tabs``."""
     with gr.Tab("Text to image", id="txt2img") as tab:
-        row = build_prompt_row("txt2img")
+        row = build_prompt_row("txt2img", studio)
         with gr.Row():
             with gr.Column():
                 controls = build_generation_controls("txt2img", studio)
