@@ -15,7 +15,7 @@ from studio.settings import Settings
 from studio.ui.examples import add_examples
 from tests.test_api import ENDPOINT_PARAMETERS
 
-TABS = ("txt2img", "img2img", "inpaint", "controlnet")
+TABS = ("txt2img", "img2img", "inpaint", "controlnet", "compare")
 
 
 @pytest.mark.parametrize("micro", [False, True], ids=["stable-diffusion", "micro"])
@@ -26,7 +26,8 @@ def test_every_generation_tab_has_examples_that_load_and_fit_the_defaults(micro:
         assert examples[tab], f"{tab} has examples"
         for example in examples[tab]:
             values = example.values
-            assert example.label and values["prompt"]
+            prompts = values["prompts"].splitlines() if tab == "compare" else [values["prompt"]]
+            assert example.label and all(prompts)
             assert set(values) <= set(ENDPOINT_PARAMETERS[f"/{tab}"]), f"{tab}: names are the handler's parameters"
             assert values["sampler"] in SAMPLER_NAMES
             assert 1 <= values["steps"] <= defaults.max_steps
@@ -43,7 +44,7 @@ def test_every_generation_tab_has_examples_that_load_and_fit_the_defaults(micro:
                         assert picture.format == "PNG"
                         assert not micro or picture.size == (64, 64)
             if micro:  # only what the micro model knows: its words, its size
-                assert set(values["prompt"].split()) <= set(VOCABULARY), values["prompt"]
+                assert all(set(prompt.split()) <= set(VOCABULARY) for prompt in prompts), prompts
                 assert (values.get("width", 64), values.get("height", 64)) == (64, 64)
 
 

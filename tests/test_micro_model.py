@@ -13,13 +13,14 @@ import pytest
 from PIL import Image, ImageDraw
 
 from studio import images
+from studio.compare import parse_axis, parse_prompts
 from studio.composition import Studio, build_studio
 from studio.examples import examples_for
 from studio.micro.detect import colour_labels, detect, edge_f1, edge_map
 from studio.micro.evaluate import score_text_to_image
 from studio.micro.scenes import COLOURS, PALETTE, parse_caption, scene_for_seed
 from studio.micro.train import EVAL_SEED_BASE
-from studio.requests import ControlNetRequest, Img2ImgRequest, InpaintRequest, Txt2ImgRequest
+from studio.requests import CompareRequest, ControlNetRequest, Img2ImgRequest, InpaintRequest, Txt2ImgRequest
 from studio.settings import Settings
 
 STEPS = {"num_inference_steps": 20, "guidance_scale": 7.0}
@@ -107,6 +108,7 @@ def test_controlnet_follows_a_drawn_circles_edges_better_than_the_prompt_alone(m
 
 
 REQUESTS = {
+    "compare": CompareRequest,
     "txt2img": Txt2ImgRequest,
     "img2img": Img2ImgRequest,
     "inpaint": InpaintRequest,
@@ -117,7 +119,11 @@ FIELDS = {"steps": "num_inference_steps", "mask": "mask_image"}
 
 
 def example_request(tab: str, values: dict[str, object]) -> object:
+    """The request a click on the example and Generate makes, as the tab's handler builds it."""
     fields = {FIELDS.get(key, key): value for key, value in values.items()}
+    if tab == "compare":
+        fields["prompts"] = parse_prompts(str(fields["prompts"]))
+        fields["axis_values"] = parse_axis(str(fields["axis"]), str(fields["axis_values"]))
     for key in ("image", "mask_image"):
         if key in fields:
             with Image.open(str(fields[key])) as picture:
@@ -134,9 +140,11 @@ def test_every_micro_example_makes_what_its_prompt_says(micro: Studio) -> None:
         for example in entries:
             request = example_request(tab, dict(example.values))
             result = getattr(micro.service, tab)(request)
-            image = result.images[0].image
-            score = score_text_to_image(image, example.values["prompt"])
-            assert score.background and all(score.colours) and all(score.shapes), (example.label, detect(image))
+            made = [(cell.prompt, cell.image.image) for cell in result.cells] if tab == "compare" else []
+            made = made or [(example.values["prompt"], result.images[0].image)]
+            for prompt, image in made:
+                score = score_text_to_image(image, prompt)
+                assert score.background and all(score.colours) and all(score.shapes), (example.label, detect(image))
             if tab == "controlnet":
                 control = edge_map(request.image)  # type: ignore[attr-defined]
                 assert edge_f1(edge_map(image), control) > 0.4, example.label

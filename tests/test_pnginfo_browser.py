@@ -98,6 +98,14 @@ def test_clicking_an_example_fills_the_fields(page: Page) -> None:
     expect(page.locator("#img2img-strength input[type=number]")).to_have_value("0.65")
     assert number(page, "img2img-width") == "512"
 
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-examples").get_by_text("A fox in three weathers, two samplers").click()
+    expect(page.locator("#compare-prompts textarea")).to_have_value(
+        "a red fox in the snow, photo\na red fox in the rain, photo\na red fox in the desert, photo"
+    )
+    expect(page.locator("#compare-axis input")).to_have_value("Sampler")
+    expect(page.locator("#compare-axis-values textarea")).to_have_value("Euler a, DPM++ 2M Karras")
+
 
 def test_choose_jpeg_and_the_gallery_offers_a_jpeg_with_the_parameters(page: Page) -> None:
     page.locator("#txt2img-prompt textarea").fill("a jpeg of a pear")

@@ -15,6 +15,7 @@ from studio.requests import CompareRequest, CompareResult
 from studio.service import CompareProgress
 from studio.ui.controls import build_generation_controls, wire_reuse_last_seed
 from studio.ui.errors import user_errors
+from studio.ui.examples import add_examples
 from studio.ui.jobs import GPU_QUEUE, run_job, wire_stop
 from studio.ui.uploads import CheckedImage
 from studio.ui.zerogpu import compare_seconds, gpu
@@ -60,13 +61,16 @@ def progress_of_cells(progress: gr.Progress) -> CompareProgress:
 
 def build_compare_tab(studio: Studio) -> gr.Textbox:
     """The Compare tab; returns its prompts box (the header's LoRA picker writes into it)."""
-    with gr.Tab("Compare", id="compare"):
+    examples = studio.examples.get("compare", ())
+    with gr.Tab("Compare", id="compare") as tab:
         with gr.Row(equal_height=True):
             with gr.Column(scale=5):
                 prompts = gr.Textbox(
                     label="Prompts, one per line (2-8)",
                     lines=4,
-                    placeholder="a red fox in the snow\na red fox in the rain\na red fox in the desert",
+                    placeholder=examples[0].values["prompts"]
+                    if examples
+                    else "a red fox in the snow\na red fox in the rain",
                     elem_id="compare-prompts",
                 )
                 negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="compare-negative-prompt")
@@ -166,27 +170,30 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
             studio, request, studio.service.compare, job, progress_of_cells(progress), present_comparison, 5
         )
 
+    inputs = [
+        prompts,
+        negative,
+        controls.sampler,
+        controls.steps,
+        controls.guidance_scale,
+        controls.width,
+        controls.height,
+        controls.seed,
+        axis,
+        axis_values,
+        image,
+        strength,
+    ]
+    outputs = [gallery, grid, diff, notes, last_seed]
     event = gr.on(
         triggers=[generate.click],
         fn=compare,
-        inputs=[
-            prompts,
-            negative,
-            controls.sampler,
-            controls.steps,
-            controls.guidance_scale,
-            controls.width,
-            controls.height,
-            controls.seed,
-            axis,
-            axis_values,
-            image,
-            strength,
-        ],
-        outputs=[gallery, grid, diff, notes, last_seed],
+        inputs=inputs,
+        outputs=outputs,
         api_name="compare",
         concurrency_id=GPU_QUEUE,
         concurrency_limit=1,
     )
     wire_stop(stop, event, notes, studio)
+    add_examples(tab, "compare", compare, inputs, outputs, examples)
     return prompts
