@@ -331,3 +331,13 @@ class ModelManager:
             derived.set_progress_bar_config(disable=True)
             with self._gpu_lock, self.lora_weights.applied(derived, loras, model.family):
                 yield Job(derived, model)
+
+    def image_to_image_of(self, job: Job, sampler: str, seeds: Sequence[int]) -> DiffusionPipeline:
+        """An image to image pipeline on the modules ``job`` runs on (its LoRAs on them), with its own ``sampler``
+        scheduler: a second pass inside the same job, as the hires fix runs it after text to image. Call it only
+        while ``job`` is held; it takes nothing more from the GPU than the job has."""
+        base = job.model.pipeline
+        scheduler = build_scheduler(sampler, base.scheduler.config, seeds)
+        derived = _TASK_PIPELINES[Task.IMG2IMG].from_pipe(job.pipeline, dtype=base.dtype, scheduler=scheduler)
+        derived.set_progress_bar_config(disable=True)
+        return derived

@@ -14,11 +14,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from studio.hires import MAX_SCALE, UPSCALERS
 from studio.metadata import ImageMetadata
+from studio.requests import DEFAULT_HR_SCALE, DEFAULT_HR_STRENGTH, DEFAULT_HR_UPSCALER
 from studio.schedulers import SAMPLERS, sampler_from_a1111
 from studio.validation import MIN_SIDE
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[x×]\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class SentHires:
+    """The hires fix an image was made with, as the text to image tab's panel takes it."""
+
+    upscaler: str
+    scale: float
+    steps: int
+    strength: float
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,8 @@ class SentSettings:
     height: int | None = None
     strength: float | None = None
     notes: tuple[str, ...] = ()
+    hires: SentHires | None = None
+    """None: the image was not hires-fixed (the panel is turned off)."""
 
 
 def _float(text: object) -> float | None:
@@ -109,6 +123,8 @@ def settings_from_metadata(meta: ImageMetadata, *, max_steps: int, max_side: int
         notes.append(f"Denoising strength {strength} is outside 0-1 and was left as it was")
         strength = None
 
+    hires = _hires(ours, fields, width, strength, max_steps, notes)
+
     return SentSettings(
         prompt=prompt,
         negative_prompt=negative,
@@ -119,5 +135,50 @@ def settings_from_metadata(meta: ImageMetadata, *, max_steps: int, max_side: int
         width=width,
         height=height,
         strength=strength,
+        hires=hires,
         notes=tuple(notes),
     )
+
+
+def _hires(
+    ours: Mapping[str, Any],
+    fields: Mapping[str, str],
+    width: int | None,
+    strength: float | None,
+    max_steps: int,
+    notes: list[str],
+) -> SentHires | None:
+    """The hires fix of our record (``enable_hr``) or of A1111's "Hires upscale/resize/steps/upscaler" fields;
+    an upscaler this studio lacks becomes its nearest one here, with a note."""
+    if "enable_hr" in ours:
+        if ours["enable_hr"] is not True:
+            return None
+        written: dict[str, object] = {
+            "upscaler": ours.get("hr_upscaler"),
+            "scale": ours.get("hr_scale"),
+            "steps": ours.get("hr_second_pass_steps"),
+            "strength": ours.get("denoising_strength"),
+        }
+    elif any(key in fields for key in ("Hires upscale", "Hires resize", "Hires upscaler")):
+        scale: object = fields.get("Hires upscale")
+        resize = _SIZE.match(fields.get("Hires resize", ""))
+        if scale is None and resize and width:
+            scale = int(resize.group(1)) / width
+        written = {"upscaler": fields.get("Hires upscaler"), "scale": scale, "steps": fields.get("Hires steps")}
+        written["strength"] = strength
+    else:
+        return None
+    upscaler = str(written["upscaler"] or DEFAULT_HR_UPSCALER)
+    if upscaler not in UPSCALERS:
+        nearest = DEFAULT_HR_UPSCALER if upscaler.lower().startswith("latent") else "Lanczos"
+        notes.append(f"Hires upscaler {upscaler!r} is not in this studio; {nearest} is used instead")
+        upscaler = nearest
+    factor = _float(written["scale"]) or DEFAULT_HR_SCALE
+    if not 1 <= factor <= MAX_SCALE:
+        clamped = min(max(1.0, factor), MAX_SCALE)
+        notes.append(f"Hires upscale {factor:g} became {clamped:g} (1 to {MAX_SCALE:g} here)")
+        factor = clamped
+    steps = min(max(0, _int(written["steps"]) or 0), max_steps)
+    denoise = _float(written["strength"])
+    denoise = DEFAULT_HR_STRENGTH if denoise is None or not 0 <= denoise <= 1 else denoise
+    return SentHires(upscaler=upscaler, scale=factor, steps=steps, strength=denoise)

@@ -17,6 +17,10 @@ from studio.loras import LoraSpec
 from studio.schedulers import DEFAULT_SAMPLER
 
 RANDOM_SEED = -1
+DEFAULT_HR_SCALE = 2.0
+DEFAULT_HR_UPSCALER = "Latent"
+DEFAULT_HR_STRENGTH = 0.7
+"""A1111's hires fix defaults: twice the size, latent upscaling, a denoising strength of 0.7."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,10 @@ class Txt2ImgRequest:
 
     ``loras`` (in every generation request) are LoRAs to apply besides the ``<lora:name:weight>`` tags of the
     prompt; validation adds the prompt's tags to them, so the validated request lists every LoRA it applies.
+
+    ``enable_hr`` turns on the hires fix (``studio/hires.py``); it and its ``hr_*`` fields and
+    ``denoising_strength`` have A1111's names, as diffusers has no such argument. ``hr_second_pass_steps`` 0 means
+    as many as ``num_inference_steps``; ``hr_resize_x``/``hr_resize_y`` other than 0 replace ``hr_scale``.
     """
 
     prompt: str
@@ -37,6 +45,13 @@ class Txt2ImgRequest:
     seed: int = RANDOM_SEED
     batch_size: int = 1
     loras: tuple[LoraSpec, ...] = ()
+    enable_hr: bool = False
+    hr_scale: float = DEFAULT_HR_SCALE
+    hr_upscaler: str = DEFAULT_HR_UPSCALER
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    denoising_strength: float = DEFAULT_HR_STRENGTH
 
     task: ClassVar[str] = "txt2img"
 

@@ -20,6 +20,7 @@ from PIL import Image
 from studio import __version__, compare, images
 from studio.errors import Cancelled, InvalidRequest, OutOfMemory
 from studio.fast_paths import watch_compiles
+from studio.hires import HiresPass, check_hires, upscale_latents, upscale_pictures
 from studio.loading import looks_local
 from studio.loras import AppliedLora, LoraLibrary, lora_hashes_field, parse_loras, strip_loras, with_loras
 from studio.metadata import (
@@ -31,7 +32,7 @@ from studio.metadata import (
     parse_parameters,
     png_info,
 )
-from studio.model_manager import ModelManager, Task
+from studio.model_manager import Job, ModelManager, Task
 from studio.outputs import OutputStore
 from studio.preview import PreviewOptions, approximate, decode_first
 from studio.requests import (
@@ -113,7 +114,48 @@ def validate_txt2img(request: Txt2ImgRequest, limits: Limits) -> Txt2ImgRequest:
     if not isinstance(request, Txt2ImgRequest):
         raise InvalidRequest(f"expected a Txt2ImgRequest, got {type(request).__name__}")
     width, height = check_size(request.width, request.height, limits)
-    return replace(request, width=width, height=height, **_validate_common(request, limits))
+    validated = replace(request, width=width, height=height, **_validate_common(request, limits))
+    if not check_flag("enable_hr (hires fix)", request.enable_hr):
+        return validated
+    second = hires_pass(validated, limits)
+    return replace(
+        validated,
+        hr_scale=float(request.hr_scale),
+        hr_second_pass_steps=int(request.hr_second_pass_steps),
+        hr_resize_x=int(request.hr_resize_x),
+        hr_resize_y=int(request.hr_resize_y),
+        denoising_strength=second.strength,
+    )
+
+
+def hires_pass(request: Txt2ImgRequest, limits: Limits) -> HiresPass:
+    """The hires fix's second pass of a text to image request whose own fields are valid."""
+    return check_hires(
+        width=request.width,
+        height=request.height,
+        sampler=request.sampler,
+        steps=request.num_inference_steps,
+        scale=request.hr_scale,
+        upscaler=request.hr_upscaler,
+        second_pass_steps=request.hr_second_pass_steps,
+        resize_x=request.hr_resize_x,
+        resize_y=request.hr_resize_y,
+        strength=request.denoising_strength,
+        limits=limits,
+    )
+
+
+def hires_fields(request: Txt2ImgRequest, second: HiresPass) -> dict[str, object]:
+    """The hires fix as A1111 writes it in the parameters text (the Size field stays the first pass's)."""
+    fields: dict[str, object] = {"Denoising strength": second.strength}
+    if request.hr_resize_x or request.hr_resize_y:
+        fields["Hires resize"] = f"{second.width}x{second.height}"
+    else:
+        fields["Hires upscale"] = request.hr_scale
+    if request.hr_second_pass_steps:
+        fields["Hires steps"] = request.hr_second_pass_steps
+    fields["Hires upscaler"] = second.upscaler
+    return fields
 
 
 def validate_img2img(request: Img2ImgRequest, limits: Limits) -> Img2ImgRequest:
@@ -268,15 +310,18 @@ def _step_callback(
     preview: PreviewCallback | None = None,
     options: PreviewOptions | None = None,
     size: tuple[int, int] = (512, 512),
+    before: int = 0,
+    after: int = 0,
 ) -> Callable[[DiffusionPipeline, int, Any, dict[str, Any]], dict[str, Any]]:
     """diffusers' ``callback_on_step_end``: report the step, show a preview every few steps, and interrupt when
-    Stop was pressed. Previews only read the latents, so the result is the same with or without them."""
+    Stop was pressed. Previews only read the latents, so the result is the same with or without them. Progress
+    counts ``before`` steps already done and ``after`` steps still to come in other passes of the same job."""
     every = options.every if (preview is not None and options is not None) else 0
 
     def on_step_end(pipe: DiffusionPipeline, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         done, total = step + 1, pipe.num_timesteps
         if progress is not None:
-            progress(done, total)
+            progress(before + done, before + total + after)
         if every and done % every == 0 and done < total and preview is not None and options is not None:
             latents = tensors["latents"]
             if options.mode == "vae" or latents.shape[1] != 4:
@@ -294,6 +339,16 @@ def _unchanged(image: Image.Image) -> Image.Image:
     return image
 
 
+def _generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One CPU generator per image, from its own seed: image *i* is the same made alone or in a batch."""
+    return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+
+
+def _stop_if_asked(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("Stopped: the generation was interrupted and nothing was kept.")
+
+
 @dataclass(frozen=True)
 class _Plan:
     """A validated request as one pipeline call: its arguments, the finishing of each image, and the extra
@@ -308,6 +363,7 @@ class _Plan:
     notes: tuple[str, ...] = ()
     control_image: Image.Image | None = None
     loras: tuple[AppliedLora, ...] = ()
+    hires: HiresPass | None = None
 
 
 class StudioService:
@@ -339,11 +395,14 @@ class StudioService:
         """Generate ``request.batch_size`` images; image *i* uses seed ``seed + i`` and its own CPU generator,
         so any image of a batch can be made again alone, at any batch size, on any device."""
         request = validate_txt2img(request, self.limits)
+        second = hires_pass(request, self.limits) if request.enable_hr else None
         plan = _Plan(
             task=Task.TXT2IMG,
             request=request,
             arguments={"width": request.width, "height": request.height},
             size=(request.width, request.height),
+            fields=hires_fields(request, second) if second else {},
+            hires=second,
         )
         return self._run(plan, progress, cancel, preview, image_format)
 
@@ -646,26 +705,36 @@ class StudioService:
         preview: PreviewCallback | None = None,
         size: tuple[int, int] = (512, 512),
         loras: Sequence[AppliedLora] = (),
+        hires: HiresPass | None = None,
     ) -> tuple[list[Image.Image], list[str], str]:
         """One pipeline call on the GPU: one CPU generator per image, latents out, decoded here (with the float32
-        retry). ``loras`` apply to this call only. Returns the pictures, notes for the user, and the model's name."""
+        retry); with ``hires``, the hires fix's second pass in the same job. ``loras`` apply to this call only.
+        Returns the pictures, notes for the user, and the model's name."""
         try:
             with self.manager.job(task, sampler, seeds, loras) as job, watch_compiles() as compiles:
+                after = hires.steps_run if hires is not None else 0
                 output = job.pipeline(
-                    generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
+                    generator=_generators(seeds),
                     output_type="latent",
-                    callback_on_step_end=_step_callback(progress, cancel, preview, self.previews, size),
+                    callback_on_step_end=_step_callback(progress, cancel, preview, self.previews, size, after=after),
                     **arguments,
                 )
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("Stopped: the generation was interrupted and nothing was kept.")
-                decoded, notes = decode_latents(
-                    job.pipeline.vae, job.pipeline.image_processor, output.images, upcast=job.model.upcasts_vae
+                _stop_if_asked(cancel)
+                latents, notes = output.images, []
+                if hires is not None:
+                    latents, notes = self._hires_pass(
+                        job, hires, latents, sampler, seeds, arguments, progress, cancel, preview
+                    )
+                decoded, more = decode_latents(
+                    job.pipeline.vae, job.pipeline.image_processor, latents, upcast=job.model.upcasts_vae
                 )
+                notes = list(dict.fromkeys([*notes, *more]))
         except torch.OutOfMemoryError:
             # The GPU lock is released already; drop what the failed job held before anyone else runs.
             self.manager.free_memory()
             size = f"{arguments['width']}x{arguments['height']}" if "width" in arguments else "this size"
+            if hires is not None:
+                size += f" upscaled to {hires.width}x{hires.height}"
             raise OutOfMemory(
                 f"Out of memory on {self.manager.placement.device.type} making {len(seeds)} image(s) at {size}. "
                 "The memory was freed: lower the size or the batch size and try again."
@@ -684,6 +753,47 @@ class StudioService:
                 f"(--compile; {compiles.seconds:.0f} s in all); the next runs at that shape start at once."
             )
         return decoded, notes, model_name(job.model.source)
+
+    def _hires_pass(
+        self,
+        job: Job,
+        hires: HiresPass,
+        latents: torch.Tensor,
+        sampler: str,
+        seeds: Sequence[int],
+        arguments: Mapping[str, Any],
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+        preview: PreviewCallback | None,
+    ) -> tuple[torch.Tensor, list[str]]:
+        """The hires fix's second pass, inside the first pass's job: upscale what it made (the latents, or the
+        decoded pictures), then image to image on the same modules at ``hires.strength``, each image with a
+        generator of its own seed again (as A1111 seeds its second pass). Returns the latents and notes."""
+        first = job.pipeline
+        size = (hires.width, hires.height)
+        notes: list[str] = []
+        if hires.in_latent_space:
+            start: torch.Tensor | list[Image.Image] = upscale_latents(
+                latents, size, hires.upscaler, first.vae_scale_factor
+            )
+        else:
+            pictures, notes = decode_latents(first.vae, first.image_processor, latents, upcast=job.model.upcasts_vae)
+            start = upscale_pictures(pictures, size, hires.upscaler)
+        pipe = self.manager.image_to_image_of(job, sampler, seeds)
+        second = {key: value for key, value in arguments.items() if key not in ("width", "height")}
+        second["num_inference_steps"] = hires.steps
+        output = pipe(
+            image=start,
+            strength=hires.strength,
+            generator=_generators(seeds),
+            output_type="latent",
+            callback_on_step_end=_step_callback(
+                progress, cancel, preview, self.previews, size, before=first.num_timesteps
+            ),
+            **second,
+        )
+        _stop_if_asked(cancel)
+        return output.images, notes
 
     def check_image_format(self, image_format: str | None) -> str:
         """The format to save in: ``image_format`` (png, jpeg, webp), or ``--save-format`` when None."""
@@ -713,7 +823,7 @@ class StudioService:
             **plan.arguments,
         }
         decoded, notes, model = self._denoise(
-            plan.task, request.sampler, seeds, arguments, progress, cancel, preview, plan.size, plan.loras
+            plan.task, request.sampler, seeds, arguments, progress, cancel, preview, plan.size, plan.loras, plan.hires
         )
         finished = [plan.finish(image) for image in decoded]
         return self._finish(plan, finished, seeds, model, [*plan.notes, *notes], image_format=image_format)

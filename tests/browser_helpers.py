@@ -15,7 +15,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-def set_number(page: Page, elem_id: str, value: int) -> None:
+def set_number(page: Page, elem_id: str, value: float) -> None:
     """Type into a slider's number box, as a person does to set an exact value."""
     box = page.locator(f"#{elem_id} input[type=number]")
     box.fill(str(value))

@@ -93,7 +93,15 @@ def test_the_api_makes_the_same_image_as_the_studio(server: str, served_studio: 
         ({"seed": -7}, "seed must be -1 (random) or between 0 and"),
         ({"sampler_name": "Nope"}, "unknown sampler_name 'Nope'; choose one of: DPM++ 2M"),
         ({"sampler_name": "Euler", "scheduler": "Exponential"}, "scheduler 'Exponential' is not available here"),
-        ({"enable_hr": True}, "not supported by this studio: enable_hr (hires fix)"),
+        ({"enable_hr": True, "hr_prompt": "a dog"}, "not supported by this studio: hr_prompt (another prompt for"),
+        ({"enable_hr": True, "hr_sampler_name": "Euler a"}, "hr_sampler_name/hr_scheduler (another sampler for"),
+        ({"enable_hr": True, "hr_checkpoint_name": "other.safetensors"}, "hr_checkpoint_name (another model for"),
+        ({"enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+"}, "hr_upscaler must be one of: Latent, Latent (antiali"),
+        ({"enable_hr": True, "hr_resize_x": 4096}, "the hires fix would end at 4096x4096: 4096x4096 is 16,777,216"),
+        (
+            {"enable_hr": True, "alwayson_scripts": {"controlnet": {"args": [{"image": b64_png(square_picture())}]}}},
+            "enable_hr (hires fix) with a ControlNet unit",
+        ),
         ({"alwayson_scripts": {"ADetailer": {"args": [True]}}}, "always-on script 'ADetailer' is not available"),
     ],
 )
@@ -102,6 +110,36 @@ def test_bad_values_answer_422_with_a_message(server: str, change: dict[str, obj
     assert response.status_code == 422
     assert message in response.json()["detail"]
     assert "Traceback" not in response.text
+
+
+def test_txt2img_with_the_hires_fix_as_a1111_clients_send_it(server: str) -> None:
+    """``enable_hr`` with A1111's hires fields: the picture comes back upscaled, its text says how, as A1111's
+    does (Size is the first pass's), and the same request makes the same picture."""
+    body = {
+        "prompt": "a cat",
+        "seed": 5,
+        **SMALL,
+        "enable_hr": True,
+        "hr_scale": 1.5,
+        "hr_upscaler": "Latent",
+        "hr_second_pass_steps": 2,
+        "denoising_strength": 0.6,
+        "hr_sampler_name": "Use same sampler",
+        "hr_prompt": "",
+    }
+    response = post(server, "/sdapi/v1/txt2img", body)
+    assert response.status_code == 200, response.text
+    info = info_of(response)
+    picture = decoded(response.json()["images"][0])
+    assert picture.size == (96, 96)
+    fields = parse_parameters(info["infotexts"][0]).fields
+    assert (fields["Size"], fields["Hires upscale"], fields["Hires steps"]) == ("64x64", "1.5", "2")
+    assert (fields["Hires upscaler"], fields["Denoising strength"]) == ("Latent", "0.6")
+    assert info["denoising_strength"] == 0.6
+    again = decoded(post(server, "/sdapi/v1/txt2img", body).json()["images"][0])
+    assert np.array_equal(np.asarray(picture), np.asarray(again))
+    plain = decoded(post(server, "/sdapi/v1/txt2img", {**body, "enable_hr": False}).json()["images"][0])
+    assert plain.size == (64, 64), "enable_hr false: the hires fields change nothing"
 
 
 def test_a_body_that_is_not_json_is_a_message(server: str) -> None:

@@ -193,6 +193,10 @@ def test_webuiapi_from_pypi_as_a_real_client(locked: tuple[str, Studio]) -> None
     guided = api.txt2img(prompt="a box", seed=9, width=64, height=64, controlnet_units=[unit])
     assert len(guided.images) == 2, "the image, then the edge map"
 
+    # alwayson_scripts given: webuiapi's default dict is shared between calls and still holds the unit above.
+    fixed = api.txt2img(prompt="a hill", seed=3, width=64, height=64, enable_hr=True, hr_scale=1.5, alwayson_scripts={})
+    assert fixed.image.size == (96, 96) and "Hires upscaler: Latent" in fixed.info["infotexts"][0]
+
     assert api.util_get_model_names() == ["tiny-sd"] and api.util_get_current_model() == "tiny-sd"
     assert "Euler a" in api.util_get_sampler_names() and "karras" in api.util_get_scheduler_names()
     assert api.controlnet_module_list() == ["canny", "none"]
@@ -202,7 +206,7 @@ def test_webuiapi_from_pypi_as_a_real_client(locked: tuple[str, Studio]) -> None
     assert info.parameters["Seed"] == "5"
 
 
-async def mcp_session(url: str) -> tuple[list[object], object, object]:
+async def mcp_session(url: str) -> tuple[list[object], object, object, object]:
     """List the tools and call txt2img over MCP's streamable HTTP transport, logged in as ann."""
     async with (
         httpx.AsyncClient(auth=ANN, timeout=TIMEOUT) as http,
@@ -214,11 +218,12 @@ async def mcp_session(url: str) -> tuple[list[object], object, object]:
         arguments = {"prompt": "a green tree", "sampler": "Euler", "steps": 3, "width": 64, "height": 64, "seed": 11}
         called = await session.call_tool("txt2img", arguments)
         refused = await session.call_tool("txt2img", {**arguments, "width": 100})
-        return tools, called, refused
+        fixed = await session.call_tool("txt2img", {**arguments, "hires_scale": 1.5})
+        return tools, called, refused, fixed
 
 
 def test_an_mcp_client_lists_and_calls_the_txt2img_tool(locked: tuple[str, Studio]) -> None:
-    tools, called, refused = asyncio.run(mcp_session(locked[0]))
+    tools, called, refused, fixed = asyncio.run(mcp_session(locked[0]))
     by_name = {tool.name: tool for tool in tools}  # type: ignore[attr-defined]
     assert list(by_name) == ["txt2img"], "the tabs' endpoints (gallery + state outputs) are not offered as tools"
     tool = by_name["txt2img"]
@@ -234,3 +239,5 @@ def test_an_mcp_client_lists_and_calls_the_txt2img_tool(locked: tuple[str, Studi
     assert "Seed: 11" in texts and "Steps: 3" in texts
     assert refused.isError is True  # type: ignore[attr-defined]
     assert "width must be a multiple of 8, got 100" in refused.content[0].text  # type: ignore[attr-defined]
+    upscaled = Image.open(io.BytesIO(base64.b64decode(fixed.content[0].data)))  # type: ignore[attr-defined]
+    assert upscaled.size == (96, 96), "hires_scale 1.5: the hires fix"

@@ -14,7 +14,7 @@ from studio.metadata import read_metadata
 ENDPOINT_PARAMETERS = {
     "/txt2img": [
         "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "width", "height", "seed", "batch_size",
-        "image_format",
+        "image_format", "enable_hr", "hr_upscaler", "hr_scale", "hr_second_pass_steps", "denoising_strength",
     ],
     "/img2img": [
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",
@@ -85,6 +85,16 @@ def test_generates_pngs_with_a1111_parameters(client: Client) -> None:
         meta = read_metadata(image)
     assert meta.parameters is not None and meta.parameters.fields["Seed"] == "22"
     assert meta.record is not None and meta.record["request"]["prompt"] == "a cat on the moon"
+
+
+def test_txt2img_endpoint_with_the_hires_fix(client: Client) -> None:
+    gallery, _seeds, parameters, _notes = client.predict(
+        prompt="a cat", negative_prompt="", sampler="Euler", steps=3, guidance_scale=7, width=64, height=64, seed=4,
+        batch_size=1, enable_hr=True, hr_upscaler="Lanczos", hr_scale=1.5, denoising_strength=0.5, api_name="/txt2img",
+    )  # fmt: skip
+    assert "Size: 64x64" in parameters and "Hires upscale: 1.5, Hires upscaler: Lanczos" in parameters
+    with Image.open(gallery[0]["image"]) as image:
+        assert image.size == (96, 96)
 
 
 def test_bad_input_is_a_message_and_the_server_keeps_serving(client: Client) -> None:

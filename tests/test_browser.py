@@ -37,6 +37,25 @@ def test_type_a_prompt_click_generate_and_see_the_image(page: Page) -> None:
     )
 
 
+def test_turn_on_the_hires_fix_and_get_the_larger_picture(page: Page) -> None:
+    page.locator("#txt2img-prompt textarea").fill("a red house by the sea")
+    set_number(page, "txt2img-width", 64)
+    set_number(page, "txt2img-height", 64)
+    set_number(page, "txt2img-steps", 2)
+    page.locator("#txt2img-seed input").fill("7")
+    page.locator("#txt2img-hires-enable input").check()
+    set_number(page, "txt2img-hires-scale", 1.5)  # turning it on opened its settings
+    expect(page.locator("#txt2img-hires-size")).to_contain_text("From 64x64 to 96x96")
+    page.locator("#txt2img-generate").click()
+    parameters = page.locator("#txt2img-parameters textarea")
+    expect(parameters).to_have_value(
+        re.compile("Size: 64x64, .*Hires upscale: 1.5, Hires upscaler: Latent"), timeout=60_000
+    )
+    image = page.locator("#txt2img-gallery img").first
+    expect(image).to_be_visible()
+    assert image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [96, 96]
+
+
 def test_select_an_image_and_reuse_its_seed(page: Page) -> None:
     page.locator("#txt2img-prompt textarea").fill("a green tree")
     set_number(page, "txt2img-width", 64)

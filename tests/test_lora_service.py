@@ -247,6 +247,27 @@ def test_loras_apply_in_every_generation_task(lora_studio: Studio, task: str) ->
     assert not np.array_equal(pixels(with_lora), pixels(run(lora_studio, "a blue sky")))
 
 
+def test_a_lora_stays_on_through_the_hires_fixs_second_pass(lora_studio: Studio) -> None:
+    unet = lora_studio.manager.current().pipeline.unet
+    original = unet.forward
+    seen: list[int] = []
+
+    def forward(*args: object, **kwargs: object) -> object:
+        seen.append(sum(isinstance(m, BaseTunerLayer) for m in unet.modules()))
+        return original(*args, **kwargs)
+
+    unet.forward = forward
+    try:
+        result = lora_studio.service.txt2img(
+            Txt2ImgRequest(prompt="a red house <lora:ink:1>", seed=7, enable_hr=True, hr_scale=1.5, **FAST)
+        )
+    finally:
+        del unet.forward
+    assert result.images[0].image.size == (96, 96) and "Lora hashes" in result.images[0].parameters
+    assert len(seen) == 2 + 1 and all(layers > 0 for layers in seen), "2 steps, then 1 of 2 (strength 0.7)"
+    assert lora_layers(lora_studio) == 0, "taken off after the job, second pass and all"
+
+
 def test_compare_applies_each_cells_loras_to_that_cell_only(
     lora_studio: Studio, reference: dict[str, np.ndarray]
 ) -> None:

@@ -35,10 +35,10 @@ def a1111_png(tmp_path: Path) -> Path:
     return path
 
 
-def drop_into_pnginfo(page: Page, picture: Path) -> None:
+def drop_into_pnginfo(page: Page, picture: Path, text: str = A1111_TEXT) -> None:
     page.get_by_role("tab", name="PNG Info").click()
     page.locator("#pnginfo-image input[type=file]").set_input_files(str(picture))
-    expect(page.locator("#pnginfo-parameters textarea")).to_have_value(A1111_TEXT, timeout=30_000)
+    expect(page.locator("#pnginfo-parameters textarea")).to_have_value(text, timeout=30_000)
 
 
 def number(page: Page, elem_id: str) -> str:
@@ -58,6 +58,22 @@ def test_drop_an_a1111_png_and_send_it_to_txt2img(page: Page, a1111_png: Path) -
     expect(page.locator("#txt2img-seed input")).to_have_value("987654")
     expect(page.locator("#txt2img-width input[type=number]")).to_have_value("72")
     expect(page.locator("#txt2img-height input[type=number]")).to_have_value("96")
+    expect(page.locator("#txt2img-hires-enable input")).not_to_be_checked()
+
+
+def test_a_hires_fixed_picture_turns_the_hires_fix_on(page: Page, tmp_path: Path) -> None:
+    text = A1111_TEXT.replace(", Version:", ", Hires upscale: 1.5, Hires steps: 10, Hires upscaler: Latent, Version:")
+    path = tmp_path / "00043-987654.png"
+    write_image(Image.new("RGB", (108, 144), (90, 140, 80)), str(path), "png", text, {})
+    drop_into_pnginfo(page, path, text)
+    page.locator("#pnginfo-send-to-txt2img").click()
+    expect(page.locator("#txt2img-hires-enable input")).to_be_checked()
+    expect(page.locator("#txt2img-hires-scale input[type=number]")).to_be_visible()  # its settings opened
+    expect(page.locator("#txt2img-hires-scale input[type=number]")).to_have_value("1.5")
+    expect(page.locator("#txt2img-hires-steps input[type=number]")).to_have_value("10")
+    expect(page.locator("#txt2img-hires-strength input[type=number]")).to_have_value("0.42")
+    expect(page.locator("#txt2img-hires-upscaler input")).to_have_value("Latent")
+    expect(page.locator("#txt2img-width input[type=number]")).to_have_value("72")  # the first pass's size
 
 
 def test_send_to_img2img_brings_the_picture_and_the_strength(page: Page, a1111_png: Path) -> None:

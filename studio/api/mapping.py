@@ -2,9 +2,9 @@
 refuses rather than silently ignores.
 
 Fields that only tune features the studio lacks and that change nothing when left at their defaults are
-ignored (as A1111 ignores unknown ones). A field that asks for such a feature (``enable_hr``,
-``restore_faces``, a script) is refused with a message, so a client never gets a different picture than it
-asked for without being told.
+ignored (as A1111 ignores unknown ones). A field that asks for such a feature (``restore_faces``, a script, a
+sampler or prompt of its own for the hires pass) is refused with a message, so a client never gets a different
+picture than it asked for without being told.
 """
 
 from __future__ import annotations
@@ -20,7 +20,15 @@ from studio.api.samplers import sampler_for
 from studio.api.schemas import GenerationBody, Img2ImgBody, Txt2ImgBody
 from studio.errors import InvalidRequest
 from studio.images import RESIZE_MODES, mask_from_image, resize_image, to_rgb
-from studio.requests import ControlNetRequest, GenerationRequest, Img2ImgRequest, InpaintRequest, Txt2ImgRequest
+from studio.requests import (
+    DEFAULT_HR_STRENGTH,
+    DEFAULT_HR_UPSCALER,
+    ControlNetRequest,
+    GenerationRequest,
+    Img2ImgRequest,
+    InpaintRequest,
+    Txt2ImgRequest,
+)
 from studio.validation import MAX_SEED, Limits, check_size, resolve_seed
 
 INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise"}
@@ -57,7 +65,6 @@ def _refuse_unsupported(body: GenerationBody) -> None:
     asked = {
         "restore_faces": bool(body.restore_faces),
         "tiling": bool(body.tiling),
-        "enable_hr (hires fix)": bool(getattr(body, "enable_hr", False)),
         "subseed_strength (variation seeds)": body.subseed_strength != 0,
         f"script_name {body.script_name!r}": bool(body.script_name),
     }
@@ -112,7 +119,10 @@ def txt2img_job(body: Txt2ImgBody, facts: ServerFacts) -> A1111Job:
     common = _common(body, facts)
     unit = controlnet_unit(body.alwayson_scripts, facts.controlnet_name, facts.max_upload_megapixels, img2img=False)
     if unit is None:
-        return _job("txt2img", Txt2ImgRequest(width=body.width, height=body.height, **common), body)
+        request = Txt2ImgRequest(width=body.width, height=body.height, **common, **_hires(body, common["sampler"]))
+        return _job("txt2img", request, body)
+    if body.enable_hr:
+        raise InvalidRequest("not supported by this studio: enable_hr (hires fix) with a ControlNet unit")
     request = ControlNetRequest(
         image=unit.image,
         preprocessor=unit.preprocessor,
@@ -127,6 +137,42 @@ def txt2img_job(body: Txt2ImgBody, facts: ServerFacts) -> A1111Job:
         **common,
     )
     return _job("controlnet", request, body)
+
+
+SAME_AS_FIRST_PASS = (None, "", "Use same sampler", "Use same scheduler", "Use same checkpoint")
+"""What A1111 clients send for "the hires pass uses the first pass's sampler, schedule, model"."""
+
+
+def _hires(body: Txt2ImgBody, sampler: str) -> dict[str, Any]:
+    """The hires fix fields of a text to image request (the service checks their ranges). A sampler, schedule,
+    model or prompt of the hires pass's own is refused: the second pass runs with the first pass's."""
+    if not body.enable_hr:
+        return {}
+    second_sampler = sampler
+    if body.hr_sampler_name not in SAME_AS_FIRST_PASS or body.hr_scheduler not in SAME_AS_FIRST_PASS:
+        name = body.sampler_name or body.sampler_index
+        if body.hr_sampler_name not in SAME_AS_FIRST_PASS:
+            name = str(body.hr_sampler_name)
+        schedule = body.hr_scheduler if body.hr_scheduler not in SAME_AS_FIRST_PASS else body.scheduler
+        second_sampler = sampler_for(name, schedule)
+    other = {
+        "hr_sampler_name/hr_scheduler (another sampler for the hires pass)": second_sampler != sampler,
+        "hr_checkpoint_name (another model for the hires pass)": body.hr_checkpoint_name not in SAME_AS_FIRST_PASS,
+        "hr_prompt (another prompt for the hires pass)": body.hr_prompt not in ("", body.prompt),
+        "hr_negative_prompt": body.hr_negative_prompt not in ("", body.negative_prompt),
+    }
+    refused = [name for name, wanted in other.items() if wanted]
+    if refused:
+        raise InvalidRequest(f"not supported by this studio: {', '.join(refused)}; leave them empty")
+    return {
+        "enable_hr": True,
+        "hr_scale": body.hr_scale,
+        "hr_upscaler": body.hr_upscaler or DEFAULT_HR_UPSCALER,
+        "hr_second_pass_steps": body.hr_second_pass_steps,
+        "hr_resize_x": body.hr_resize_x,
+        "hr_resize_y": body.hr_resize_y,
+        "denoising_strength": DEFAULT_HR_STRENGTH if body.denoising_strength is None else body.denoising_strength,
+    }
 
 
 def _resize_mode(value: int) -> str:

@@ -54,7 +54,8 @@ def _info(job: A1111Job, outcome: Outcome, made: list[GeneratedImage], model: st
         "sd_model_hash": None,
         "seed_resize_from_w": -1,
         "seed_resize_from_h": -1,
-        "denoising_strength": getattr(request, "strength", None),
+        "denoising_strength": getattr(request, "strength", None)
+        or (request.denoising_strength if getattr(request, "enable_hr", False) else None),
         "extra_generation_params": {},
         "index_of_first_image": 0,
         "infotexts": [item.parameters for item in made],

@@ -50,8 +50,18 @@ class GenerationBody(_Body):
 
 
 class Txt2ImgBody(GenerationBody):
-    enable_hr: bool = Field(False, description="hires fix is not supported: must be false")
-    denoising_strength: float | None = None
+    enable_hr: bool = Field(False, description="hires fix: upscale, then redraw at denoising_strength")
+    denoising_strength: float | None = Field(None, description="the hires pass's strength (0.7 when missing)")
+    hr_scale: float = Field(2.0, description="upscale by (1-4)")
+    hr_upscaler: str | None = Field(None, description='"Latent" (the default) and its variants, "Lanczos", "Nearest"')
+    hr_second_pass_steps: int = Field(0, description="the hires pass's steps; 0: as many as steps")
+    hr_resize_x: int = Field(0, description="resize to this width instead of hr_scale (0: follow the height)")
+    hr_resize_y: int = Field(0, description="resize to this height instead of hr_scale (0: follow the width)")
+    hr_sampler_name: str | None = Field(None, description="another sampler for the hires pass is not supported")
+    hr_scheduler: str | None = Field(None, description="another schedule for the hires pass is not supported")
+    hr_checkpoint_name: str | None = Field(None, description="another model for the hires pass is not supported")
+    hr_prompt: str = Field("", description="another prompt for the hires pass is not supported: empty or the prompt")
+    hr_negative_prompt: str = Field("", description="empty or the negative prompt")
 
 
 class Img2ImgBody(GenerationBody):

@@ -62,6 +62,7 @@ def add_mcp_tools(studio: Studio) -> list[object]:
         width: int = 512,
         height: int = 512,
         seed: int = RANDOM_SEED,
+        hires_scale: float = 1.0,
     ) -> tuple[gr.FileData, str]:
         """Generate an image from a text prompt with Stable Diffusion.
 
@@ -74,6 +75,8 @@ def add_mcp_tools(studio: Studio) -> list[object]:
             width: image width in pixels, a multiple of 8 (512 for SD 1.x models, 1024 for SDXL).
             height: image height in pixels, a multiple of 8.
             seed: -1 for a random seed; the same seed and settings give the same image again.
+            hires_scale: above 1 (up to 4), the hires fix: the image is drawn at width x height, upscaled by this
+                factor, then its details redrawn (A1111's defaults: Latent upscaler, denoising strength 0.7).
         Returns:
             The PNG image, and its generation parameters (A1111 text, including the seed used).
         """
@@ -86,6 +89,8 @@ def add_mcp_tools(studio: Studio) -> list[object]:
             width=width,
             height=height,
             seed=seed,
+            enable_hr=hires_scale != 1,
+            hr_scale=hires_scale,
         )
         made = studio.service.txt2img(request).images[0]
         return _png_in_cache(made.image), made.parameters

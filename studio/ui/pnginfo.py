@@ -2,8 +2,8 @@
 
 Reads what this studio writes and what A1111, Forge and SD.Next write (the ``parameters`` text in a PNG chunk, or
 in the EXIF ``UserComment`` of a JPEG or WebP). "Send to" fills every field the target tab has: prompt, negative
-prompt, sampler, steps, CFG, seed, size and denoising strength (and the picture itself for image to image and
-inpainting), then opens that tab. Also the ``/png_info`` endpoint.
+prompt, sampler, steps, CFG, seed, size, denoising strength and the hires fix (and the picture itself for image to
+image and inpainting), then opens that tab. Also the ``/png_info`` endpoint.
 """
 
 from __future__ import annotations
@@ -140,6 +140,12 @@ def field_updates(sent: SentSettings, target: GenerationTab) -> list[Any]:
         values += [_value(sent.width), _value(sent.height)]
     if target.strength is not None:
         values.append(_value(sent.strength))
+    if target.hires is not None:
+        hires = sent.hires
+        if hires is None:
+            values += [False, *(gr.skip() for _ in range(4))]
+        else:
+            values += [True, hires.upscaler, hires.scale, hires.steps, hires.strength]
     return values
 
 
@@ -156,6 +162,8 @@ def field_outputs(target: GenerationTab) -> list[gr.components.Component]:
     ]
     if target.strength is not None:
         outputs.append(target.strength)
+    if target.hires is not None:
+        outputs += target.hires.inputs()
     return outputs
 
 

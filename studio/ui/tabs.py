@@ -13,6 +13,7 @@ from studio.composition import Studio
 from studio.images import fit_within
 from studio.ui.controls import GenerationControls, PromptRow
 from studio.ui.examples import add_examples
+from studio.ui.hires import HiresControls
 from studio.ui.jobs import GPU_QUEUE, wire_stop
 from studio.ui.results import ResultsPanel, wire_results
 
@@ -30,6 +31,7 @@ class GenerationTab:
     event: gr.events.Dependency
     controls: GenerationControls
     strength: gr.Slider | None = None
+    hires: HiresControls | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class TabParts:
     inputs: list[gr.components.Component]
     image: gr.components.Component | None = None
     strength: gr.Slider | None = None
+    hires: HiresControls | None = None
 
 
 def wire_generation_tab(tab: gr.Tab, parts: TabParts, studio: Studio) -> GenerationTab:
@@ -73,6 +76,7 @@ def wire_generation_tab(tab: gr.Tab, parts: TabParts, studio: Studio) -> Generat
         event,
         parts.controls,
         parts.strength,
+        parts.hires,
     )
 
 

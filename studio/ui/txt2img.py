@@ -8,9 +8,10 @@ from typing import Any
 import gradio as gr
 
 from studio.composition import Studio
-from studio.requests import Txt2ImgRequest
+from studio.requests import DEFAULT_HR_SCALE, DEFAULT_HR_STRENGTH, DEFAULT_HR_UPSCALER, Txt2ImgRequest
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
+from studio.ui.hires import build_hires_controls
 from studio.ui.jobs import progress_reporter, run_job
 from studio.ui.results import RESULT_OUTPUTS, build_results, present
 from studio.ui.tabs import GenerationTab, TabParts, wire_generation_tab
@@ -24,6 +25,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         with gr.Row():
             with gr.Column():
                 controls = build_generation_controls("txt2img", studio)
+                hires = build_hires_controls("txt2img", studio.settings, controls)
             with gr.Column():
                 panel = build_results("txt2img", studio.settings.save_format)
 
@@ -40,6 +42,11 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         seed: float,
         batch_size: float,
         image_format: str | None = None,
+        enable_hr: bool = False,
+        hr_upscaler: str = DEFAULT_HR_UPSCALER,
+        hr_scale: float = DEFAULT_HR_SCALE,
+        hr_second_pass_steps: float = 0,
+        denoising_strength: float = DEFAULT_HR_STRENGTH,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -57,6 +64,11 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             batch_size: how many images to make.
             image_format: "png" (default: lossless, with the parameters and a JSON record), "jpeg" or "webp" (the
                 parameters in EXIF, as A1111 writes them); none for the server's --save-format.
+            enable_hr: hires fix: draw at width x height, upscale by hr_scale, then redraw at denoising_strength.
+            hr_upscaler: "Latent" (and its variants), "Lanczos" or "Nearest".
+            hr_scale: upscale by (1-4).
+            hr_second_pass_steps: the hires pass's steps; 0 for as many as steps.
+            denoising_strength: how much the hires pass redraws (0-1; 0.7 is A1111's default).
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
@@ -70,6 +82,11 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             height=height,
             seed=seed,
             batch_size=batch_size,
+            enable_hr=enable_hr,
+            hr_upscaler=hr_upscaler,
+            hr_scale=hr_scale,
+            hr_second_pass_steps=hr_second_pass_steps,  # type: ignore[arg-type]  # whole floats pass the checks
+            denoising_strength=denoising_strength,
         )
         yield from run_job(
             studio,
@@ -94,14 +111,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         controls.seed,
         controls.batch_size,
         panel.image_format,
+        *hires.inputs(),
     ]
-    parts = TabParts(
-        "txt2img",
-        "Text to image",
-        row,
-        controls,
-        panel,
-        txt2img,
-        inputs,
-    )
+    parts = TabParts("txt2img", "Text to image", row, controls, panel, txt2img, inputs, hires=hires)
     return wire_generation_tab(tab, parts, studio)

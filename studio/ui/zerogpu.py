@@ -71,18 +71,31 @@ def _image_size(value: Any) -> tuple[float, float] | None:
 
 def generation_seconds(arguments: Mapping[str, Any]) -> int:
     """``estimate_seconds`` from a generation handler's arguments, by their names (``steps``, ``width``,
-    ``height``, ``batch_size``, ``strength``; the input image's size where the tab has no size sliders)."""
+    ``height``, ``batch_size``, ``strength``; the input image's size where the tab has no size sliders), with the
+    hires fix's second pass added when ``enable_hr`` is on."""
     width, height = _number(arguments, "width", 0), _number(arguments, "height", 0)
     if not width or not height:
         width, height = _image_size(arguments.get("image")) or (512.0, 512.0)
-    return estimate_seconds(
-        steps=_number(arguments, "steps", 25),
+    steps, images = _number(arguments, "steps", 25), _number(arguments, "batch_size", 1)
+    seconds = estimate_seconds(
+        steps=steps,
         width=width,
         height=height,
-        images=_number(arguments, "batch_size", 1),
+        images=images,
         strength=_number(arguments, "strength", 1.0),
         controlnet="conditioning_scale" in arguments,
     )
+    if arguments.get("enable_hr") is True:  # the hires fix's second pass, at its size
+        scale = _number(arguments, "hr_scale", 2.0)
+        second = estimate_seconds(
+            steps=_number(arguments, "hr_second_pass_steps", 0) or steps,
+            width=width * scale,
+            height=height * scale,
+            images=images,
+            strength=_number(arguments, "denoising_strength", 0.7),
+        )
+        seconds = min(MAX_SECONDS, seconds + second - STARTUP_SECONDS)
+    return seconds
 
 
 def compare_seconds(arguments: Mapping[str, Any]) -> int:
