@@ -173,12 +173,7 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
     inputs = [
         prompts,
         negative,
-        controls.sampler,
-        controls.steps,
-        controls.guidance_scale,
-        controls.width,
-        controls.height,
-        controls.seed,
+        *controls.sampling_inputs(),
         axis,
         axis_values,
         image,

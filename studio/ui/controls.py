@@ -31,6 +31,12 @@ class GenerationControls:
     reuse_seed: gr.Button
     batch_size: gr.Slider | None
 
+    def sampling_inputs(self) -> list[gr.components.Component]:
+        """Sampler, steps, CFG, width, height and seed: in this order after the prompts, the parameters of the
+        handlers that draw from text (text to image, Compare, the Lab's trajectory)."""
+        assert self.width is not None and self.height is not None
+        return [self.sampler, self.steps, self.guidance_scale, self.width, self.height, self.seed]
+
 
 @dataclass(frozen=True)
 class PromptRow:

@@ -481,12 +481,7 @@ def build_lab_tab(studio: Studio) -> None:
         inputs=[
             prompt,
             negative,
-            controls.sampler,
-            controls.steps,
-            controls.guidance_scale,
-            controls.width,
-            controls.height,
-            controls.seed,
+            *controls.sampling_inputs(),
             every,
         ],
         outputs=[frames, filmstrip, final, trajectory_notes, last_seed],

@@ -99,16 +99,10 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             image_format=image_format,
         )
 
-    assert controls.width is not None and controls.height is not None
     inputs = [
         row.prompt,
         row.negative_prompt,
-        controls.sampler,
-        controls.steps,
-        controls.guidance_scale,
-        controls.width,
-        controls.height,
-        controls.seed,
+        *controls.sampling_inputs(),
         controls.batch_size,
         panel.image_format,
         *hires.inputs(),
