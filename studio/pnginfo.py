@@ -18,7 +18,7 @@ from studio.hires import MAX_SCALE, UPSCALERS
 from studio.metadata import ImageMetadata
 from studio.requests import DEFAULT_HR_SCALE, DEFAULT_HR_STRENGTH, DEFAULT_HR_UPSCALER
 from studio.schedulers import SAMPLERS, sampler_from_a1111
-from studio.validation import MIN_SIDE
+from studio.validation import MAX_CLIP_SKIP, MIN_SIDE
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[x×]\s*(\d+)\s*$")
 
@@ -49,6 +49,7 @@ class SentSettings:
     notes: tuple[str, ...] = ()
     hires: SentHires | None = None
     """None: the image was not hires-fixed (the panel is turned off)."""
+    clip_skip: int | None = None
 
 
 def _float(text: object) -> float | None:
@@ -125,6 +126,12 @@ def settings_from_metadata(meta: ImageMetadata, *, max_steps: int, max_side: int
 
     hires = _hires(ours, fields, width, strength, max_steps, notes)
 
+    # A1111 writes "Clip skip" only when it is not 1, so parameters without it mean 1.
+    clip_skip = _int(ours.get("clip_skip", fields.get("Clip skip", 1 if meta.parameters else None)))
+    if clip_skip is not None and not 1 <= clip_skip <= MAX_CLIP_SKIP:
+        notes.append(f"Clip skip {clip_skip} became 1 (1 to {MAX_CLIP_SKIP} here)")
+        clip_skip = 1
+
     return SentSettings(
         prompt=prompt,
         negative_prompt=negative,
@@ -136,6 +143,7 @@ def settings_from_metadata(meta: ImageMetadata, *, max_steps: int, max_side: int
         height=height,
         strength=strength,
         hires=hires,
+        clip_skip=clip_skip,
         notes=tuple(notes),
     )
 

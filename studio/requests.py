@@ -29,6 +29,8 @@ class Txt2ImgRequest:
 
     ``loras`` (in every generation request) are LoRAs to apply besides the ``<lora:name:weight>`` tags of the
     prompt; validation adds the prompt's tags to them, so the validated request lists every LoRA it applies.
+    ``clip_skip`` (in every generation request) counts as A1111's does: 1 reads the text encoder's last layer, 2 the
+    one before it (what anime models are trained on), up to 12; diffusers' ``clip_skip`` is one less.
 
     ``enable_hr`` turns on the hires fix (``studio/hires.py``); it and its ``hr_*`` fields and
     ``denoising_strength`` have A1111's names, as diffusers has no such argument. ``hr_second_pass_steps`` 0 means
@@ -45,6 +47,7 @@ class Txt2ImgRequest:
     seed: int = RANDOM_SEED
     batch_size: int = 1
     loras: tuple[LoraSpec, ...] = ()
+    clip_skip: int = 1
     enable_hr: bool = False
     hr_scale: float = DEFAULT_HR_SCALE
     hr_upscaler: str = DEFAULT_HR_UPSCALER
@@ -91,6 +94,7 @@ class Img2ImgRequest:
     seed: int = RANDOM_SEED
     batch_size: int = 1
     loras: tuple[LoraSpec, ...] = ()
+    clip_skip: int = 1
 
     task: ClassVar[str] = "img2img"
 
@@ -123,6 +127,7 @@ class InpaintRequest:
     seed: int = RANDOM_SEED
     batch_size: int = 1
     loras: tuple[LoraSpec, ...] = ()
+    clip_skip: int = 1
 
     task: ClassVar[str] = "inpaint"
 
@@ -158,6 +163,7 @@ class ControlNetRequest:
     batch_size: int = 1
     resize_mode: str = "Crop and resize"
     loras: tuple[LoraSpec, ...] = ()
+    clip_skip: int = 1
 
     task: ClassVar[str] = "controlnet"
 
@@ -185,6 +191,7 @@ class CompareRequest:
     axis_values: tuple[str | int | float, ...] = ()
     image: Image.Image | None = None
     strength: float = 0.75
+    clip_skip: int = 1
 
     task: ClassVar[str] = "compare"
 

@@ -18,6 +18,7 @@ from diffusers import DiffusionPipeline, StableDiffusionXLPipeline
 from PIL import Image
 
 from studio import __version__, compare, images
+from studio.clip_skip import with_clip_skip
 from studio.errors import Cancelled, InvalidRequest, OutOfMemory
 from studio.fast_paths import watch_compiles
 from studio.hires import HiresPass, check_hires, upscale_latents, upscale_pictures
@@ -50,6 +51,7 @@ from studio.requests import (
 from studio.schedulers import check_sampler, check_sampler_steps
 from studio.vae_decode import decode_latents
 from studio.validation import (
+    MAX_CLIP_SKIP,
     MAX_MASK_BLUR,
     MAX_PADDING,
     MIN_SIDE,
@@ -106,7 +108,17 @@ def _validate_common(request: Any, limits: Limits) -> dict[str, Any]:
         "guidance_scale": check_guidance_scale(request.guidance_scale),
         "batch_size": check_batch_size(request.batch_size, limits),
         "seed": resolve_seed(request.seed),
+        "clip_skip": check_clip_skip(request.clip_skip),
     }
+
+
+def check_clip_skip(value: object) -> int:
+    return check_range("clip_skip", value, 1, MAX_CLIP_SKIP)
+
+
+def clip_skip_argument(clip_skip: int) -> dict[str, int]:
+    """diffusers' ``clip_skip`` for A1111's (one less), left out at 1 so the call is the plain one."""
+    return {"clip_skip": clip_skip - 1} if clip_skip > 1 else {}
 
 
 def validate_txt2img(request: Txt2ImgRequest, limits: Limits) -> Txt2ImgRequest:
@@ -301,6 +313,7 @@ def validate_compare(request: CompareRequest, limits: Limits) -> CompareRequest:
         axis_values=values,
         image=image,
         strength=strength,
+        clip_skip=check_clip_skip(request.clip_skip),
     )
 
 
@@ -592,6 +605,7 @@ class StudioService:
                 "num_inference_steps": first.num_inference_steps,
                 "guidance_scale": first.guidance_scale,
                 "num_images_per_prompt": 1,
+                **clip_skip_argument(first.clip_skip),
             }
             if isinstance(first, Img2ImgRequest):
                 init = images.resize_image(first.image, first.width, first.height, first.resize_mode)
@@ -648,6 +662,7 @@ class StudioService:
             "height": request.height,
             "seed": request.seed,
             "loras": parse_loras(prompt),
+            "clip_skip": request.clip_skip,
         }
         if request.image is not None:
             shared.update(image=request.image, strength=request.strength, resize_mode="Crop and resize")
@@ -713,17 +728,18 @@ class StudioService:
         try:
             with self.manager.job(task, sampler, seeds, loras) as job, watch_compiles() as compiles:
                 after = hires.steps_run if hires is not None else 0
+                call = with_clip_skip(job.pipeline, arguments)
                 output = job.pipeline(
                     generator=_generators(seeds),
                     output_type="latent",
                     callback_on_step_end=_step_callback(progress, cancel, preview, self.previews, size, after=after),
-                    **arguments,
+                    **call,
                 )
                 _stop_if_asked(cancel)
                 latents, notes = output.images, []
                 if hires is not None:
                     latents, notes = self._hires_pass(
-                        job, hires, latents, sampler, seeds, arguments, progress, cancel, preview
+                        job, hires, latents, sampler, seeds, call, progress, cancel, preview
                     )
                 decoded, more = decode_latents(
                     job.pipeline.vae, job.pipeline.image_processor, latents, upcast=job.model.upcasts_vae
@@ -820,6 +836,7 @@ class StudioService:
             "num_inference_steps": request.num_inference_steps,
             "guidance_scale": request.guidance_scale,
             "num_images_per_prompt": request.batch_size,
+            **clip_skip_argument(request.clip_skip),
             **plan.arguments,
         }
         decoded, notes, model = self._denoise(
@@ -856,6 +873,7 @@ class StudioService:
                         "Size": f"{plan.size[0]}x{plan.size[1]}",
                         "Model": model,
                         **plan.fields,
+                        **({"Clip skip": request.clip_skip} if request.clip_skip > 1 else {}),
                         **({"Lora hashes": lora_hashes_field(plan.loras)} if plan.loras else {}),
                         "Version": VERSION_TAG,
                     },

@@ -113,6 +113,8 @@ def resolve_seed(value: object) -> int:
 
 
 MAX_MASK_BLUR = 64
+MAX_CLIP_SKIP = 12
+"""CLIP ViT-L has 12 layers: clip skip 12 reads the first."""
 MAX_PADDING = 256
 
 

@@ -142,6 +142,19 @@ def test_txt2img_with_the_hires_fix_as_a1111_clients_send_it(server: str) -> Non
     assert plain.size == (64, 64), "enable_hr false: the hires fields change nothing"
 
 
+def test_clip_skip_per_request_in_override_settings_never_for_everyone(server: str) -> None:
+    body = {"prompt": "a cat", "seed": 5, **SMALL, "override_settings": {"CLIP_stop_at_last_layers": 2}}
+    response = post(server, "/sdapi/v1/txt2img", body)
+    assert response.status_code == 200, response.text
+    info = info_of(response)
+    assert info["clip_skip"] == 2 and "Clip skip: 2" in info["infotexts"][0]
+    wrong = post(server, "/sdapi/v1/txt2img", {**body, "override_settings": {"CLIP_stop_at_last_layers": "two"}})
+    assert wrong.status_code == 422 and "CLIP_stop_at_last_layers must be a whole number" in wrong.text
+    shared = post(server, "/sdapi/v1/options", {"CLIP_stop_at_last_layers": 2})
+    assert shared.status_code == 422 and "send it with each generation, in override_settings" in shared.text
+    assert post(server, "/sdapi/v1/options", {"CLIP_stop_at_last_layers": 1}).status_code == 200
+
+
 def test_a_body_that_is_not_json_is_a_message(server: str) -> None:
     response = httpx.post(server + "sdapi/v1/txt2img", content=b"{nope", headers={"content-type": "application/json"})
     assert response.status_code == 422 and "JSON" in response.json()["detail"]

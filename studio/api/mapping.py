@@ -94,7 +94,16 @@ def _common(body: GenerationBody, facts: ServerFacts) -> dict[str, Any]:
         "guidance_scale": body.cfg_scale,
         "seed": seed,
         "batch_size": body.batch_size,
+        "clip_skip": _clip_skip(body.override_settings),
     }
+
+
+def _clip_skip(override_settings: dict[str, Any]) -> int:
+    """A1111's clip skip, which its clients send as ``override_settings.CLIP_stop_at_last_layers``."""
+    value = override_settings.get("CLIP_stop_at_last_layers", 1)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"override_settings.CLIP_stop_at_last_layers must be a whole number, got {value!r}")
+    return value
 
 
 def _job(task: str, request: GenerationRequest, body: GenerationBody) -> A1111Job:

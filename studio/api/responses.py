@@ -61,7 +61,7 @@ def _info(job: A1111Job, outcome: Outcome, made: list[GeneratedImage], model: st
         "infotexts": [item.parameters for item in made],
         "styles": [],
         "job_timestamp": "",
-        "clip_skip": 1,
+        "clip_skip": getattr(request, "clip_skip", 1),
         "is_using_inpainting_conditioning": job.task == "inpaint",
         "version": f"Diffusion Studio {__version__}",
         "interrupted": outcome.interrupted,

@@ -128,7 +128,14 @@ def build_router(studio: Studio) -> APIRouter:
     @router.post("/sdapi/v1/options", tags=["models"])
     async def set_options(options: dict[str, Any] = Body(...)) -> None:  # noqa: B008
         """``sd_model_checkpoint`` switches the model for everyone (if it cannot load, the old one keeps
-        serving and the answer says why). Other options are fixed by the server's flags and are ignored."""
+        serving and the answer says why). Other options are fixed by the server's flags and are ignored, but for a
+        clip skip other than 1, which would change every later picture: it is refused with where to send it."""
+        clip_skip = options.get("CLIP_stop_at_last_layers", 1)
+        if clip_skip != 1:
+            raise InvalidRequest(
+                f"CLIP_stop_at_last_layers {clip_skip!r} is not set for the whole server here (other users share "
+                "it): send it with each generation, in override_settings"
+            )
         wanted = options.get("sd_model_checkpoint")
         if wanted is None:
             return

@@ -130,6 +130,7 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
         axis_values: str,
         image: Image.Image | None = None,
         strength: float = 0.75,
+        clip_skip: float = 1,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -148,6 +149,7 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
             axis_values: the axis values separated by commas, e.g. "10, 20, 30" or "Euler a, DDIM".
             image: a source image, making every cell image to image (required by the Strength axis).
             strength: denoising strength of image-to-image cells (unless the axis is Strength).
+            clip_skip: 1 reads the text encoder's last layer, 2 the one before (anime models), up to 12.
         Returns:
             The gallery of cells (captioned with prompt and value), the labelled grid image, the prompts with the
             differing words marked, and notes.
@@ -165,6 +167,7 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
             axis_values=parse_axis(axis, axis_values),
             image=image,
             strength=strength,
+            clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
         )
         yield from run_job(
             studio, request, studio.service.compare, job, progress_of_cells(progress), present_comparison, 5
@@ -178,6 +181,7 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
         axis_values,
         image,
         strength,
+        controls.clip_skip,
     ]
     outputs = [gallery, grid, diff, notes, last_seed]
     event = gr.on(

@@ -128,6 +128,7 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
         width: float,
         height: float,
         image_format: str | None = None,
+        clip_skip: float = 1,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -151,6 +152,7 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
             width: output width, a multiple of 8 (the uploaded image's size by default in the UI).
             height: output height, a multiple of 8.
             image_format: "png" (default), "jpeg" or "webp" (the parameters in EXIF); none for --save-format.
+            clip_skip: 1 reads the text encoder's last layer, 2 the one before (anime models), up to 12.
         Returns:
             The gallery: the images (with A1111 metadata) and, last, the edge map they followed (a PNG).
         """
@@ -171,6 +173,7 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
             height=height,  # type: ignore[arg-type]
             seed=seed,
             batch_size=batch_size,
+            clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
         )
 
         def with_edge_map(result: GenerationResult) -> tuple[Any, ...]:
@@ -208,6 +211,7 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
         controls.width,
         controls.height,
         panel.image_format,
+        controls.clip_skip,
     ]
     parts = TabParts(
         "controlnet",

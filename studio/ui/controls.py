@@ -13,7 +13,7 @@ from studio.images import fit_within
 from studio.requests import RANDOM_SEED
 from studio.schedulers import SAMPLER_NAMES
 from studio.settings import Settings
-from studio.validation import MAX_GUIDANCE_SCALE, MIN_SIDE
+from studio.validation import MAX_CLIP_SKIP, MAX_GUIDANCE_SCALE, MIN_SIDE
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class GenerationControls:
     random_seed: gr.Button
     reuse_seed: gr.Button
     batch_size: gr.Slider | None
+    clip_skip: gr.Slider | None = None
 
     def sampling_inputs(self) -> list[gr.components.Component]:
         """Sampler, steps, CFG, width, height and seed: in this order after the prompts, the parameters of the
@@ -88,7 +89,7 @@ def max_side(settings: Settings) -> int:
 
 
 def build_generation_controls(
-    tab: str, studio: Studio, *, with_size: bool = True, with_batch: bool = True
+    tab: str, studio: Studio, *, with_size: bool = True, with_batch: bool = True, with_clip_skip: bool = True
 ) -> GenerationControls:
     """Sampler, steps, CFG, size, seed and batch widgets for ``tab`` (used in elem_ids for tests and CSS).
 
@@ -110,6 +111,21 @@ def build_generation_controls(
             label="Steps",
             elem_id=f"{tab}-steps",
             scale=3,
+        )
+        clip_skip = (
+            gr.Slider(
+                1,
+                MAX_CLIP_SKIP,
+                value=1,
+                step=1,
+                label="Clip skip",
+                info="2 for most anime models",
+                elem_id=f"{tab}-clip-skip",
+                scale=1,
+                min_width=120,
+            )
+            if with_clip_skip
+            else None
         )
     width = height = None
     if with_size:
@@ -146,6 +162,7 @@ def build_generation_controls(
         random_seed=random_seed,
         reuse_seed=reuse_seed,
         batch_size=batch_size,
+        clip_skip=clip_skip,
     )
 
 

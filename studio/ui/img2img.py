@@ -63,6 +63,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
         height: float,
         resize_mode: str,
         image_format: str | None = None,
+        clip_skip: float = 1,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -82,6 +83,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
             height: output height in pixels, a multiple of 8.
             resize_mode: "Just resize", "Crop and resize" or "Resize and fill".
             image_format: "png" (default), "jpeg" or "webp" (the parameters in EXIF); none for --save-format.
+            clip_skip: 1 reads the text encoder's last layer, 2 the one before (anime models), up to 12.
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
@@ -98,6 +100,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
             resize_mode=resize_mode,
             seed=seed,
             batch_size=batch_size,
+            clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
         )
         yield from run_job(
             studio,
@@ -124,6 +127,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
         controls.height,
         resize_mode,
         panel.image_format,
+        controls.clip_skip,
     ]
     parts = TabParts(
         "img2img",

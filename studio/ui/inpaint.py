@@ -125,6 +125,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
         invert_mask: bool = False,
         batch_size: float = 1,
         image_format: str | None = None,
+        clip_skip: float = 1,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -148,6 +149,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
             invert_mask: repaint everything except the mask.
             batch_size: how many images to make.
             image_format: "png" (default), "jpeg" or "webp" (the parameters in EXIF); none for --save-format.
+            clip_skip: 1 reads the text encoder's last layer, 2 the one before (anime models), up to 12.
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
@@ -168,6 +170,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
             invert_mask=invert_mask,
             seed=seed,
             batch_size=batch_size,
+            clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
         )
         yield from run_job(
             studio,
@@ -197,6 +200,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
         invert_mask,
         controls.batch_size,
         panel.image_format,
+        controls.clip_skip,
     ]
     parts = TabParts(
         "inpaint",

@@ -140,6 +140,8 @@ def field_updates(sent: SentSettings, target: GenerationTab) -> list[Any]:
         values += [_value(sent.width), _value(sent.height)]
     if target.strength is not None:
         values.append(_value(sent.strength))
+    if target.controls.clip_skip is not None:
+        values.append(_value(sent.clip_skip))
     if target.hires is not None:
         hires = sent.hires
         if hires is None:
@@ -162,6 +164,8 @@ def field_outputs(target: GenerationTab) -> list[gr.components.Component]:
     ]
     if target.strength is not None:
         outputs.append(target.strength)
+    if controls.clip_skip is not None:
+        outputs.append(controls.clip_skip)
     if target.hires is not None:
         outputs += target.hires.inputs()
     return outputs

@@ -47,6 +47,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         hr_scale: float = DEFAULT_HR_SCALE,
         hr_second_pass_steps: float = 0,
         denoising_strength: float = DEFAULT_HR_STRENGTH,
+        clip_skip: float = 1,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -69,6 +70,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             hr_scale: upscale by (1-4).
             hr_second_pass_steps: the hires pass's steps; 0 for as many as steps.
             denoising_strength: how much the hires pass redraws (0-1; 0.7 is A1111's default).
+            clip_skip: 1 reads the text encoder's last layer, 2 the one before (anime models), up to 12.
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
@@ -87,6 +89,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             hr_scale=hr_scale,
             hr_second_pass_steps=hr_second_pass_steps,  # type: ignore[arg-type]  # whole floats pass the checks
             denoising_strength=denoising_strength,
+            clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
         )
         yield from run_job(
             studio,
@@ -106,6 +109,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         controls.batch_size,
         panel.image_format,
         *hires.inputs(),
+        controls.clip_skip,
     ]
     parts = TabParts("txt2img", "Text to image", row, controls, panel, txt2img, inputs, hires=hires)
     return wire_generation_tab(tab, parts, studio)
