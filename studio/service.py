@@ -113,6 +113,7 @@ def _validate_common(request: Any, limits: Limits) -> dict[str, Any]:
 
 
 def check_clip_skip(value: object) -> int:
+    """A1111's clip skip: 1 (the last layer) to 12 (CLIP ViT-L's first)."""
     return check_range("clip_skip", value, 1, MAX_CLIP_SKIP)
 
 
