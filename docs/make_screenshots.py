@@ -119,6 +119,9 @@ def main() -> None:
             set_number(page, "lab-timestep", 400)
             expect(page.locator("#lab-values")).to_contain_text("t = 400", timeout=30_000)
             expect(page.locator("#lab-strip img")).to_be_visible(timeout=30_000)
+            # On the first visit with a model loaded, the latent space is shown too: wait for it to be drawn.
+            expect(page.locator("#lab-latent-gallery img").first).to_be_visible(timeout=60_000)
+            expect(page.locator("#lab-latent-gallery").get_by_text("processing")).to_have_count(0, timeout=60_000)
             shoot(page, "lab")
             browser.close()
     finally:

@@ -112,21 +112,6 @@ def build_generation_controls(
             elem_id=f"{tab}-steps",
             scale=3,
         )
-        clip_skip = (
-            gr.Slider(
-                1,
-                MAX_CLIP_SKIP,
-                value=1,
-                step=1,
-                label="Clip skip",
-                info="2 for most anime models",
-                elem_id=f"{tab}-clip-skip",
-                scale=1,
-                min_width=120,
-            )
-            if with_clip_skip
-            else None
-        )
     width = height = None
     if with_size:
         with gr.Row():
@@ -145,6 +130,19 @@ def build_generation_controls(
         batch_size = (
             gr.Slider(1, settings.max_batch, value=1, step=1, label="Batch size", elem_id=f"{tab}-batch", scale=2)
             if with_batch
+            else None
+        )
+        clip_skip = (
+            gr.Slider(
+                1,
+                MAX_CLIP_SKIP,
+                value=1,
+                step=1,
+                label="Clip skip (2: anime models)",
+                elem_id=f"{tab}-clip-skip",
+                scale=2,
+            )
+            if with_clip_skip
             else None
         )
     with gr.Row(equal_height=True):
