@@ -161,9 +161,11 @@ def _hires(
     if "enable_hr" in ours:
         if ours["enable_hr"] is not True:
             return None
+        resize_x = _int(ours.get("hr_resize_x")) or 0
         written: dict[str, object] = {
             "upscaler": ours.get("hr_upscaler"),
-            "scale": ours.get("hr_scale"),
+            # "resize to" a size: the panel has the factor only, so the width's
+            "scale": resize_x / width if resize_x and width else ours.get("hr_scale"),
             "steps": ours.get("hr_second_pass_steps"),
             "strength": ours.get("denoising_strength"),
         }

@@ -173,6 +173,9 @@ def test_png_info_reads_the_hires_fix_back(studio: Studio) -> None:
     sent = settings_from_metadata(read_metadata(a1111), max_steps=150, max_side=2048)
     assert sent is not None and sent.hires == SentHires("Lanczos", 2.5, 12, 0.45)
     assert any("R-ESRGAN 4x+" in note and "Lanczos" in note for note in sent.notes)
+    resized = studio.service.txt2img(hires_request(hr_resize_x=96)).images[0].image
+    sent_resized = settings_from_metadata(read_metadata(resized), max_steps=150, max_side=2048)
+    assert sent_resized is not None and sent_resized.hires is not None and sent_resized.hires.scale == 1.5
     plain = studio.service.txt2img(Txt2ImgRequest(prompt="a pear", seed=1, **SMALL)).images[0].image
     unfixed = settings_from_metadata(read_metadata(plain), max_steps=150, max_side=2048)
     assert unfixed is not None and unfixed.hires is None
