@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from diffusers import DiffusionPipeline
 
+from studio.errors import InvalidRequest
+
 
 def encode(pipe: DiffusionPipeline, texts: Sequence[str], skipped: int) -> torch.Tensor:
     """``texts`` through the pipeline's CLIP text encoder, read ``skipped`` layers before the last and put through
@@ -40,7 +42,15 @@ def with_clip_skip(pipe: DiffusionPipeline, arguments: Mapping[str, Any]) -> dic
     """Pipeline ``arguments`` whose ``clip_skip`` (diffusers' count) is carried out: for SD 1.x and 2.x the prompts
     and negative prompts become embeddings read from that layer; for SDXL the arguments stay as they are."""
     skipped = arguments.get("clip_skip")
-    if not skipped or hasattr(pipe, "text_encoder_2"):
+    if not skipped:
+        return dict(arguments)
+    layers = pipe.text_encoder.config.num_hidden_layers
+    if skipped >= layers:
+        raise InvalidRequest(
+            f"clip skip {skipped + 1} reaches past this model's text encoder, which has {layers} layers: choose 1 to "
+            f"{layers}"
+        )
+    if hasattr(pipe, "text_encoder_2"):
         return dict(arguments)
     prompt = arguments["prompt"]
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)

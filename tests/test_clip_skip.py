@@ -69,6 +69,10 @@ def test_clip_skip_in_the_other_tasks_and_its_checks(studio: Studio) -> None:
     assert all(parse_parameters(cell.image.parameters).fields["Clip skip"] == "2" for cell in cells.cells)
     with pytest.raises(InvalidRequest, match="clip_skip must be between 1 and 12, got 13"):
         studio.service.txt2img(Txt2ImgRequest(prompt="x", clip_skip=13, **SMALL))
+    layers = studio.manager.current().pipeline.text_encoder.config.num_hidden_layers
+    with pytest.raises(InvalidRequest, match=f"text encoder, which has {layers} layers: choose 1 to {layers}"):
+        studio.service.txt2img(Txt2ImgRequest(prompt="x", clip_skip=layers + 1, **SMALL))
+    assert studio.service.txt2img(Txt2ImgRequest(prompt="x", clip_skip=layers, **SMALL)).images
     a1111 = Image.new("RGB", (64, 64))
     a1111.info["parameters"] = "a girl\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Clip skip: 2"
     sent = settings_from_metadata(read_metadata(a1111), max_steps=150, max_side=2048)
