@@ -85,6 +85,24 @@ _TASK_PIPELINES = {
 }
 
 
+def _derive(
+    task: Task,
+    source: DiffusionPipeline,
+    model: LoadedModel,
+    sampler: str,
+    seeds: Sequence[int],
+    **modules: torch.nn.Module,
+) -> DiffusionPipeline:
+    """A ``task`` pipeline over ``source``'s modules (and ``modules``), with a ``sampler`` scheduler of its own made
+    from the loaded model's scheduler config."""
+    base = model.pipeline
+    scheduler = build_scheduler(sampler, base.scheduler.config, seeds)
+    # Pass the dtype: without it from_pipe casts the shared modules of the base to float32 (diffusers#12754).
+    derived = _TASK_PIPELINES[task].from_pipe(source, dtype=base.dtype, scheduler=scheduler, **modules)
+    derived.set_progress_bar_config(disable=True)
+    return derived
+
+
 def is_inpainting_unet(unet: UNet2DConditionModel) -> bool:
     return unet.config.in_channels == INPAINT_UNET_CHANNELS
 
@@ -322,13 +340,9 @@ class ModelManager:
         on the shared modules only while this job holds the GPU, and taken off before anyone else's job runs.
         """
         model = self.current()
-        base = model.pipeline
         with ExitStack() as held:
             modules = self._task_modules(task, model, held)
-            scheduler = build_scheduler(sampler, base.scheduler.config, seeds)
-            # Pass the dtype: without it from_pipe casts the shared modules of the base to float32 (diffusers#12754).
-            derived = _TASK_PIPELINES[task].from_pipe(base, dtype=base.dtype, scheduler=scheduler, **modules)
-            derived.set_progress_bar_config(disable=True)
+            derived = _derive(task, model.pipeline, model, sampler, seeds, **modules)
             with self._gpu_lock, self.lora_weights.applied(derived, loras, model.family):
                 yield Job(derived, model)
 
@@ -336,8 +350,4 @@ class ModelManager:
         """An image to image pipeline on the modules ``job`` runs on (its LoRAs on them), with its own ``sampler``
         scheduler: a second pass inside the same job, as the hires fix runs it after text to image. Call it only
         while ``job`` is held; it takes nothing more from the GPU than the job has."""
-        base = job.model.pipeline
-        scheduler = build_scheduler(sampler, base.scheduler.config, seeds)
-        derived = _TASK_PIPELINES[Task.IMG2IMG].from_pipe(job.pipeline, dtype=base.dtype, scheduler=scheduler)
-        derived.set_progress_bar_config(disable=True)
-        return derived
+        return _derive(Task.IMG2IMG, job.pipeline, job.model, sampler, seeds)

@@ -51,13 +51,13 @@ from studio.requests import (
 from studio.schedulers import check_sampler, check_sampler_steps
 from studio.vae_decode import decode_latents
 from studio.validation import (
-    MAX_CLIP_SKIP,
     MAX_MASK_BLUR,
     MAX_PADDING,
     MIN_SIDE,
     Limits,
     check_batch_size,
     check_choice,
+    check_clip_skip,
     check_flag,
     check_fraction,
     check_guidance_scale,
@@ -110,11 +110,6 @@ def _validate_common(request: Any, limits: Limits) -> dict[str, Any]:
         "seed": resolve_seed(request.seed),
         "clip_skip": check_clip_skip(request.clip_skip),
     }
-
-
-def check_clip_skip(value: object) -> int:
-    """A1111's clip skip: 1 (the last layer) to 12 (CLIP ViT-L's first)."""
-    return check_range("clip_skip", value, 1, MAX_CLIP_SKIP)
 
 
 def clip_skip_argument(clip_skip: int) -> dict[str, int]:

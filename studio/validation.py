@@ -131,6 +131,11 @@ def check_strength(value: object, steps: int) -> float:
     return strength
 
 
+def check_clip_skip(value: object) -> int:
+    """A1111's clip skip: 1 (the last layer) to 12 (CLIP ViT-L's first)."""
+    return check_range("clip_skip", value, 1, MAX_CLIP_SKIP)
+
+
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise InvalidRequest(f"{name} must be one of: {', '.join(choices)}; got {value!r}")

@@ -157,13 +157,9 @@ def _hires(body: Txt2ImgBody, sampler: str) -> dict[str, Any]:
     model or prompt of the hires pass's own is refused: the second pass runs with the first pass's."""
     if not body.enable_hr:
         return {}
-    second_sampler = sampler
-    if body.hr_sampler_name not in SAME_AS_FIRST_PASS or body.hr_scheduler not in SAME_AS_FIRST_PASS:
-        name = body.sampler_name or body.sampler_index
-        if body.hr_sampler_name not in SAME_AS_FIRST_PASS:
-            name = str(body.hr_sampler_name)
-        schedule = body.hr_scheduler if body.hr_scheduler not in SAME_AS_FIRST_PASS else body.scheduler
-        second_sampler = sampler_for(name, schedule)
+    name = body.hr_sampler_name if body.hr_sampler_name not in SAME_AS_FIRST_PASS else None
+    schedule = body.hr_scheduler if body.hr_scheduler not in SAME_AS_FIRST_PASS else body.scheduler
+    second_sampler = sampler_for(name or body.sampler_name or body.sampler_index, schedule)
     other = {
         "hr_sampler_name/hr_scheduler (another sampler for the hires pass)": second_sampler != sampler,
         "hr_checkpoint_name (another model for the hires pass)": body.hr_checkpoint_name not in SAME_AS_FIRST_PASS,

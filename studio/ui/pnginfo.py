@@ -145,7 +145,7 @@ def field_updates(sent: SentSettings, target: GenerationTab) -> list[Any]:
     if target.hires is not None:
         hires = sent.hires
         if hires is None:
-            values += [False, *(gr.skip() for _ in range(4))]
+            values += [False, *(gr.skip() for _ in target.hires.inputs()[1:])]  # off; its settings as they are
         else:
             values += [True, hires.upscaler, hires.scale, hires.steps, hires.strength]
     return values
