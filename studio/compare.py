@@ -15,7 +15,8 @@ from PIL import Image, ImageDraw, ImageFont
 from studio.errors import InvalidRequest
 
 NO_AXIS = "None"
-AXES = (NO_AXIS, "Sampler", "Steps", "CFG scale", "Seed", "Strength")
+AXES = (NO_AXIS, "Sampler", "Steps", "CFG scale", "Seed", "Strength", "Var. seed", "Var. strength")
+"""A1111's X/Y plot names; "Var. seed" and "Var. strength" are the variation seed and its strength."""
 MAX_PROMPTS = 8
 MAX_AXIS_VALUES = 16
 
@@ -63,7 +64,7 @@ def parse_axis(axis: object, text: object) -> tuple[AxisValue, ...]:
     if axis == "Sampler":
         values: tuple[AxisValue, ...] = tuple(items)
     else:
-        kind = int if axis in ("Steps", "Seed") else float
+        kind = int if axis in ("Steps", "Seed", "Var. seed") else float
         values = tuple(_number(str(axis), item, kind) for item in items)
     if len(set(values)) != len(values):
         raise InvalidRequest(f"the {axis} values repeat one another: {text.strip()}")

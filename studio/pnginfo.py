@@ -18,7 +18,7 @@ from studio.hires import MAX_SCALE, UPSCALERS
 from studio.metadata import ImageMetadata
 from studio.requests import DEFAULT_HR_SCALE, DEFAULT_HR_STRENGTH, DEFAULT_HR_UPSCALER
 from studio.schedulers import SAMPLERS, sampler_from_a1111
-from studio.validation import MAX_CLIP_SKIP, MIN_SIDE
+from studio.validation import MAX_CLIP_SKIP, MAX_SEED, MIN_SIDE
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[x×]\s*(\d+)\s*$")
 
@@ -50,6 +50,9 @@ class SentSettings:
     hires: SentHires | None = None
     """None: the image was not hires-fixed (the panel is turned off)."""
     clip_skip: int | None = None
+    subseed: int | None = None
+    subseed_strength: float | None = None
+    """The variation seed and strength; a strength of 0 means it was made without one."""
 
 
 def _float(text: object) -> float | None:
@@ -132,6 +135,8 @@ def settings_from_metadata(meta: ImageMetadata, *, max_steps: int, max_side: int
         notes.append(f"Clip skip {clip_skip} became 1 (1 to {MAX_CLIP_SKIP} here)")
         clip_skip = 1
 
+    subseed, subseed_strength = _variation(record, ours, fields, meta.parameters is not None, notes)
+
     return SentSettings(
         prompt=prompt,
         negative_prompt=negative,
@@ -144,8 +149,26 @@ def settings_from_metadata(meta: ImageMetadata, *, max_steps: int, max_side: int
         strength=strength,
         hires=hires,
         clip_skip=clip_skip,
+        subseed=subseed,
+        subseed_strength=subseed_strength,
         notes=tuple(notes),
     )
+
+
+def _variation(
+    record: Mapping[str, Any], ours: Mapping[str, Any], fields: Mapping[str, str], has_text: bool, notes: list[str]
+) -> tuple[int | None, float | None]:
+    """The variation seed of this image (our record's, or A1111's "Variation seed") and its strength; A1111 writes
+    them only for a variation, so parameters without them mean a strength of 0."""
+    subseed = _int(record.get("subseed", fields.get("Variation seed")))
+    strength = _float(ours.get("subseed_strength", fields.get("Variation seed strength", 0 if has_text else None)))
+    if strength is not None and not 0 <= strength <= 1:
+        notes.append(f"Variation seed strength {strength:g} is outside 0-1 and became 0")
+        strength = 0.0
+    if subseed is not None and not 0 <= subseed <= MAX_SEED:
+        notes.append(f"Variation seed {subseed} is outside 0-{MAX_SEED} and was left out")
+        subseed = None
+    return subseed, strength
 
 
 def _hires(

@@ -31,6 +31,9 @@ class Txt2ImgRequest:
     prompt; validation adds the prompt's tags to them, so the validated request lists every LoRA it applies.
     ``clip_skip`` (in every generation request) counts as A1111's does: 1 reads the text encoder's last layer, 2 the
     one before it (what anime models are trained on), up to 12; diffusers' ``clip_skip`` is one less.
+    ``subseed`` and ``subseed_strength`` (in every generation request; A1111's names) are the variation seed and
+    how far (0-1) the starting noise moves towards its noise (``studio/variation.py``). Above 0, every image keeps
+    ``seed`` and image *i* gets the variation seed ``subseed + i``; ``subseed=-1`` asks for a random one.
 
     ``enable_hr`` turns on the hires fix (``studio/hires.py``); it and its ``hr_*`` fields and
     ``denoising_strength`` have A1111's names, as diffusers has no such argument. ``hr_second_pass_steps`` 0 means
@@ -48,6 +51,8 @@ class Txt2ImgRequest:
     batch_size: int = 1
     loras: tuple[LoraSpec, ...] = ()
     clip_skip: int = 1
+    subseed: int = RANDOM_SEED
+    subseed_strength: float = 0.0
     enable_hr: bool = False
     hr_scale: float = DEFAULT_HR_SCALE
     hr_upscaler: str = DEFAULT_HR_UPSCALER
@@ -95,6 +100,8 @@ class Img2ImgRequest:
     batch_size: int = 1
     loras: tuple[LoraSpec, ...] = ()
     clip_skip: int = 1
+    subseed: int = RANDOM_SEED
+    subseed_strength: float = 0.0
 
     task: ClassVar[str] = "img2img"
 
@@ -128,6 +135,8 @@ class InpaintRequest:
     batch_size: int = 1
     loras: tuple[LoraSpec, ...] = ()
     clip_skip: int = 1
+    subseed: int = RANDOM_SEED
+    subseed_strength: float = 0.0
 
     task: ClassVar[str] = "inpaint"
 
@@ -164,6 +173,8 @@ class ControlNetRequest:
     resize_mode: str = "Crop and resize"
     loras: tuple[LoraSpec, ...] = ()
     clip_skip: int = 1
+    subseed: int = RANDOM_SEED
+    subseed_strength: float = 0.0
 
     task: ClassVar[str] = "controlnet"
 
@@ -176,8 +187,9 @@ GenerationRequest = Txt2ImgRequest | Img2ImgRequest | InpaintRequest | ControlNe
 
 @dataclass(frozen=True)
 class CompareRequest:
-    """Every prompt crossed with every value of one axis ("Sampler", "Steps", "CFG scale", "Seed", "Strength"),
-    all else equal, the seed included. With ``image`` the cells are image to image (at ``strength``)."""
+    """Every prompt crossed with every value of one axis ("Sampler", "Steps", "CFG scale", "Seed", "Strength",
+    "Var. seed", "Var. strength"), all else equal, the seed included. With ``image`` the cells are image to image
+    (at ``strength``). ``subseed`` and ``subseed_strength`` are every cell's variation seed and strength."""
 
     prompts: tuple[str, ...]
     negative_prompt: str = ""
@@ -192,6 +204,8 @@ class CompareRequest:
     image: Image.Image | None = None
     strength: float = 0.75
     clip_skip: int = 1
+    subseed: int = RANDOM_SEED
+    subseed_strength: float = 0.0
 
     task: ClassVar[str] = "compare"
 
@@ -231,6 +245,8 @@ class GeneratedImage:
     path: Path | None = None
     image_format: str = "png"
     """The format it was saved in (and is offered for download in): png, jpeg or webp."""
+    subseed: int | None = None
+    """Its variation seed, when it was made with one."""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from studio.model_manager import Job, ModelManager, Task
 from studio.outputs import OutputStore
 from studio.preview import PreviewOptions, approximate, decode_first
 from studio.requests import (
+    RANDOM_SEED,
     CompareCell,
     CompareRequest,
     CompareResult,
@@ -67,8 +68,10 @@ from studio.validation import (
     check_steps,
     check_strength,
     check_text,
+    check_variation,
     resolve_seed,
 )
+from studio.variation import Variation, generators, starting_latents, vary_added_noise, vary_drawn_noise
 
 MAX_CONTROL_WEIGHT = 2.0
 CONTROLNET_RESIZE_MODES = {
@@ -100,6 +103,7 @@ def _validate_common(request: Any, limits: Limits) -> dict[str, Any]:
     steps = check_steps(request.num_inference_steps, limits)
     check_sampler_steps(request.sampler, steps)
     prompt, loras = with_loras(check_text("prompt", request.prompt), request.loras)
+    subseed, subseed_strength = check_variation(request.subseed, request.subseed_strength)
     return {
         "prompt": prompt,
         "loras": loras,
@@ -109,12 +113,28 @@ def _validate_common(request: Any, limits: Limits) -> dict[str, Any]:
         "batch_size": check_batch_size(request.batch_size, limits),
         "seed": resolve_seed(request.seed),
         "clip_skip": check_clip_skip(request.clip_skip),
+        "subseed": subseed,
+        "subseed_strength": subseed_strength,
     }
 
 
 def clip_skip_argument(clip_skip: int) -> dict[str, int]:
     """diffusers' ``clip_skip`` for A1111's (one less), left out at 1 so the call is the plain one."""
     return {"clip_skip": clip_skip - 1} if clip_skip > 1 else {}
+
+
+def variation_of(request: GenerationRequest) -> Variation | None:
+    """The variation of a validated request's starting noise: image *i* towards ``subseed + i``; None at 0."""
+    if not request.subseed_strength:
+        return None
+    subseeds = tuple(request.subseed + i for i in range(request.batch_size))
+    return Variation(subseeds=subseeds, strength=request.subseed_strength)
+
+
+def batch_seeds(request: GenerationRequest) -> list[int]:
+    """Each image's seed: ``seed + i``, or ``seed`` for every image when it has a variation seed (as A1111)."""
+    step = 0 if request.subseed_strength else 1
+    return [request.seed + i * step for i in range(request.batch_size)]
 
 
 def validate_txt2img(request: Txt2ImgRequest, limits: Limits) -> Txt2ImgRequest:
@@ -282,12 +302,19 @@ def validate_compare(request: CompareRequest, limits: Limits) -> CompareRequest:
         strength = check_strength(request.strength, steps)
     elif axis == "Strength":
         raise InvalidRequest("the Strength axis compares image to image: add a source image")
+    subseed, subseed_strength = check_variation(request.subseed, request.subseed_strength)
+    if axis == "Var. seed" and not subseed_strength:
+        raise InvalidRequest("the Var. seed axis compares variation seeds: set a variation strength above 0")
+    if axis == "Var. strength" and subseed == RANDOM_SEED:
+        subseed = resolve_seed(subseed)  # one random variation seed shared by every cell
     checks = {
         "Sampler": lambda v: check_sampler(v).name,
         "Steps": lambda v: check_steps(v, limits),
         "CFG scale": check_guidance_scale,
         "Seed": resolve_seed,
         "Strength": lambda v: check_strength(v, steps),
+        "Var. seed": lambda v: resolve_seed(v, "Var. seed"),
+        "Var. strength": lambda v: check_fraction("Var. strength", v),
     }
     values = tuple(checks[axis](value) for value in request.axis_values) if axis != compare.NO_AXIS else ()
     if image is not None and axis == "Steps":
@@ -310,6 +337,8 @@ def validate_compare(request: CompareRequest, limits: Limits) -> CompareRequest:
         image=image,
         strength=strength,
         clip_skip=check_clip_skip(request.clip_skip),
+        subseed=subseed,
+        subseed_strength=subseed_strength,
     )
 
 
@@ -346,11 +375,6 @@ def _step_callback(
 
 def _unchanged(image: Image.Image) -> Image.Image:
     return image
-
-
-def _generators(seeds: Sequence[int]) -> list[torch.Generator]:
-    """One CPU generator per image, from its own seed: image *i* is the same made alone or in a batch."""
-    return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
 
 
 def _stop_if_asked(cancel: threading.Event | None) -> None:
@@ -575,6 +599,7 @@ class StudioService:
                 cell.num_inference_steps,
                 cell.guidance_scale,
                 getattr(cell, "strength", None),
+                cell.subseed_strength,
                 cell.loras,
             )
             groups.setdefault(key, []).append(index)
@@ -611,6 +636,9 @@ class StudioService:
                 arguments.update(width=first.width, height=first.height)
                 task = Task.TXT2IMG
             seeds = [requests[i].seed for i in chunk]
+            variation = None
+            if first.subseed_strength:
+                variation = Variation(tuple(requests[i].subseed for i in chunk), first.subseed_strength)
             decoded, notes, model = self._denoise(
                 task,
                 first.sampler,
@@ -621,6 +649,7 @@ class StudioService:
                 preview,
                 (first.width, first.height),
                 applied[first.loras],
+                variation=variation,
             )
             all_notes.extend(note for note in notes if note not in all_notes)
             images_of.update(zip(chunk, decoded, strict=True))
@@ -647,6 +676,8 @@ class StudioService:
             "CFG scale": "guidance_scale",
             "Seed": "seed",
             "Strength": "strength",
+            "Var. seed": "subseed",
+            "Var. strength": "subseed_strength",
         }
         shared: dict[str, Any] = {
             "prompt": prompt,
@@ -659,6 +690,8 @@ class StudioService:
             "seed": request.seed,
             "loras": parse_loras(prompt),
             "clip_skip": request.clip_skip,
+            "subseed": request.subseed,
+            "subseed_strength": request.subseed_strength,
         }
         if request.image is not None:
             shared.update(image=request.image, strength=request.strength, resize_mode="Crop and resize")
@@ -717,16 +750,21 @@ class StudioService:
         size: tuple[int, int] = (512, 512),
         loras: Sequence[AppliedLora] = (),
         hires: HiresPass | None = None,
+        variation: Variation | None = None,
     ) -> tuple[list[Image.Image], list[str], str]:
         """One pipeline call on the GPU: one CPU generator per image, latents out, decoded here (with the float32
-        retry); with ``hires``, the hires fix's second pass in the same job. ``loras`` apply to this call only.
-        Returns the pictures, notes for the user, and the model's name."""
+        retry); with ``hires``, the hires fix's second pass in the same job. ``loras`` apply to this call only;
+        ``variation`` varies the starting noise of both passes. Returns the pictures, notes for the user, and the
+        model's name."""
         try:
             with self.manager.job(task, sampler, seeds, loras) as job, watch_compiles() as compiles:
                 after = hires.steps_run if hires is not None else 0
                 call = with_clip_skip(job.pipeline, arguments)
+                seed_generators = generators(seeds)
+                if variation is not None:
+                    call = {**call, **self._varied(task, job.pipeline, seed_generators, variation, call)}
                 output = job.pipeline(
-                    generator=_generators(seeds),
+                    generator=seed_generators,
                     output_type="latent",
                     callback_on_step_end=_step_callback(progress, cancel, preview, self.previews, size, after=after),
                     **call,
@@ -735,7 +773,7 @@ class StudioService:
                 latents, notes = output.images, []
                 if hires is not None:
                     latents, notes = self._hires_pass(
-                        job, hires, latents, sampler, seeds, call, progress, cancel, preview
+                        job, hires, latents, sampler, seeds, call, progress, cancel, preview, variation
                     )
                 decoded, more = decode_latents(
                     job.pipeline.vae, job.pipeline.image_processor, latents, upcast=job.model.upcasts_vae
@@ -777,10 +815,12 @@ class StudioService:
         progress: ProgressCallback | None,
         cancel: threading.Event | None,
         preview: PreviewCallback | None,
+        variation: Variation | None = None,
     ) -> tuple[torch.Tensor, list[str]]:
         """The hires fix's second pass, inside the first pass's job: upscale what it made (the latents, or the
         decoded pictures), then image to image on the same modules at ``hires.strength``, each image with a
-        generator of its own seed again (as A1111 seeds its second pass). Returns the latents and notes."""
+        generator of its own seed again (as A1111 seeds its second pass) and the same ``variation`` of its noise.
+        Returns the latents and notes."""
         first = job.pipeline
         size = (hires.width, hires.height)
         notes: list[str] = []
@@ -792,12 +832,14 @@ class StudioService:
             pictures, notes = decode_latents(first.vae, first.image_processor, latents, upcast=job.model.upcasts_vae)
             start = upscale_pictures(pictures, size, hires.upscaler)
         pipe = self.manager.image_to_image_of(job, sampler, seeds)
-        second = {key: value for key, value in arguments.items() if key not in ("width", "height")}
+        if variation is not None:
+            vary_added_noise(pipe.scheduler, variation)
+        second = {key: value for key, value in arguments.items() if key not in ("width", "height", "latents")}
         second["num_inference_steps"] = hires.steps
         output = pipe(
             image=start,
             strength=hires.strength,
-            generator=_generators(seeds),
+            generator=generators(seeds),
             output_type="latent",
             callback_on_step_end=_step_callback(
                 progress, cancel, preview, self.previews, size, before=first.num_timesteps
@@ -806,6 +848,25 @@ class StudioService:
         )
         _stop_if_asked(cancel)
         return output.images, notes
+
+    @staticmethod
+    def _varied(
+        task: Task,
+        pipe: DiffusionPipeline,
+        seed_generators: Sequence[torch.Generator],
+        variation: Variation,
+        arguments: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Vary a job's starting noise where its pipeline draws it (``studio/variation.py``): returns ``latents``
+        for text to image and ControlNet; otherwise the job's pipeline or scheduler is made to vary it."""
+        if "strength" not in arguments:
+            width, height = arguments["width"], arguments["height"]
+            return {"latents": starting_latents(pipe, seed_generators, variation, width, height)}
+        if task is Task.INPAINT and arguments["strength"] >= 1:
+            vary_drawn_noise(pipe, variation)
+        else:
+            vary_added_noise(pipe.scheduler, variation)
+        return {}
 
     def check_image_format(self, image_format: str | None) -> str:
         """The format to save in: ``image_format`` (png, jpeg, webp), or ``--save-format`` when None."""
@@ -825,7 +886,8 @@ class StudioService:
         request = plan.request
         image_format = self.check_image_format(image_format)
         plan = replace(plan, loras=self.loras.resolve(request.loras))
-        seeds = [request.seed + i for i in range(request.batch_size)]
+        variation = variation_of(request)
+        seeds = batch_seeds(request)
         arguments = {
             "prompt": strip_loras(request.prompt),
             "negative_prompt": request.negative_prompt or None,
@@ -836,7 +898,17 @@ class StudioService:
             **plan.arguments,
         }
         decoded, notes, model = self._denoise(
-            plan.task, request.sampler, seeds, arguments, progress, cancel, preview, plan.size, plan.loras, plan.hires
+            plan.task,
+            request.sampler,
+            seeds,
+            arguments,
+            progress,
+            cancel,
+            preview,
+            plan.size,
+            plan.loras,
+            plan.hires,
+            variation,
         )
         finished = [plan.finish(image) for image in decoded]
         return self._finish(plan, finished, seeds, model, [*plan.notes, *notes], image_format=image_format)
@@ -856,7 +928,10 @@ class StudioService:
         request = plan.request
         image_format = image_format or self.outputs.image_format
         items = []
+        variation = variation_of(request)
         for index, (image, seed) in enumerate(zip(finished, seeds, strict=True)):
+            subseed = variation.subseeds[index] if variation is not None else None
+            varied = {"Variation seed": subseed, "Variation seed strength": request.subseed_strength}
             parameters = format_parameters(
                 Parameters(
                     prompt=request.prompt,
@@ -868,6 +943,7 @@ class StudioService:
                         "Seed": seed,
                         "Size": f"{plan.size[0]}x{plan.size[1]}",
                         "Model": model,
+                        **(varied if variation is not None else {}),
                         **plan.fields,
                         **({"Clip skip": request.clip_skip} if request.clip_skip > 1 else {}),
                         **({"Lora hashes": lora_hashes_field(plan.loras)} if plan.loras else {}),
@@ -879,13 +955,21 @@ class StudioService:
                 "request": request.to_record(),
                 "seed": seed,
                 "batch_index": index,
+                **({"subseed": subseed} if subseed is not None else {}),
                 "model": model,
                 "version": VERSION_TAG,
             }
             attach(image, parameters, record)
             path = self.outputs.save(image, folder or request.task, seed, parameters, record, image_format)
             items.append(
-                GeneratedImage(image=image, seed=seed, parameters=parameters, path=path, image_format=image_format)
+                GeneratedImage(
+                    image=image,
+                    seed=seed,
+                    parameters=parameters,
+                    path=path,
+                    image_format=image_format,
+                    subseed=subseed,
+                )
             )
         control = None
         if plan.control_image is not None:

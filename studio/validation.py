@@ -102,14 +102,27 @@ def check_batch_size(value: object, limits: Limits) -> int:
     return batch
 
 
-def resolve_seed(value: object) -> int:
+def resolve_seed(value: object, name: str = "seed") -> int:
     """The seed to use: ``-1`` becomes a random seed, anything else must lie in 0..2**32-1 as in A1111."""
-    seed = whole_number("seed", value)
-    if seed == RANDOM_SEED:
-        return secrets.randbelow(MAX_SEED + 1)
-    if not 0 <= seed <= MAX_SEED:
-        raise InvalidRequest(f"seed must be -1 (random) or between 0 and {MAX_SEED}, got {seed}")
+    seed = check_seed(value, name)
+    return secrets.randbelow(MAX_SEED + 1) if seed == RANDOM_SEED else seed
+
+
+def check_seed(value: object, name: str = "seed") -> int:
+    """A seed as given: ``-1`` (random) or 0..2**32-1, as in A1111."""
+    seed = whole_number(name, value)
+    if seed != RANDOM_SEED and not 0 <= seed <= MAX_SEED:
+        raise InvalidRequest(f"{name} must be -1 (random) or between 0 and {MAX_SEED}, got {seed}")
     return seed
+
+
+def check_variation(subseed: object, strength: object) -> tuple[int, float]:
+    """A1111's variation seed and strength (0-1). The variation seed is resolved (-1: random) only when the
+    strength uses it; at strength 0 it is kept as given, as it changes nothing."""
+    fraction = check_fraction("subseed_strength (variation strength)", strength)
+    if fraction == 0:
+        return check_seed(subseed, "subseed (variation seed)"), 0.0
+    return resolve_seed(subseed, "subseed (variation seed)"), fraction
 
 
 MAX_MASK_BLUR = 64

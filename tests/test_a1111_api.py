@@ -91,6 +91,9 @@ def test_the_api_makes_the_same_image_as_the_studio(server: str, served_studio: 
         ({"batch_size": 99}, "batch_size must be between 1 and 8 (--max-batch)"),
         ({"n_iter": 0}, "n_iter must be between 1 and 8"),
         ({"seed": -7}, "seed must be -1 (random) or between 0 and"),
+        ({"subseed_strength": 1.5}, "subseed_strength (variation strength) must be between 0 and 1, got 1.5"),
+        ({"subseed_strength": 0.5, "subseed": 2**32 - 1, "n_iter": 2}, "subseed 4294967295 leaves no room for 2"),
+        ({"seed_resize_from_w": 512, "seed_resize_from_h": 512}, "seed_resize_from_w/h (resize seed from)"),
         ({"sampler_name": "Nope"}, "unknown sampler_name 'Nope'; choose one of: DPM++ 2M"),
         ({"sampler_name": "Euler", "scheduler": "Exponential"}, "scheduler 'Exponential' is not available here"),
         ({"enable_hr": True, "hr_prompt": "a dog"}, "not supported by this studio: hr_prompt (another prompt for"),
@@ -140,6 +143,26 @@ def test_txt2img_with_the_hires_fix_as_a1111_clients_send_it(server: str) -> Non
     assert np.array_equal(np.asarray(picture), np.asarray(again))
     plain = decoded(post(server, "/sdapi/v1/txt2img", {**body, "enable_hr": False}).json()["images"][0])
     assert plain.size == (64, 64), "enable_hr false: the hires fields change nothing"
+
+
+def test_variation_seeds_count_up_across_batches_and_the_seed_stays(server: str) -> None:
+    """As A1111: with a variation strength every image keeps the seed and image k gets variation seed subseed + k,
+    through all ``n_iter`` batches; any one of them comes back alone from its own seeds."""
+    body = {"prompt": "a cat", "seed": 5, "subseed": 100, "subseed_strength": 0.4, "batch_size": 2, "n_iter": 2}
+    response = post(server, "/sdapi/v1/txt2img", {**body, **SMALL})
+    assert response.status_code == 200, response.text
+    info = info_of(response)
+    assert info["all_seeds"] == [5, 5, 5, 5] and info["all_subseeds"] == [100, 101, 102, 103]
+    assert (info["subseed"], info["subseed_strength"]) == (100, 0.4)
+    fields = parse_parameters(info["infotexts"][3]).fields
+    assert (fields["Seed"], fields["Variation seed"], fields["Variation seed strength"]) == ("5", "103", "0.4")
+    fourth = decoded(response.json()["images"][3])
+    alone = {**body, "subseed": 103, "batch_size": 1, "n_iter": 1, **SMALL}
+    again = decoded(post(server, "/sdapi/v1/txt2img", alone).json()["images"][0])
+    difference = np.abs(np.asarray(fourth, dtype=float) - np.asarray(again, dtype=float)).mean()
+    assert difference < 0.5, "the fourth image alone (batched arithmetic differs by rounding)"
+    plain = info_of(post(server, "/sdapi/v1/txt2img", {"prompt": "a cat", "seed": 5, "batch_size": 2, **SMALL}))
+    assert plain["all_seeds"] == [5, 6] and plain["subseed_strength"] == 0
 
 
 def test_clip_skip_per_request_in_override_settings_never_for_everyone(server: str) -> None:

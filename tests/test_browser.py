@@ -74,6 +74,40 @@ def test_select_an_image_and_reuse_its_seed(page: Page) -> None:
     expect(page.locator("#txt2img-seed input")).to_have_value("1001")
 
 
+def test_variations_of_one_seed_behind_extra(page: Page) -> None:
+    """A1111's "Extra": the variation seed and strength; a batch keeps the seed and counts up the variation seed;
+    ♻️ brings back the selected image's; turning Extra off sets the strength to 0, so nothing applies unseen."""
+    page.locator("#txt2img-prompt textarea").fill("a green tree")
+    set_number(page, "txt2img-width", 64)
+    set_number(page, "txt2img-height", 64)
+    set_number(page, "txt2img-steps", 2)
+    set_number(page, "txt2img-batch", 2)
+    page.locator("#txt2img-seed input").fill("1000")
+    subseed = page.locator("#txt2img-subseed input")
+    expect(subseed).to_be_hidden()
+    page.locator("#txt2img-seed-extra input").check()
+    subseed.fill("40")
+    set_number(page, "txt2img-subseed-strength", 0.3)
+    page.locator("#txt2img-generate").click()
+    thumbnails = page.locator("#txt2img-gallery .thumbnail-item")
+    expect(thumbnails).to_have_count(2, timeout=60_000)
+    expect(page.locator("#txt2img-seeds textarea, #txt2img-seeds input").first).to_have_value(
+        "1000, 1000; variation seeds 40, 41"
+    )
+    thumbnails.nth(1).click()
+    expect(page.locator("#txt2img-parameters textarea")).to_have_value(
+        re.compile("Seed: 1000, .*Variation seed: 41, Variation seed strength: 0.3")
+    )
+    page.locator("#txt2img-random-subseed").click()
+    expect(subseed).to_have_value("-1")
+    page.locator("#txt2img-reuse-subseed").click()
+    expect(subseed).to_have_value("41")
+    page.locator("#txt2img-seed-extra input").uncheck()
+    expect(subseed).to_be_hidden()
+    page.locator("#txt2img-seed-extra input").check()
+    expect(page.locator("#txt2img-subseed-strength input[type=number]")).to_have_value("0")
+
+
 def test_stop_interrupts_a_running_generation(page: Page, served_studio: Studio) -> None:
     outputs = served_studio.settings.outputs
     assert outputs is not None

@@ -29,7 +29,7 @@ from studio.requests import (
     InpaintRequest,
     Txt2ImgRequest,
 )
-from studio.validation import MAX_SEED, Limits, check_size, resolve_seed
+from studio.validation import MAX_SEED, Limits, check_size, check_variation, resolve_seed
 
 INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise"}
 """A1111's ``inpainting_fill`` numbers -> the studio's masked content (3, "latent nothing", is not offered)."""
@@ -47,7 +47,8 @@ class ServerFacts:
 @dataclass(frozen=True)
 class A1111Job:
     """One A1111 request as the studio runs it: ``n_iter`` batches of ``request`` (batch *k* starts at seed
-    ``seed + k * batch_size``), with the model it asked for and what to do with the images."""
+    ``seed + k * batch_size``, or with a variation seed, as A1111, keeps the seed and starts at variation seed
+    ``subseed + k * batch_size``), with the model it asked for and what to do with the images."""
 
     task: str
     request: GenerationRequest
@@ -58,14 +59,17 @@ class A1111Job:
     save_images: bool
 
     def batch(self, index: int) -> GenerationRequest:
-        return replace(self.request, seed=self.request.seed + index * self.request.batch_size)
+        request, offset = self.request, index * self.request.batch_size
+        if request.subseed_strength:
+            return replace(request, subseed=request.subseed + offset)
+        return replace(request, seed=request.seed + offset)
 
 
 def _refuse_unsupported(body: GenerationBody) -> None:
     asked = {
         "restore_faces": bool(body.restore_faces),
         "tiling": bool(body.tiling),
-        "subseed_strength (variation seeds)": body.subseed_strength != 0,
+        "seed_resize_from_w/h (resize seed from)": body.seed_resize_from_w > 0 or body.seed_resize_from_h > 0,
         f"script_name {body.script_name!r}": bool(body.script_name),
     }
     refused = [name for name, wanted in asked.items() if wanted]
@@ -80,11 +84,12 @@ def _common(body: GenerationBody, facts: ServerFacts) -> dict[str, Any]:
     if not 1 <= body.n_iter <= max_batches:
         raise InvalidRequest(f"n_iter must be between 1 and {max_batches} (--max-batch), got {body.n_iter}")
     seed = resolve_seed(body.seed)
-    last_batch_seed = seed + (body.n_iter - 1) * body.batch_size
-    if body.n_iter > 1 and last_batch_seed > MAX_SEED:
+    subseed, subseed_strength = check_variation(body.subseed, body.subseed_strength)
+    name, first = ("subseed", subseed) if subseed_strength else ("seed", seed)
+    if body.n_iter > 1 and first + (body.n_iter - 1) * body.batch_size > MAX_SEED:
         raise InvalidRequest(
-            f"seed {seed} leaves no room for {body.n_iter} batches of {body.batch_size} (seeds end at {MAX_SEED}); "
-            "choose a lower seed"
+            f"{name} {first} leaves no room for {body.n_iter} batches of {body.batch_size} (seeds end at "
+            f"{MAX_SEED}); choose a lower {name}"
         )
     return {
         "prompt": body.prompt,
@@ -95,6 +100,8 @@ def _common(body: GenerationBody, facts: ServerFacts) -> dict[str, Any]:
         "seed": seed,
         "batch_size": body.batch_size,
         "clip_skip": _clip_skip(body.override_settings),
+        "subseed": subseed,
+        "subseed_strength": subseed_strength,
     }
 
 

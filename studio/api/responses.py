@@ -30,6 +30,7 @@ def generation(body: GenerationBody, job: A1111Job, outcome: Outcome, model: str
 def _info(job: A1111Job, outcome: Outcome, made: list[GeneratedImage], model: str) -> dict[str, Any]:
     request = job.request
     seeds = [item.seed for item in made]
+    subseeds = [item.subseed for item in made if item.subseed is not None]
     size = made[0].image.size if made else (getattr(request, "width", None), getattr(request, "height", None))
     notes = list(dict.fromkeys(note for result in outcome.results for note in result.notes))
     return {
@@ -39,9 +40,9 @@ def _info(job: A1111Job, outcome: Outcome, made: list[GeneratedImage], model: st
         "all_negative_prompts": [request.negative_prompt] * len(made),
         "seed": seeds[0] if seeds else request.seed,
         "all_seeds": seeds,
-        "subseed": -1,
-        "all_subseeds": [-1] * len(made),
-        "subseed_strength": 0,
+        "subseed": subseeds[0] if subseeds else request.subseed,
+        "all_subseeds": subseeds or [-1] * len(made),
+        "subseed_strength": request.subseed_strength,
         "width": size[0],
         "height": size[1],
         "sampler_name": request.sampler,

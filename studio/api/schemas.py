@@ -23,8 +23,10 @@ class GenerationBody(_Body):
     negative_prompt: str = ""
     styles: list[str] = Field(default_factory=list, description="ignored: the studio keeps no saved styles")
     seed: int = Field(-1, description="-1 for random; image i uses seed + i")
-    subseed: int = -1
-    subseed_strength: float = Field(0.0, description="variation seeds are not supported: must be 0")
+    subseed: int = Field(-1, description="the variation seed (-1 for random); image i uses subseed + i")
+    subseed_strength: float = Field(0.0, description="variation strength: 0 (off) to 1 (the variation seed's noise)")
+    seed_resize_from_w: int = Field(-1, description="resize seed from: not supported, must be -1 or 0")
+    seed_resize_from_h: int = Field(-1, description="resize seed from: not supported, must be -1 or 0")
     sampler_name: str | None = Field(None, description='an A1111 sampler name, e.g. "DPM++ 2M" or "Euler a"')
     sampler_index: str = Field("Euler", description="the older name of sampler_name, used when that is missing")
     scheduler: str | None = Field(None, description='"Automatic", "Uniform" or "Karras" (with sampler_name)')

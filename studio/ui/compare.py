@@ -27,6 +27,8 @@ EXAMPLE_VALUES = {
     "CFG scale": "3, 7, 11",
     "Seed": "1, 2, 3",
     "Strength": "0.3, 0.5, 0.7",
+    "Var. seed": "1, 2, 3 (with Extra's variation strength)",
+    "Var. strength": "0, 0.25, 0.5, 1",
 }
 
 
@@ -84,7 +86,7 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
                     axis_values = gr.Textbox(
                         label="Axis values, separated by commas", elem_id="compare-axis-values", scale=3
                     )
-                controls = build_generation_controls("compare", studio, with_batch=False)
+                controls = build_generation_controls("compare", studio, with_batch=False, with_variation_reuse=False)
                 with gr.Accordion("Image to image source (needed for the Strength axis)", open=False):
                     image = CheckedImage(
                         max_megapixels=studio.settings.max_upload_megapixels,
@@ -131,6 +133,8 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
         image: Image.Image | None = None,
         strength: float = 0.75,
         clip_skip: float = 1,
+        subseed: float = -1,
+        subseed_strength: float = 0,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -145,11 +149,13 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
             width: image width, a multiple of 8.
             height: image height, a multiple of 8.
             seed: the seed of every cell, -1 for one random seed shared by all (unless the axis is Seed).
-            axis: "None", "Sampler", "Steps", "CFG scale", "Seed" or "Strength".
+            axis: "None", "Sampler", "Steps", "CFG scale", "Seed", "Strength", "Var. seed" or "Var. strength".
             axis_values: the axis values separated by commas, e.g. "10, 20, 30" or "Euler a, DDIM".
             image: a source image, making every cell image to image (required by the Strength axis).
             strength: denoising strength of image-to-image cells (unless the axis is Strength).
             clip_skip: 1 reads the text encoder's last layer, 2 the one before (anime models), up to 12.
+            subseed: the variation seed of every cell, -1 for random (unless the axis is Var. seed).
+            subseed_strength: the variation strength, 0 for none (unless the axis is Var. strength).
         Returns:
             The gallery of cells (captioned with prompt and value), the labelled grid image, the prompts with the
             differing words marked, and notes.
@@ -168,6 +174,8 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
             image=image,
             strength=strength,
             clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
+            subseed=subseed,  # type: ignore[arg-type]  # whole floats pass the checks
+            subseed_strength=subseed_strength,
         )
         yield from run_job(
             studio, request, studio.service.compare, job, progress_of_cells(progress), present_comparison, 5
@@ -182,6 +190,7 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
         image,
         strength,
         controls.clip_skip,
+        *controls.variation_inputs(),
     ]
     outputs = [gallery, grid, diff, notes, last_seed]
     event = gr.on(

@@ -129,6 +129,8 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
         height: float,
         image_format: str | None = None,
         clip_skip: float = 1,
+        subseed: float = -1,
+        subseed_strength: float = 0,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -153,6 +155,8 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
             height: output height, a multiple of 8.
             image_format: "png" (default), "jpeg" or "webp" (the parameters in EXIF); none for --save-format.
             clip_skip: 1 reads the text encoder's last layer, 2 the one before (anime models), up to 12.
+            subseed: the variation seed, -1 for random; image i uses subseed + i (and every image the seed).
+            subseed_strength: how far the starting noise moves towards the variation seed's (0 off, 1 all).
         Returns:
             The gallery: the images (with A1111 metadata) and, last, the edge map they followed (a PNG).
         """
@@ -174,6 +178,8 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
             seed=seed,
             batch_size=batch_size,
             clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
+            subseed=subseed,  # type: ignore[arg-type]  # whole floats pass the checks
+            subseed_strength=subseed_strength,
         )
 
         def with_edge_map(result: GenerationResult) -> tuple[Any, ...]:
@@ -212,6 +218,7 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
         controls.height,
         panel.image_format,
         controls.clip_skip,
+        *controls.variation_inputs(),
     ]
     parts = TabParts(
         "controlnet",

@@ -13,6 +13,7 @@ from studio.images import fit_within
 from studio.requests import RANDOM_SEED
 from studio.schedulers import SAMPLER_NAMES
 from studio.settings import Settings
+from studio.ui.variation import VariationControls, build_extra_box, build_variation_controls
 from studio.validation import MAX_CLIP_SKIP, MAX_GUIDANCE_SCALE, MIN_SIDE
 
 
@@ -31,6 +32,11 @@ class GenerationControls:
     reuse_seed: gr.Button
     batch_size: gr.Slider | None
     clip_skip: gr.Slider | None = None
+    variation: VariationControls | None = None
+
+    def variation_inputs(self) -> list[gr.components.Component]:
+        assert self.variation is not None
+        return self.variation.inputs()
 
     def sampling_inputs(self) -> list[gr.components.Component]:
         """Sampler, steps, CFG, width, height and seed: in this order after the prompts, the parameters of the
@@ -89,9 +95,17 @@ def max_side(settings: Settings) -> int:
 
 
 def build_generation_controls(
-    tab: str, studio: Studio, *, with_size: bool = True, with_batch: bool = True, with_clip_skip: bool = True
+    tab: str,
+    studio: Studio,
+    *,
+    with_size: bool = True,
+    with_batch: bool = True,
+    with_clip_skip: bool = True,
+    with_variation: bool = True,
+    with_variation_reuse: bool = True,
 ) -> GenerationControls:
-    """Sampler, steps, CFG, size, seed and batch widgets for ``tab`` (used in elem_ids for tests and CSS).
+    """Sampler, steps, CFG, size, seed and batch widgets for ``tab`` (used in elem_ids for tests and CSS), and the
+    variation seed behind the seed's "Extra" box.
 
     Sampler, steps and CFG open with the served model's own defaults (``studio.generation_defaults``): DPM++ 2M
     Karras, 25 steps and CFG 7 for most models, a few steps without CFG for Turbo and LCM models
@@ -149,6 +163,8 @@ def build_generation_controls(
         seed = gr.Number(value=RANDOM_SEED, precision=0, label="Seed (-1 = random)", elem_id=f"{tab}-seed", scale=4)
         random_seed = gr.Button("🎲", elem_id=f"{tab}-random-seed", scale=0, min_width=48)
         reuse_seed = gr.Button("♻️", elem_id=f"{tab}-reuse-seed", scale=0, min_width=48)
+        extra = build_extra_box(tab) if with_variation else None
+    variation = build_variation_controls(tab, extra, with_reuse=with_variation_reuse) if extra is not None else None
     random_seed.click(lambda: RANDOM_SEED, outputs=seed, queue=False, api_visibility="private")
     return GenerationControls(
         sampler=sampler,
@@ -161,6 +177,7 @@ def build_generation_controls(
         reuse_seed=reuse_seed,
         batch_size=batch_size,
         clip_skip=clip_skip,
+        variation=variation,
     )
 
 

@@ -64,6 +64,8 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
         resize_mode: str,
         image_format: str | None = None,
         clip_skip: float = 1,
+        subseed: float = -1,
+        subseed_strength: float = 0,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -84,6 +86,8 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
             resize_mode: "Just resize", "Crop and resize" or "Resize and fill".
             image_format: "png" (default), "jpeg" or "webp" (the parameters in EXIF); none for --save-format.
             clip_skip: 1 reads the text encoder's last layer, 2 the one before (anime models), up to 12.
+            subseed: the variation seed, -1 for random; image i uses subseed + i (and every image the seed).
+            subseed_strength: how far the starting noise moves towards the variation seed's (0 off, 1 all).
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
@@ -101,6 +105,8 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
             seed=seed,
             batch_size=batch_size,
             clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
+            subseed=subseed,  # type: ignore[arg-type]  # whole floats pass the checks
+            subseed_strength=subseed_strength,
         )
         yield from run_job(
             studio,
@@ -128,6 +134,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
         resize_mode,
         panel.image_format,
         controls.clip_skip,
+        *controls.variation_inputs(),
     ]
     parts = TabParts(
         "img2img",

@@ -63,6 +63,8 @@ def add_mcp_tools(studio: Studio) -> list[object]:
         height: int = 512,
         seed: int = RANDOM_SEED,
         hires_scale: float = 1.0,
+        variation_seed: int = RANDOM_SEED,
+        variation_strength: float = 0.0,
     ) -> tuple[gr.FileData, str]:
         """Generate an image from a text prompt with Stable Diffusion.
 
@@ -77,6 +79,9 @@ def add_mcp_tools(studio: Studio) -> list[object]:
             seed: -1 for a random seed; the same seed and settings give the same image again.
             hires_scale: above 1 (up to 4), the hires fix: the image is drawn at width x height, upscaled by this
                 factor, then its details redrawn (A1111's defaults: Latent upscaler, denoising strength 0.7).
+            variation_seed: with variation_strength above 0, a variation of the seed's image towards this seed's
+                (-1 for a random one); keep the seed and change this to get variations of one image.
+            variation_strength: 0 (off) to 1; 0.1-0.3 keeps the composition and changes details.
         Returns:
             The PNG image, and its generation parameters (A1111 text, including the seed used).
         """
@@ -91,6 +96,8 @@ def add_mcp_tools(studio: Studio) -> list[object]:
             seed=seed,
             enable_hr=hires_scale != 1,
             hr_scale=hires_scale,
+            subseed=variation_seed,
+            subseed_strength=variation_strength,
         )
         made = studio.service.txt2img(request).images[0]
         return _png_in_cache(made.image), made.parameters

@@ -2,8 +2,8 @@
 
 Reads what this studio writes and what A1111, Forge and SD.Next write (the ``parameters`` text in a PNG chunk, or
 in the EXIF ``UserComment`` of a JPEG or WebP). "Send to" fills every field the target tab has: prompt, negative
-prompt, sampler, steps, CFG, seed, size, denoising strength and the hires fix (and the picture itself for image to
-image and inpainting), then opens that tab. Also the ``/png_info`` endpoint.
+prompt, sampler, steps, CFG, seed, size, denoising strength, clip skip, the variation seed and the hires fix (and
+the picture itself for image to image and inpainting), then opens that tab. Also the ``/png_info`` endpoint.
 """
 
 from __future__ import annotations
@@ -142,6 +142,9 @@ def field_updates(sent: SentSettings, target: GenerationTab) -> list[Any]:
         values.append(_value(sent.strength))
     if target.controls.clip_skip is not None:
         values.append(_value(sent.clip_skip))
+    if target.controls.variation is not None:
+        strength = sent.subseed_strength
+        values += [gr.skip() if strength is None else strength > 0, _value(sent.subseed), _value(strength)]
     if target.hires is not None:
         hires = sent.hires
         if hires is None:
@@ -166,6 +169,8 @@ def field_outputs(target: GenerationTab) -> list[gr.components.Component]:
         outputs.append(target.strength)
     if controls.clip_skip is not None:
         outputs.append(controls.clip_skip)
+    if controls.variation is not None:
+        outputs += [controls.variation.extra, *controls.variation.inputs()]
     if target.hires is not None:
         outputs += target.hires.inputs()
     return outputs

@@ -13,6 +13,7 @@ from gradio.utils import get_upload_folder
 from studio.metadata import FILE_SUFFIXES, write_image
 from studio.requests import GeneratedImage, GenerationResult
 from studio.ui.controls import GenerationControls
+from studio.ui.variation import variation_seed_of
 
 FORMAT_CHOICES = [("PNG", "png"), ("JPEG", "jpeg"), ("WebP", "webp")]
 
@@ -105,15 +106,25 @@ def downloadable(item: GeneratedImage) -> Any:
 
 def present(result: GenerationResult) -> tuple[Any, ...]:
     """A result as the values of ``ResultsPanel.outputs()``."""
-    gallery = [(downloadable(item), f"Seed {item.seed}") for item in result.images]
+    gallery = [(downloadable(item), caption(item)) for item in result.images]
     seeds = [item.seed for item in result.images]
     parameters = [item.parameters for item in result.images]
     notes = "\n".join(f"⚠️ {note}" for note in result.notes)
-    return gallery, ", ".join(map(str, seeds)), parameters[0], notes, seeds, parameters, 0
+    seeds_text = ", ".join(map(str, seeds))
+    subseeds = [item.subseed for item in result.images if item.subseed is not None]
+    if subseeds:
+        seeds_text += f"; variation seeds {', '.join(map(str, subseeds))}"
+    return gallery, seeds_text, parameters[0], notes, seeds, parameters, 0
+
+
+def caption(item: GeneratedImage) -> str:
+    """An image's caption in the gallery: its seed, and its variation seed when it has one."""
+    return f"Seed {item.seed}" + (f", variation {item.subseed}" if item.subseed is not None else "")
 
 
 def wire_results(panel: ResultsPanel, controls: GenerationControls) -> None:
-    """Selecting an image shows its parameters; ♻️ puts its seed back into the seed box."""
+    """Selecting an image shows its parameters; ♻️ puts its seed back into the seed box, and the variation's ♻️
+    its variation seed (when it was made with one) into the variation seed box."""
 
     def on_select(all_parameters: list[str], event: gr.SelectData) -> tuple[str, int]:
         index = event.index if isinstance(event.index, int) else 0
@@ -132,6 +143,23 @@ def wire_results(panel: ResultsPanel, controls: GenerationControls) -> None:
         reuse_seed,
         inputs=[panel.all_seeds, panel.selected, controls.seed],
         outputs=controls.seed,
+        queue=False,
+        api_visibility="private",
+    )
+    if controls.variation is None or controls.variation.reuse_subseed is None:
+        return
+
+    def reuse_subseed(all_parameters: list[str], selected: int, current: float) -> float:
+        if not all_parameters:
+            return current
+        text = all_parameters[selected] if 0 <= selected < len(all_parameters) else all_parameters[0]
+        subseed = variation_seed_of(text)
+        return current if subseed is None else subseed
+
+    controls.variation.reuse_subseed.click(
+        reuse_subseed,
+        inputs=[panel.all_parameters, panel.selected, controls.variation.subseed],
+        outputs=controls.variation.subseed,
         queue=False,
         api_visibility="private",
     )

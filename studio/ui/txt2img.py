@@ -48,6 +48,8 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         hr_second_pass_steps: float = 0,
         denoising_strength: float = DEFAULT_HR_STRENGTH,
         clip_skip: float = 1,
+        subseed: float = -1,
+        subseed_strength: float = 0,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -71,6 +73,8 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             hr_second_pass_steps: the hires pass's steps; 0 for as many as steps.
             denoising_strength: how much the hires pass redraws (0-1; 0.7 is A1111's default).
             clip_skip: 1 reads the text encoder's last layer, 2 the one before (anime models), up to 12.
+            subseed: the variation seed, -1 for random; image i uses subseed + i (and every image the seed).
+            subseed_strength: how far the starting noise moves towards the variation seed's (0 off, 1 all).
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
@@ -90,6 +94,8 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             hr_second_pass_steps=hr_second_pass_steps,  # type: ignore[arg-type]  # whole floats pass the checks
             denoising_strength=denoising_strength,
             clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
+            subseed=subseed,  # type: ignore[arg-type]  # whole floats pass the checks
+            subseed_strength=subseed_strength,
         )
         yield from run_job(
             studio,
@@ -110,6 +116,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         panel.image_format,
         *hires.inputs(),
         controls.clip_skip,
+        *controls.variation_inputs(),
     ]
     parts = TabParts("txt2img", "Text to image", row, controls, panel, txt2img, inputs, hires=hires)
     return wire_generation_tab(tab, parts, studio)
