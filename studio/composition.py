@@ -22,6 +22,7 @@ from studio.outputs import OutputStore
 from studio.preview import PreviewOptions
 from studio.service import StudioService
 from studio.settings import Settings
+from studio.styles import StyleLibrary
 from studio.system import SystemService
 from studio.validation import Limits
 
@@ -49,6 +50,8 @@ class Studio:
     """The sampler, steps and CFG the tabs open with: those of the model served (a Turbo or LCM model's own)."""
     examples: Examples = field(default_factory=load_examples)
     """The examples under the generation tabs: the micro model's own when it is the model served."""
+    styles: StyleLibrary = field(default_factory=lambda: StyleLibrary(None))
+    """The prompt styles (``--styles``), applied to prompts before a request is made."""
 
 
 def choose_model(settings: Settings) -> tuple[str, str | None]:
@@ -109,6 +112,7 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
         native_side=native_side_hint(source) or DEFAULT_SIDE,
         generation_defaults=defaults_for_source(source),
         examples=examples_for(is_micro_model(source)),
+        styles=StyleLibrary(settings.styles),
     )
 
 

@@ -53,6 +53,7 @@ class SentSettings:
     subseed: int | None = None
     subseed_strength: float | None = None
     """The variation seed and strength; a strength of 0 means it was made without one."""
+    tiling: bool | None = None
 
 
 def _float(text: object) -> float | None:
@@ -136,6 +137,8 @@ def settings_from_metadata(meta: ImageMetadata, *, max_steps: int, max_side: int
         clip_skip = 1
 
     subseed, subseed_strength = _variation(record, ours, fields, meta.parameters is not None, notes)
+    # A1111 writes "Tiling: True" only for a tiled picture.
+    tiling = ours.get("tiling", fields.get("Tiling", "False" if meta.parameters else None))
 
     return SentSettings(
         prompt=prompt,
@@ -151,6 +154,7 @@ def settings_from_metadata(meta: ImageMetadata, *, max_steps: int, max_side: int
         clip_skip=clip_skip,
         subseed=subseed,
         subseed_strength=subseed_strength,
+        tiling=None if tiling is None else str(tiling).strip().lower() == "true",
         notes=tuple(notes),
     )
 

@@ -34,6 +34,8 @@ class Txt2ImgRequest:
     ``subseed`` and ``subseed_strength`` (in every generation request; A1111's names) are the variation seed and
     how far (0-1) the starting noise moves towards its noise (``studio/variation.py``). Above 0, every image keeps
     ``seed`` and image *i* gets the variation seed ``subseed + i``; ``subseed=-1`` asks for a random one.
+    ``tiling`` (in every generation request; A1111's name) makes pictures that repeat without a seam
+    (``studio/tiling.py``).
 
     ``enable_hr`` turns on the hires fix (``studio/hires.py``); it and its ``hr_*`` fields and
     ``denoising_strength`` have A1111's names, as diffusers has no such argument. ``hr_second_pass_steps`` 0 means
@@ -53,6 +55,7 @@ class Txt2ImgRequest:
     clip_skip: int = 1
     subseed: int = RANDOM_SEED
     subseed_strength: float = 0.0
+    tiling: bool = False
     enable_hr: bool = False
     hr_scale: float = DEFAULT_HR_SCALE
     hr_upscaler: str = DEFAULT_HR_UPSCALER
@@ -102,6 +105,7 @@ class Img2ImgRequest:
     clip_skip: int = 1
     subseed: int = RANDOM_SEED
     subseed_strength: float = 0.0
+    tiling: bool = False
 
     task: ClassVar[str] = "img2img"
 
@@ -137,6 +141,7 @@ class InpaintRequest:
     clip_skip: int = 1
     subseed: int = RANDOM_SEED
     subseed_strength: float = 0.0
+    tiling: bool = False
 
     task: ClassVar[str] = "inpaint"
 
@@ -175,6 +180,7 @@ class ControlNetRequest:
     clip_skip: int = 1
     subseed: int = RANDOM_SEED
     subseed_strength: float = 0.0
+    tiling: bool = False
 
     task: ClassVar[str] = "controlnet"
 
@@ -206,6 +212,7 @@ class CompareRequest:
     clip_skip: int = 1
     subseed: int = RANDOM_SEED
     subseed_strength: float = 0.0
+    tiling: bool = False
 
     task: ClassVar[str] = "compare"
 

@@ -50,6 +50,7 @@ from studio.requests import (
     Txt2ImgRequest,
 )
 from studio.schedulers import check_sampler, check_sampler_steps
+from studio.tiling import tiled
 from studio.vae_decode import decode_latents
 from studio.validation import (
     MAX_MASK_BLUR,
@@ -115,6 +116,7 @@ def _validate_common(request: Any, limits: Limits) -> dict[str, Any]:
         "clip_skip": check_clip_skip(request.clip_skip),
         "subseed": subseed,
         "subseed_strength": subseed_strength,
+        "tiling": check_flag("tiling", request.tiling),
     }
 
 
@@ -339,6 +341,7 @@ def validate_compare(request: CompareRequest, limits: Limits) -> CompareRequest:
         clip_skip=check_clip_skip(request.clip_skip),
         subseed=subseed,
         subseed_strength=subseed_strength,
+        tiling=check_flag("tiling", request.tiling),
     )
 
 
@@ -600,6 +603,7 @@ class StudioService:
                 cell.guidance_scale,
                 getattr(cell, "strength", None),
                 cell.subseed_strength,
+                cell.tiling,
                 cell.loras,
             )
             groups.setdefault(key, []).append(index)
@@ -650,6 +654,7 @@ class StudioService:
                 (first.width, first.height),
                 applied[first.loras],
                 variation=variation,
+                tiling=first.tiling,
             )
             all_notes.extend(note for note in notes if note not in all_notes)
             images_of.update(zip(chunk, decoded, strict=True))
@@ -692,6 +697,7 @@ class StudioService:
             "clip_skip": request.clip_skip,
             "subseed": request.subseed,
             "subseed_strength": request.subseed_strength,
+            "tiling": request.tiling,
         }
         if request.image is not None:
             shared.update(image=request.image, strength=request.strength, resize_mode="Crop and resize")
@@ -751,13 +757,18 @@ class StudioService:
         loras: Sequence[AppliedLora] = (),
         hires: HiresPass | None = None,
         variation: Variation | None = None,
+        tiling: bool = False,
     ) -> tuple[list[Image.Image], list[str], str]:
         """One pipeline call on the GPU: one CPU generator per image, latents out, decoded here (with the float32
         retry); with ``hires``, the hires fix's second pass in the same job. ``loras`` apply to this call only;
-        ``variation`` varies the starting noise of both passes. Returns the pictures, notes for the user, and the
-        model's name."""
+        ``variation`` varies the starting noise of both passes; ``tiling`` makes the job's convolutions wrap around.
+        Returns the pictures, notes for the user, and the model's name."""
         try:
-            with self.manager.job(task, sampler, seeds, loras) as job, watch_compiles() as compiles:
+            with (
+                self.manager.job(task, sampler, seeds, loras) as job,
+                watch_compiles() as compiles,
+                tiled(job.pipeline, tiling),
+            ):
                 after = hires.steps_run if hires is not None else 0
                 call = with_clip_skip(job.pipeline, arguments)
                 seed_generators = generators(seeds)
@@ -909,6 +920,7 @@ class StudioService:
             plan.loras,
             plan.hires,
             variation,
+            request.tiling,
         )
         finished = [plan.finish(image) for image in decoded]
         return self._finish(plan, finished, seeds, model, [*plan.notes, *notes], image_format=image_format)
@@ -944,6 +956,7 @@ class StudioService:
                         "Size": f"{plan.size[0]}x{plan.size[1]}",
                         "Model": model,
                         **(varied if variation is not None else {}),
+                        **({"Tiling": True} if request.tiling else {}),
                         **plan.fields,
                         **({"Clip skip": request.clip_skip} if request.clip_skip > 1 else {}),
                         **({"Lora hashes": lora_hashes_field(plan.loras)} if plan.loras else {}),

@@ -17,6 +17,7 @@ from pathlib import Path
 from studio.micro.location import MICRO_MODEL
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_STYLES = Path(__file__).resolve().parent.parent / "assets" / "styles.csv"
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 SAVE_FORMATS = ("png", "jpeg", "webp")
@@ -42,6 +43,8 @@ class Settings:
     controlnet_model: str | None = None
     models_dir: Path = Path("models")
     lora_dir: Path | None = None  # None: <models_dir>/lora
+    styles: Path | None = DEFAULT_STYLES
+    """A1111's styles.csv format; None: no styles."""
     device: str = "auto"
     dtype: str = "auto"
     host: str = "127.0.0.1"
@@ -156,6 +159,7 @@ class Settings:
             controlnet_model=args.controlnet_model or None,
             models_dir=Path(args.models_dir),
             lora_dir=Path(args.lora_dir) if args.lora_dir else None,
+            styles=Path(args.styles) if args.styles else None,
             device=args.device,
             dtype=args.dtype,
             host=args.host,
@@ -286,6 +290,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--lora-dir",
         default=env("LORA_DIR", None),
         help="folder of .safetensors LoRAs, used as <lora:file-name:weight> in prompts; unset: lora/ in --models-dir",
+    )
+    models.add_argument(
+        "--styles",
+        default=env("STYLES", str(DEFAULT_STYLES)),
+        help="prompt styles, an A1111 styles.csv (name,prompt,negative_prompt); empty for none; "
+        "default: the studio's own assets/styles.csv",
     )
     models.add_argument(
         "--cache-gb",

@@ -165,6 +165,32 @@ def test_variation_seeds_count_up_across_batches_and_the_seed_stays(server: str)
     assert plain["all_seeds"] == [5, 6] and plain["subseed_strength"] == 0
 
 
+def test_tiling_makes_a_seamless_picture_and_says_so(server: str) -> None:
+    response = post(server, "/sdapi/v1/txt2img", {"prompt": "bricks", "seed": 5, "tiling": True, **SMALL})
+    assert response.status_code == 200, response.text
+    assert "Tiling: True" in info_of(response)["infotexts"][0]
+    plain = post(server, "/sdapi/v1/txt2img", {"prompt": "bricks", "seed": 5, "tiling": False, **SMALL})
+    assert "Tiling" not in info_of(plain)["infotexts"][0]
+
+
+def test_styles_are_listed_and_added_to_the_prompts(server: str) -> None:
+    listed = httpx.get(server + "sdapi/v1/prompt-styles", timeout=TIMEOUT).json()
+    watercolor = next(style for style in listed if style["name"] == "Watercolor")
+    assert "{prompt}" in watercolor["prompt"] and watercolor["negative_prompt"]
+    body = {"prompt": "a cat", "negative_prompt": "dogs", "styles": ["Watercolor"], "seed": 5, **SMALL}
+    response = post(server, "/sdapi/v1/txt2img", body)
+    assert response.status_code == 200, response.text
+    info = info_of(response)
+    assert info["prompt"] == watercolor["prompt"].replace("{prompt}", "a cat")
+    assert info["negative_prompt"] == f"dogs, {watercolor['negative_prompt']}"
+    assert info["styles"] == ["Watercolor"]
+    assert parse_parameters(info["infotexts"][0]).prompt == info["prompt"], "the prompt as it was drawn"
+    unknown = post(server, "/sdapi/v1/txt2img", {**body, "styles": ["Noir"]})
+    assert (
+        unknown.status_code == 422 and "unknown style 'Noir'; the styles in styles.csv are: Photograph" in unknown.text
+    )
+
+
 def test_clip_skip_per_request_in_override_settings_never_for_everyone(server: str) -> None:
     body = {"prompt": "a cat", "seed": 5, **SMALL, "override_settings": {"CLIP_stop_at_last_layers": 2}}
     response = post(server, "/sdapi/v1/txt2img", body)

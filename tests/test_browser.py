@@ -74,6 +74,28 @@ def test_select_an_image_and_reuse_its_seed(page: Page) -> None:
     expect(page.locator("#txt2img-seed input")).to_have_value("1001")
 
 
+def test_pick_a_style_and_it_is_drawn_or_written_into_the_prompt(page: Page) -> None:
+    page.locator("#txt2img-prompt textarea").fill("a red house")
+    set_number(page, "txt2img-width", 64)
+    set_number(page, "txt2img-height", 64)
+    set_number(page, "txt2img-steps", 2)
+    page.locator("#txt2img-styles input").click()
+    page.get_by_role("option", name="Watercolor").click()
+    page.keyboard.press("Escape")
+    page.locator("#txt2img-generate").click()
+    expect(page.locator("#txt2img-parameters textarea")).to_have_value(
+        re.compile(r"^watercolor painting of a red house, soft washes, paper texture\nNegative prompt: photograph"),
+        timeout=60_000,
+    )
+    expect(page.locator("#txt2img-prompt textarea")).to_have_value("a red house"), "the prompt box is kept"
+    page.locator("#txt2img-apply-styles").click()
+    expect(page.locator("#txt2img-prompt textarea")).to_have_value(
+        "watercolor painting of a red house, soft washes, paper texture"
+    )
+    expect(page.locator("#txt2img-negative-prompt textarea")).to_have_value("photograph, 3d render, harsh lines")
+    expect(page.locator("#txt2img-styles")).not_to_contain_text("Watercolor"), "the choice is cleared"
+
+
 def test_variations_of_one_seed_behind_extra(page: Page) -> None:
     """A1111's "Extra": the variation seed and strength; a batch keeps the seed and counts up the variation seed;
     ♻️ brings back the selected image's; turning Extra off sets the strength to 0, so nothing applies unseen."""

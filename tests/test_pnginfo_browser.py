@@ -61,12 +61,13 @@ def test_drop_an_a1111_png_and_send_it_to_txt2img(page: Page, a1111_png: Path) -
     expect(page.locator("#txt2img-hires-enable input")).not_to_be_checked()
     expect(page.locator("#txt2img-clip-skip input[type=number]")).to_have_value("1")
     expect(page.locator("#txt2img-seed-extra input")).not_to_be_checked()
+    expect(page.locator("#txt2img-tiling input")).not_to_be_checked()
 
 
-def test_a_hires_fixed_variation_turns_the_hires_fix_and_extra_on(page: Page, tmp_path: Path) -> None:
+def test_a_hires_fixed_tiled_variation_turns_them_all_on(page: Page, tmp_path: Path) -> None:
     hires = (
-        "Variation seed: 31, Variation seed strength: 0.3, Clip skip: 2, Hires upscale: 1.5, Hires steps: 10, "
-        "Hires upscaler: Latent"
+        "Variation seed: 31, Variation seed strength: 0.3, Clip skip: 2, Tiling: True, Hires upscale: 1.5, "
+        "Hires steps: 10, Hires upscaler: Latent"
     )
     text = A1111_TEXT.replace(", Version:", f", {hires}, Version:")
     path = tmp_path / "00043-987654.png"
@@ -84,6 +85,7 @@ def test_a_hires_fixed_variation_turns_the_hires_fix_and_extra_on(page: Page, tm
     expect(page.locator("#txt2img-seed-extra input")).to_be_checked()
     expect(page.locator("#txt2img-subseed input")).to_have_value("31")
     expect(page.locator("#txt2img-subseed-strength input[type=number]")).to_have_value("0.3")
+    expect(page.locator("#txt2img-tiling input")).to_be_checked()
 
 
 def test_send_to_img2img_brings_the_picture_and_the_strength(page: Page, a1111_png: Path) -> None:

@@ -9,7 +9,7 @@ picture than it asked for without being told.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from PIL import Image
@@ -29,6 +29,7 @@ from studio.requests import (
     InpaintRequest,
     Txt2ImgRequest,
 )
+from studio.styles import StyleLibrary
 from studio.validation import MAX_SEED, Limits, check_size, check_variation, resolve_seed
 
 INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise"}
@@ -37,11 +38,13 @@ INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise"}
 
 @dataclass(frozen=True)
 class ServerFacts:
-    """What the mapping needs to know of the server: its limits, the image size it accepts, its ControlNet."""
+    """What the mapping needs to know of the server: its limits, the image size it accepts, its ControlNet and
+    its prompt styles."""
 
     limits: Limits
     max_upload_megapixels: int
     controlnet_name: str
+    styles: StyleLibrary = field(default_factory=lambda: StyleLibrary(None))
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,6 @@ class A1111Job:
 def _refuse_unsupported(body: GenerationBody) -> None:
     asked = {
         "restore_faces": bool(body.restore_faces),
-        "tiling": bool(body.tiling),
         "seed_resize_from_w/h (resize seed from)": body.seed_resize_from_w > 0 or body.seed_resize_from_h > 0,
         f"script_name {body.script_name!r}": bool(body.script_name),
     }
@@ -91,9 +93,10 @@ def _common(body: GenerationBody, facts: ServerFacts) -> dict[str, Any]:
             f"{name} {first} leaves no room for {body.n_iter} batches of {body.batch_size} (seeds end at "
             f"{MAX_SEED}); choose a lower {name}"
         )
+    prompt, negative_prompt = facts.styles.apply(body.prompt, body.negative_prompt, body.styles)
     return {
-        "prompt": body.prompt,
-        "negative_prompt": body.negative_prompt,
+        "prompt": prompt,
+        "negative_prompt": negative_prompt,
         "sampler": sampler_for(body.sampler_name or body.sampler_index, body.scheduler),
         "num_inference_steps": body.steps,
         "guidance_scale": body.cfg_scale,
@@ -102,6 +105,7 @@ def _common(body: GenerationBody, facts: ServerFacts) -> dict[str, Any]:
         "clip_skip": _clip_skip(body.override_settings),
         "subseed": subseed,
         "subseed_strength": subseed_strength,
+        "tiling": bool(body.tiling),
     }
 
 

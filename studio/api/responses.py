@@ -24,7 +24,8 @@ def generation(body: GenerationBody, job: A1111Job, outcome: Outcome, model: str
     parameters = body.model_dump()
     if not parameters.get("include_init_images", True):
         parameters.update(init_images=None, mask=None)
-    return {"images": images, "parameters": parameters, "info": json.dumps(_info(job, outcome, made, model))}
+    info = {**_info(job, outcome, made, model), "styles": list(body.styles)}
+    return {"images": images, "parameters": parameters, "info": json.dumps(info)}
 
 
 def _info(job: A1111Job, outcome: Outcome, made: list[GeneratedImage], model: str) -> dict[str, Any]:
@@ -60,7 +61,6 @@ def _info(job: A1111Job, outcome: Outcome, made: list[GeneratedImage], model: st
         "extra_generation_params": {},
         "index_of_first_image": 0,
         "infotexts": [item.parameters for item in made],
-        "styles": [],
         "job_timestamp": "",
         "clip_skip": getattr(request, "clip_skip", 1),
         "is_using_inpainting_conditioning": job.task == "inpaint",

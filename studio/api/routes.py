@@ -52,7 +52,9 @@ def build_router(studio: Studio) -> APIRouter:
     settings = studio.settings
 
     def facts() -> ServerFacts:
-        return ServerFacts(studio.service.limits, settings.max_upload_megapixels, controlnet_names(studio)[0])
+        return ServerFacts(
+            studio.service.limits, settings.max_upload_megapixels, controlnet_names(studio)[0], studio.styles
+        )
 
     async def generate(job: A1111Job, body: GenerationBody, user: str | None) -> dict[str, Any]:
         async with board.turn(owner_of(user)):
@@ -101,6 +103,12 @@ def build_router(studio: Studio) -> APIRouter:
     async def refresh_loras() -> None:
         """A1111 rescans its LoRA folder here; the studio reads the folder on every request, so there is nothing
         to do (the route answers so that clients that call it keep working)."""
+
+    @router.get("/sdapi/v1/prompt-styles", tags=["models"])
+    async def prompt_styles() -> list[dict[str, str]]:
+        """The styles ``styles`` may name (the studio's styles.csv, ``--styles``)."""
+        styles = await anyio.to_thread.run_sync(studio.styles.styles)
+        return [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt} for s in styles.values()]
 
     @router.get("/sdapi/v1/samplers", tags=["models"])
     async def samplers() -> list[dict[str, object]]:

@@ -21,7 +21,9 @@ class GenerationBody(_Body):
 
     prompt: str = ""
     negative_prompt: str = ""
-    styles: list[str] = Field(default_factory=list, description="ignored: the studio keeps no saved styles")
+    styles: list[str] = Field(
+        default_factory=list, description="prompt styles to add, by name (sdapi/v1/prompt-styles)"
+    )
     seed: int = Field(-1, description="-1 for random; image i uses seed + i")
     subseed: int = Field(-1, description="the variation seed (-1 for random); image i uses subseed + i")
     subseed_strength: float = Field(0.0, description="variation strength: 0 (off) to 1 (the variation seed's noise)")
@@ -37,7 +39,7 @@ class GenerationBody(_Body):
     width: int = 512
     height: int = 512
     restore_faces: bool | None = Field(None, description="not supported: must be false")
-    tiling: bool | None = Field(None, description="not supported: must be false")
+    tiling: bool | None = Field(None, description="pictures that repeat without a seam (textures)")
     override_settings: dict[str, Any] = Field(
         default_factory=dict, description="sd_model_checkpoint switches the model for this request"
     )

@@ -135,6 +135,7 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
         clip_skip: float = 1,
         subseed: float = -1,
         subseed_strength: float = 0,
+        tiling: bool = False,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -156,6 +157,7 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
             clip_skip: 1 reads the text encoder's last layer, 2 the one before (anime models), up to 12.
             subseed: the variation seed of every cell, -1 for random (unless the axis is Var. seed).
             subseed_strength: the variation strength, 0 for none (unless the axis is Var. strength).
+            tiling: make pictures that repeat without a seam (textures, patterns).
         Returns:
             The gallery of cells (captioned with prompt and value), the labelled grid image, the prompts with the
             differing words marked, and notes.
@@ -176,6 +178,7 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
             clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
             subseed=subseed,  # type: ignore[arg-type]  # whole floats pass the checks
             subseed_strength=subseed_strength,
+            tiling=tiling,
         )
         yield from run_job(
             studio, request, studio.service.compare, job, progress_of_cells(progress), present_comparison, 5
@@ -191,6 +194,7 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
         strength,
         controls.clip_skip,
         *controls.variation_inputs(),
+        controls.tiling,
     ]
     outputs = [gallery, grid, diff, notes, last_seed]
     event = gr.on(

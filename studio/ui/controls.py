@@ -13,6 +13,7 @@ from studio.images import fit_within
 from studio.requests import RANDOM_SEED
 from studio.schedulers import SAMPLER_NAMES
 from studio.settings import Settings
+from studio.ui.styles import StylePicker, build_style_picker, wire_style_picker
 from studio.ui.variation import VariationControls, build_extra_box, build_variation_controls
 from studio.validation import MAX_CLIP_SKIP, MAX_GUIDANCE_SCALE, MIN_SIDE
 
@@ -33,6 +34,7 @@ class GenerationControls:
     batch_size: gr.Slider | None
     clip_skip: gr.Slider | None = None
     variation: VariationControls | None = None
+    tiling: gr.Checkbox | None = None
 
     def variation_inputs(self) -> list[gr.components.Component]:
         assert self.variation is not None
@@ -47,12 +49,13 @@ class GenerationControls:
 
 @dataclass(frozen=True)
 class PromptRow:
-    """The prompt, the negative prompt, and the Generate and Stop buttons beside them."""
+    """The prompt, the negative prompt, and the Generate and Stop buttons and the style picker beside them."""
 
     prompt: gr.Textbox
     negative_prompt: gr.Textbox
     generate: gr.Button
     stop: gr.Button
+    styles: StylePicker
 
 
 def prompt_placeholder(studio: Studio, tab: str) -> str:
@@ -70,7 +73,9 @@ def build_prompt_row(tab: str, studio: Studio) -> PromptRow:
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button("Generate", variant="primary", size="lg", elem_id=f"{tab}-generate")
             stop = gr.Button("Stop", variant="stop", elem_id=f"{tab}-stop")
-    return PromptRow(prompt, negative, generate, stop)
+            picker = build_style_picker(tab, studio)
+    wire_style_picker(picker, prompt, negative, studio)
+    return PromptRow(prompt, negative, generate, stop, picker)
 
 
 def _build_prompts(tab: str, placeholder: str) -> tuple[gr.Textbox, gr.Textbox]:
@@ -103,9 +108,10 @@ def build_generation_controls(
     with_clip_skip: bool = True,
     with_variation: bool = True,
     with_variation_reuse: bool = True,
+    with_tiling: bool = True,
 ) -> GenerationControls:
     """Sampler, steps, CFG, size, seed and batch widgets for ``tab`` (used in elem_ids for tests and CSS), and the
-    variation seed behind the seed's "Extra" box.
+    variation seed behind the seed's "Extra" box, and "Tiling".
 
     Sampler, steps and CFG open with the served model's own defaults (``studio.generation_defaults``): DPM++ 2M
     Karras, 25 steps and CFG 7 for most models, a few steps without CFG for Turbo and LCM models
@@ -159,6 +165,9 @@ def build_generation_controls(
             if with_clip_skip
             else None
         )
+        tiling = (
+            gr.Checkbox(False, label="Tiling", elem_id=f"{tab}-tiling", scale=1, min_width=80) if with_tiling else None
+        )
     with gr.Row(equal_height=True):
         seed = gr.Number(value=RANDOM_SEED, precision=0, label="Seed (-1 = random)", elem_id=f"{tab}-seed", scale=4)
         random_seed = gr.Button("🎲", elem_id=f"{tab}-random-seed", scale=0, min_width=48)
@@ -178,6 +187,7 @@ def build_generation_controls(
         batch_size=batch_size,
         clip_skip=clip_skip,
         variation=variation,
+        tiling=tiling,
     )
 
 

@@ -65,6 +65,7 @@ def add_mcp_tools(studio: Studio) -> list[object]:
         hires_scale: float = 1.0,
         variation_seed: int = RANDOM_SEED,
         variation_strength: float = 0.0,
+        tiling: bool = False,
     ) -> tuple[gr.FileData, str]:
         """Generate an image from a text prompt with Stable Diffusion.
 
@@ -82,6 +83,7 @@ def add_mcp_tools(studio: Studio) -> list[object]:
             variation_seed: with variation_strength above 0, a variation of the seed's image towards this seed's
                 (-1 for a random one); keep the seed and change this to get variations of one image.
             variation_strength: 0 (off) to 1; 0.1-0.3 keeps the composition and changes details.
+            tiling: true for a picture that repeats without a seam (a texture or pattern).
         Returns:
             The PNG image, and its generation parameters (A1111 text, including the seed used).
         """
@@ -98,6 +100,7 @@ def add_mcp_tools(studio: Studio) -> list[object]:
             hr_scale=hires_scale,
             subseed=variation_seed,
             subseed_strength=variation_strength,
+            tiling=tiling,
         )
         made = studio.service.txt2img(request).images[0]
         return _png_in_cache(made.image), made.parameters

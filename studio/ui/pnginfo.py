@@ -2,8 +2,8 @@
 
 Reads what this studio writes and what A1111, Forge and SD.Next write (the ``parameters`` text in a PNG chunk, or
 in the EXIF ``UserComment`` of a JPEG or WebP). "Send to" fills every field the target tab has: prompt, negative
-prompt, sampler, steps, CFG, seed, size, denoising strength, clip skip, the variation seed and the hires fix (and
-the picture itself for image to image and inpainting), then opens that tab. Also the ``/png_info`` endpoint.
+prompt, sampler, steps, CFG, seed, size, denoising strength, clip skip, the variation seed, tiling and the hires fix
+(and the picture itself for image to image and inpainting), then opens that tab. Also the ``/png_info`` endpoint.
 """
 
 from __future__ import annotations
@@ -145,6 +145,8 @@ def field_updates(sent: SentSettings, target: GenerationTab) -> list[Any]:
     if target.controls.variation is not None:
         strength = sent.subseed_strength
         values += [gr.skip() if strength is None else strength > 0, _value(sent.subseed), _value(strength)]
+    if target.controls.tiling is not None:
+        values.append(_value(sent.tiling))
     if target.hires is not None:
         hires = sent.hires
         if hires is None:
@@ -171,6 +173,8 @@ def field_outputs(target: GenerationTab) -> list[gr.components.Component]:
         outputs.append(controls.clip_skip)
     if controls.variation is not None:
         outputs += [controls.variation.extra, *controls.variation.inputs()]
+    if controls.tiling is not None:
+        outputs.append(controls.tiling)
     if target.hires is not None:
         outputs += target.hires.inputs()
     return outputs

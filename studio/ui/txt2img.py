@@ -50,6 +50,8 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         clip_skip: float = 1,
         subseed: float = -1,
         subseed_strength: float = 0,
+        tiling: bool = False,
+        styles: list[str] | None = None,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -75,9 +77,12 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             clip_skip: 1 reads the text encoder's last layer, 2 the one before (anime models), up to 12.
             subseed: the variation seed, -1 for random; image i uses subseed + i (and every image the seed).
             subseed_strength: how far the starting noise moves towards the variation seed's (0 off, 1 all).
+            tiling: make a picture that repeats without a seam (textures, patterns).
+            styles: names of prompt styles (the studio's styles.csv) to add to the prompts, in order.
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
+        prompt, negative_prompt = studio.styles.apply(prompt, negative_prompt, styles)
         job = Txt2ImgRequest(
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -96,6 +101,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
             subseed=subseed,  # type: ignore[arg-type]  # whole floats pass the checks
             subseed_strength=subseed_strength,
+            tiling=tiling,
         )
         yield from run_job(
             studio,
@@ -117,6 +123,8 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         *hires.inputs(),
         controls.clip_skip,
         *controls.variation_inputs(),
+        controls.tiling,
+        row.styles.styles,
     ]
     parts = TabParts("txt2img", "Text to image", row, controls, panel, txt2img, inputs, hires=hires)
     return wire_generation_tab(tab, parts, studio)
