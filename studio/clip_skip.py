@@ -24,7 +24,7 @@ def encode(pipe: DiffusionPipeline, texts: Sequence[str], skipped: int) -> torch
     """``texts`` through the pipeline's CLIP text encoder, read ``skipped`` layers before the last and put through
     its final layer norm, as diffusers' encoder path does for ``clip_skip`` (0: the plain prompt embeddings)."""
     tokens = pipe.tokenizer(
-        list(texts),
+        pipe.maybe_convert_prompt(list(texts), pipe.tokenizer),  # a textual inversion of n vectors: n tokens
         padding="max_length",
         max_length=pipe.tokenizer.model_max_length,
         truncation=True,

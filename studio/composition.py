@@ -85,6 +85,7 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
             cache_bytes=int(settings.cache_gb * 2**30),
             single_file_config=settings.model_config,
             allow_pickle=settings.allow_pickle,
+            embeddings_dir=settings.embeddings_folder,
             speed=SpeedOptions(compile=settings.compile),
             memory=MemoryOptions(
                 attention_slicing=settings.attention_slicing,

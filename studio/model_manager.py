@@ -18,7 +18,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from diffusers import (
@@ -31,6 +32,7 @@ from diffusers import (
 )
 
 from studio.devices import Placement
+from studio.embeddings import ModelEmbeddings, embedding_files, load_embeddings
 from studio.errors import InvalidRequest, ModelLoadError
 from studio.fast_paths import SpeedOptions, speed_up, speed_up_module, undo_compile, warm_up
 from studio.few_step import STANDARD, GenerationDefaults, adapt_scheduler, defaults_for_pipeline
@@ -117,6 +119,8 @@ class LoadedModel:
     placement: Placement
     defaults: GenerationDefaults = STANDARD
     """Sampler, steps and CFG the model wants (few-step models want few steps and no CFG)."""
+    embeddings: ModelEmbeddings = field(default_factory=ModelEmbeddings)
+    """The textual inversion embeddings of ``--embeddings-dir`` its prompts may name (added when it loaded)."""
 
     @property
     def upcasts_vae(self) -> bool:
@@ -151,6 +155,7 @@ class ModelManager:
         speed: SpeedOptions | None = None,
         single_file_config: str | None = None,
         allow_pickle: bool = False,
+        embeddings_dir: Path | None = None,
         loader: Loader = load_pipeline,
         unet_loader: UnetLoader = load_inpaint_unet,
         controlnet_loader: ControlNetLoader = load_controlnet,
@@ -160,6 +165,7 @@ class ModelManager:
         self.controlnet_source = controlnet_source
         self.single_file_config = single_file_config
         self.allow_pickle = allow_pickle
+        self.embeddings_dir = embeddings_dir
         self._unet_loader = unet_loader
         self._controlnet_loader = controlnet_loader
         self.extras = ModuleCache(cache_bytes)
@@ -195,8 +201,14 @@ class ModelManager:
             single_file_config=self.single_file_config,
             allow_pickle=self.allow_pickle,
         )
+        embeddings = load_embeddings(pipeline, embedding_files(self.embeddings_dir))
         model = LoadedModel(
-            source, pipeline, model_family(pipeline), self.placement, defaults_for_pipeline(source, pipeline)
+            source,
+            pipeline,
+            model_family(pipeline),
+            self.placement,
+            defaults_for_pipeline(source, pipeline),
+            embeddings,
         )
         adapt_scheduler(pipeline, model.defaults)
         applied = speed_up(pipeline, self.placement.device, self.speed, self.memory.attention_slicing)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from studio import __version__, compare, images
 from studio.clip_skip import with_clip_skip
+from studio.embeddings import LoadedEmbedding, ModelEmbeddings, ti_hashes_field
 from studio.errors import Cancelled, InvalidRequest, OutOfMemory
 from studio.fast_paths import watch_compiles
 from studio.hires import HiresPass, check_hires, upscale_latents, upscale_pictures
@@ -33,7 +34,7 @@ from studio.metadata import (
     parse_parameters,
     png_info,
 )
-from studio.model_manager import Job, ModelManager, Task
+from studio.model_manager import Job, LoadedModel, ModelManager, Task
 from studio.outputs import OutputStore
 from studio.preview import PreviewOptions, approximate, decode_first
 from studio.requests import (
@@ -400,6 +401,8 @@ class _Plan:
     control_image: Image.Image | None = None
     loras: tuple[AppliedLora, ...] = ()
     hires: HiresPass | None = None
+    embeddings: tuple[LoadedEmbedding, ...] = ()
+    """The textual inversions its prompts named (for ``TI hashes``), known once the model that served is."""
 
 
 class StudioService:
@@ -616,6 +619,7 @@ class StudioService:
         total_steps, done_steps, done_cells = sum(steps_of), 0, 0
         images_of: dict[int, Image.Image] = {}
         all_notes: list[str] = []
+        served: ModelEmbeddings = ModelEmbeddings()
         model = ""
         for chunk, steps in zip(chunks, steps_of, strict=True):
 
@@ -643,7 +647,7 @@ class StudioService:
             variation = None
             if first.subseed_strength:
                 variation = Variation(tuple(requests[i].subseed for i in chunk), first.subseed_strength)
-            decoded, notes, model = self._denoise(
+            decoded, notes, loaded = self._denoise(
                 task,
                 first.sampler,
                 seeds,
@@ -656,6 +660,7 @@ class StudioService:
                 variation=variation,
                 tiling=first.tiling,
             )
+            model, served = model_name(loaded.source), loaded.embeddings
             all_notes.extend(note for note in notes if note not in all_notes)
             images_of.update(zip(chunk, decoded, strict=True))
             done_steps += steps
@@ -664,7 +669,8 @@ class StudioService:
                 progress(done_steps, total_steps, done_cells, len(requests))
         results = []
         for index, ((value, prompt), cell) in enumerate(zip(cells, requests, strict=True)):
-            plan = replace(self._cell_plan(cell), loras=applied[cell.loras])
+            named = tuple(served.used_in(cell.prompt, cell.negative_prompt))
+            plan = replace(self._cell_plan(cell), loras=applied[cell.loras], embeddings=named)
             generated = self._finish(plan, [images_of[index]], [cell.seed], model, [], folder="compare").images[0]
             results.append(CompareCell(prompt=prompt, axis_value=value, image=generated))
         grid = self._grid(request, results, model)
@@ -758,11 +764,11 @@ class StudioService:
         hires: HiresPass | None = None,
         variation: Variation | None = None,
         tiling: bool = False,
-    ) -> tuple[list[Image.Image], list[str], str]:
+    ) -> tuple[list[Image.Image], list[str], LoadedModel]:
         """One pipeline call on the GPU: one CPU generator per image, latents out, decoded here (with the float32
         retry); with ``hires``, the hires fix's second pass in the same job. ``loras`` apply to this call only;
         ``variation`` varies the starting noise of both passes; ``tiling`` makes the job's convolutions wrap around.
-        Returns the pictures, notes for the user, and the model's name."""
+        Returns the pictures, notes for the user, and the model that made them."""
         try:
             with (
                 self.manager.job(task, sampler, seeds, loras) as job,
@@ -813,7 +819,7 @@ class StudioService:
                 f"The first run at {shape} with {len(seeds)} image(s) compiled the model for that shape "
                 f"(--compile; {compiles.seconds:.0f} s in all); the next runs at that shape start at once."
             )
-        return decoded, notes, model_name(job.model.source)
+        return decoded, notes, job.model
 
     def _hires_pass(
         self,
@@ -908,7 +914,7 @@ class StudioService:
             **clip_skip_argument(request.clip_skip),
             **plan.arguments,
         }
-        decoded, notes, model = self._denoise(
+        decoded, notes, served = self._denoise(
             plan.task,
             request.sampler,
             seeds,
@@ -922,6 +928,8 @@ class StudioService:
             variation,
             request.tiling,
         )
+        model = model_name(served.source)
+        plan = replace(plan, embeddings=tuple(served.embeddings.used_in(request.prompt, request.negative_prompt)))
         finished = [plan.finish(image) for image in decoded]
         return self._finish(plan, finished, seeds, model, [*plan.notes, *notes], image_format=image_format)
 
@@ -960,6 +968,7 @@ class StudioService:
                         **plan.fields,
                         **({"Clip skip": request.clip_skip} if request.clip_skip > 1 else {}),
                         **({"Lora hashes": lora_hashes_field(plan.loras)} if plan.loras else {}),
+                        **({"TI hashes": ti_hashes_field(plan.embeddings)} if plan.embeddings else {}),
                         "Version": VERSION_TAG,
                     },
                 )

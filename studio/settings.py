@@ -43,6 +43,7 @@ class Settings:
     controlnet_model: str | None = None
     models_dir: Path = Path("models")
     lora_dir: Path | None = None  # None: <models_dir>/lora
+    embeddings_dir: Path | None = None  # None: <models_dir>/embeddings
     styles: Path | None = DEFAULT_STYLES
     """A1111's styles.csv format; None: no styles."""
     device: str = "auto"
@@ -114,6 +115,12 @@ class Settings:
         return self.lora_dir if self.lora_dir is not None else self.models_dir / "lora"
 
     @property
+    def embeddings_folder(self) -> Path:
+        """Where textual inversion embeddings are looked for: ``--embeddings-dir``, or ``embeddings/`` inside the
+        models folder (A1111 keeps them in ``embeddings/``)."""
+        return self.embeddings_dir if self.embeddings_dir is not None else self.models_dir / "embeddings"
+
+    @property
     def save_outputs(self) -> bool:
         return self.outputs is not None
 
@@ -159,6 +166,7 @@ class Settings:
             controlnet_model=args.controlnet_model or None,
             models_dir=Path(args.models_dir),
             lora_dir=Path(args.lora_dir) if args.lora_dir else None,
+            embeddings_dir=Path(args.embeddings_dir) if args.embeddings_dir else None,
             styles=Path(args.styles) if args.styles else None,
             device=args.device,
             dtype=args.dtype,
@@ -290,6 +298,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--lora-dir",
         default=env("LORA_DIR", None),
         help="folder of .safetensors LoRAs, used as <lora:file-name:weight> in prompts; unset: lora/ in --models-dir",
+    )
+    models.add_argument(
+        "--embeddings-dir",
+        default=env("EMBEDDINGS_DIR", None),
+        help="folder of textual inversion embeddings, named in prompts by file name; "
+        "unset: embeddings/ in --models-dir",
     )
     models.add_argument(
         "--styles",

@@ -97,3 +97,10 @@ class StyleLibrary:
             prompt = merge(styles[name].prompt, prompt)
             negative_prompt = merge(styles[name].negative_prompt, negative_prompt)
         return prompt, negative_prompt
+
+    def apply_to_each(
+        self, prompts: Sequence[str], negative_prompt: str, names: Sequence[str] | None
+    ) -> tuple[tuple[str, ...], str]:
+        """Each of ``prompts`` with the styles ``names`` added, and the shared negative prompt with theirs."""
+        styled = tuple(self.apply(prompt, "", names)[0] for prompt in prompts)
+        return styled, self.apply("", negative_prompt, names)[1]

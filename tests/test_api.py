@@ -25,7 +25,7 @@ ENDPOINT_PARAMETERS = {
     "/canny": ["image", "low_threshold", "high_threshold", "preprocessor"],
     "/compare": [
         "prompts", "negative_prompt", "sampler", "steps", "guidance_scale", "width", "height", "seed", "axis",
-        "axis_values", "image", "strength", "clip_skip", "subseed", "subseed_strength", "tiling",
+        "axis_values", "image", "strength", "clip_skip", "subseed", "subseed_strength", "tiling", "styles",
     ],
     "/controlnet": [
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "low_threshold", "high_threshold",
@@ -245,6 +245,30 @@ def test_compare_endpoint_returns_cells_then_the_grid(client: Client) -> None:
         assert image.width > 2 * 64 and image.height > 2 * 64
         assert read_metadata(image).parameters is not None
     assert "<mark>red</mark>" in diff and "<mark>blue</mark>" in diff
+
+
+def test_styles_reach_every_prompt_through_the_endpoints(client: Client) -> None:
+    """Styles apply to the prompt of a generation tab and to each prompt of Compare (the parameters text holds the
+    prompts as drawn); an unknown one is a message."""
+    _gallery, _seeds, parameters, _notes = client.predict(
+        prompt="a cat", negative_prompt="dogs", sampler="Euler", steps=2, guidance_scale=7, width=64, height=64,
+        seed=3, batch_size=1, styles=["Pixel art"], api_name="/txt2img",
+    )  # fmt: skip
+    assert parameters.startswith("pixel art of a cat, 16-bit, limited palette, crisp pixels\nNegative prompt: dogs, ")
+    gallery, _grid, diff, _notes = client.predict(
+        prompts="a red cat\na blue cat", negative_prompt="", sampler="Euler", steps=2, guidance_scale=7,
+        width=64, height=64, seed=9, axis="None", axis_values="", styles=["Line art"], api_name="/compare",
+    )  # fmt: skip
+    assert [item["caption"] for item in gallery] == [
+        "line art of a red cat, black ink on white, clean outlines",
+        "line art of a blue cat, black ink on white, clean outlines",
+    ]
+    assert "<mark>red</mark>" in diff
+    with pytest.raises(AppError, match="unknown style 'Noir'; the styles in styles.csv are: Photograph"):
+        client.predict(
+            prompt="a cat", negative_prompt="", sampler="Euler", steps=2, guidance_scale=7, width=64, height=64,
+            seed=3, batch_size=1, styles=["Noir"], api_name="/txt2img",
+        )  # fmt: skip
 
 
 def test_compare_endpoint_explains_bad_axis_values(client: Client) -> None:

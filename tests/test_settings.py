@@ -167,5 +167,8 @@ def test_models_and_lora_folders() -> None:
     assert moved.lora_folder == Path("/data/models/lora")
     flagged = Settings.from_cli(["--lora-dir", "/data/loras"], environ={"STUDIO_MODELS_DIR": "/data/models"})
     assert (flagged.models_dir, flagged.lora_folder) == (Path("/data/models"), Path("/data/loras"))
+    assert defaults.embeddings_folder == Path("models") / "embeddings", "as A1111 keeps them: embeddings/"
+    elsewhere = Settings.from_cli([], environ={"STUDIO_EMBEDDINGS_DIR": "/data/ti"})
+    assert elsewhere.embeddings_folder == Path("/data/ti")
     text = build_parser({}).format_help()
-    assert "--models-dir" in text and "--lora-dir" in text
+    assert "--models-dir" in text and "--lora-dir" in text and "--embeddings-dir" in text

@@ -46,6 +46,10 @@ def test_styles_apply_in_order_to_both_prompts(styles_file: Path) -> None:
         "ugly, cartoon, drawing, blurry",
     )
     assert library.apply("a cat", "", None) == ("a cat", ""), "no styles: the prompts as they are"
+    assert library.apply_to_each(["a cat", "a dog"], "ugly", ["Sharp"]) == (
+        ("a cat, sharp focus, 8k", "a dog, sharp focus, 8k"),
+        "ugly, blurry",
+    ), "Compare: every prompt, and the one negative prompt once"
 
 
 def test_an_unknown_style_is_a_message_naming_the_ones_there_are(styles_file: Path) -> None:

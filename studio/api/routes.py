@@ -104,6 +104,24 @@ def build_router(studio: Studio) -> APIRouter:
         """A1111 rescans its LoRA folder here; the studio reads the folder on every request, so there is nothing
         to do (the route answers so that clients that call it keep working)."""
 
+    @router.get("/sdapi/v1/embeddings", tags=["models"])
+    async def embeddings() -> dict[str, dict[str, dict[str, object]]]:
+        """The textual inversion embeddings the loaded model took from ``--embeddings-dir`` (loading the model
+        first if it is not yet), and the files it skipped, with why."""
+        model = await anyio.to_thread.run_sync(studio.manager.current)
+        loaded = {
+            name: {
+                "step": None,
+                "sd_checkpoint": None,
+                "sd_checkpoint_name": None,
+                "shape": e.width,
+                "vectors": e.vectors,
+            }
+            for name, e in model.embeddings.loaded.items()
+        }
+        skipped = {name: {"reason": reason} for name, reason in model.embeddings.skipped.items()}
+        return {"loaded": loaded, "skipped": skipped}
+
     @router.get("/sdapi/v1/prompt-styles", tags=["models"])
     async def prompt_styles() -> list[dict[str, str]]:
         """The styles ``styles`` may name (the studio's styles.csv, ``--styles``)."""

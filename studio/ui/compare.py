@@ -17,6 +17,7 @@ from studio.ui.controls import build_generation_controls, wire_reuse_last_seed
 from studio.ui.errors import user_errors
 from studio.ui.examples import add_examples
 from studio.ui.jobs import GPU_QUEUE, run_job, wire_stop
+from studio.ui.styles import build_style_picker, wire_style_picker
 from studio.ui.uploads import CheckedImage
 from studio.ui.zerogpu import compare_seconds, gpu
 
@@ -79,6 +80,8 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
             with gr.Column(scale=1, min_width=160):
                 generate = gr.Button("Compare", variant="primary", size="lg", elem_id="compare-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
+                picker = build_style_picker("compare", studio)
+        wire_style_picker(picker, prompts, negative, studio, one_per_line=True)
         with gr.Row():
             with gr.Column():
                 with gr.Row():
@@ -136,6 +139,7 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
         subseed: float = -1,
         subseed_strength: float = 0,
         tiling: bool = False,
+        styles: list[str] | None = None,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -158,12 +162,14 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
             subseed: the variation seed of every cell, -1 for random (unless the axis is Var. seed).
             subseed_strength: the variation strength, 0 for none (unless the axis is Var. strength).
             tiling: make pictures that repeat without a seam (textures, patterns).
+            styles: names of prompt styles (the studio's styles.csv) to add to every prompt, in order.
         Returns:
             The gallery of cells (captioned with prompt and value), the labelled grid image, the prompts with the
             differing words marked, and notes.
         """
+        styled, negative_prompt = studio.styles.apply_to_each(parse_prompts(prompts), negative_prompt, styles)
         job = CompareRequest(
-            prompts=parse_prompts(prompts),
+            prompts=styled,
             negative_prompt=negative_prompt,
             sampler=sampler,
             num_inference_steps=steps,  # type: ignore[arg-type]  # whole floats are accepted by the service
@@ -195,6 +201,7 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
         controls.clip_skip,
         *controls.variation_inputs(),
         controls.tiling,
+        picker.styles,
     ]
     outputs = [gallery, grid, diff, notes, last_seed]
     event = gr.on(

@@ -25,6 +25,7 @@ def build_style_picker(tab: str, studio: Studio) -> StylePicker:
         names,
         value=[],
         multiselect=True,
+        allow_custom_value=True,  # the file is read again when it changes: a style added since start-up works
         label="Styles",
         visible=bool(names),
         elem_id=f"{tab}-styles",
@@ -33,13 +34,17 @@ def build_style_picker(tab: str, studio: Studio) -> StylePicker:
     return StylePicker(styles, apply)
 
 
-def wire_style_picker(picker: StylePicker, prompt: gr.Textbox, negative: gr.Textbox, studio: Studio) -> None:
-    """📋 writes the chosen styles into the prompt and negative prompt and clears the choice, as A1111's does."""
+def wire_style_picker(
+    picker: StylePicker, prompt: gr.Textbox, negative: gr.Textbox, studio: Studio, *, one_per_line: bool = False
+) -> None:
+    """📋 writes the chosen styles into the prompt and negative prompt and clears the choice, as A1111's does;
+    with ``one_per_line`` (Compare's prompts box), into each line's prompt."""
 
     @user_errors(outputs=3)
     def apply(text: str, negative_text: str, names: list[str] | None) -> tuple[Any, ...]:
-        styled, styled_negative = studio.styles.apply(text or "", negative_text or "", names)
-        return styled, styled_negative, []
+        lines = (text or "").splitlines() if one_per_line else [text or ""]
+        styled, styled_negative = studio.styles.apply_to_each(lines, negative_text or "", names)
+        return "\n".join(styled), styled_negative, []
 
     picker.apply.click(
         apply,

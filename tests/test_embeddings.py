@@ -1,0 +1,107 @@
+"""Textual inversion embeddings (A1111's): files in --embeddings-dir, named in prompts by file name.
+
+The proof that an embedding is read as its vectors: an embedding made of the tiny text encoder's own vectors for
+"red house" draws exactly what the words "red house" draw, through diffusers' prompt path and the studio's own
+(clip skip), in the prompt and the negative prompt. Files made for another model, or unreadable, are skipped.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from safetensors.torch import save_file
+
+from studio.api import build_api
+from studio.composition import Studio, build_studio
+from studio.embeddings import embedding_files, short_hash
+from studio.metadata import parse_parameters
+from studio.requests import Txt2ImgRequest
+from tests.conftest import SMALL, make_settings
+from tests.tiny_model import save_tiny_sdxl_model
+
+
+def word_vectors(encoder: torch.nn.Module, tokenizer: object, words: str) -> torch.Tensor:
+    ids = tokenizer(words, add_special_tokens=False).input_ids  # type: ignore[operator]
+    return encoder.get_input_embeddings().weight[ids].detach().clone()
+
+
+@pytest.fixture
+def embedded(tiny_model: Path, tmp_path: Path) -> Studio:
+    """A studio over the tiny model whose embeddings folder holds one file of each kind."""
+    probe = build_studio(make_settings(tiny_model, None)).manager.current().pipeline
+    folder = tmp_path / "embeddings"
+    folder.mkdir()
+    red_house = word_vectors(probe.text_encoder, probe.tokenizer, "red house")
+    save_file({"emb_params": red_house}, str(folder / "redhouse.safetensors"))  # A1111's safetensors
+    blue = word_vectors(probe.text_encoder, probe.tokenizer, "blue")
+    torch.save({"string_to_param": {"*": blue}, "name": "blue-ti", "step": 500}, folder / "bluish.pt")  # A1111's .pt
+    save_file({"emb_params": torch.randn(2, 768)}, str(folder / "sd15-only.safetensors"))
+    (folder / "broken.safetensors").write_bytes(b"not a safetensors file")
+    (folder / "notes.txt").write_text("not an embedding")
+    settings = make_settings(tiny_model, tmp_path / "outputs", embeddings_dir=folder)
+    return build_studio(settings)
+
+
+def draw(studio: Studio, prompt: str, **changes: object) -> tuple[np.ndarray, str]:
+    made = studio.service.txt2img(Txt2ImgRequest(prompt=prompt, seed=7, **{**SMALL, **changes}))  # type: ignore[arg-type]
+    return np.asarray(made.images[0].image, dtype=np.float64), made.images[0].parameters
+
+
+@pytest.mark.parametrize("clip_skip", [1, 2], ids=["diffusers-encoding", "studio-encoding"])
+def test_an_embedding_draws_what_its_vectors_are(embedded: Studio, clip_skip: int) -> None:
+    named, parameters = draw(embedded, "a redhouse by the sea", clip_skip=clip_skip)
+    words, plain_parameters = draw(embedded, "a red house by the sea", clip_skip=clip_skip)
+    assert np.array_equal(named, words), "two vectors, read in place of the name"
+    other, _ = draw(embedded, "a blue house by the sea", clip_skip=clip_skip)
+    assert not np.array_equal(named, other)
+    path = embedded.settings.embeddings_folder / "redhouse.safetensors"
+    assert parse_parameters(parameters).fields["TI hashes"] == f"redhouse: {short_hash(path)}"
+    assert "TI hashes" not in plain_parameters, "recorded only when named"
+
+
+def test_a1111_pt_files_and_negative_prompts(embedded: Studio) -> None:
+    named, parameters = draw(embedded, "a house", negative_prompt="bluish, blurry")
+    words, _ = draw(embedded, "a house", negative_prompt="blue, blurry")
+    assert np.array_equal(named, words)
+    assert "bluish: " in parse_parameters(parameters).fields["TI hashes"]
+
+
+def test_files_for_another_model_or_unreadable_are_skipped_with_why(embedded: Studio) -> None:
+    embeddings = embedded.manager.current().embeddings
+    assert sorted(embeddings.loaded) == ["bluish", "redhouse"]
+    assert embeddings.loaded["redhouse"].vectors == 2
+    assert (
+        "made for another model family (vectors 768 wide; this model's text encoders take 32)"
+        in (embeddings.skipped["sd15-only"])
+    )
+    assert embeddings.skipped["broken"].startswith("cannot be read")
+    assert [file.name for file in embedding_files(embedded.settings.embeddings_folder)] == [
+        "bluish", "broken", "redhouse", "sd15-only",
+    ]  # fmt: skip
+
+
+def test_the_a1111_api_lists_them(embedded: Studio) -> None:
+    app = FastAPI()
+    app.include_router(build_api(embedded))
+    listed = TestClient(app).get("/sdapi/v1/embeddings").json()
+    assert listed["loaded"]["redhouse"]["vectors"] == 2 and listed["loaded"]["redhouse"]["shape"] == 32
+    assert "another model family" in listed["skipped"]["sd15-only"]["reason"]
+
+
+def test_sdxl_embeddings_go_into_both_text_encoders(tmp_path: Path) -> None:
+    model = save_tiny_sdxl_model(tmp_path / "sdxl")
+    probe = build_studio(make_settings(model, None)).manager.current().pipeline
+    folder = tmp_path / "embeddings"
+    folder.mkdir()
+    clip_l = word_vectors(probe.text_encoder, probe.tokenizer, "red house")
+    clip_g = word_vectors(probe.text_encoder_2, probe.tokenizer_2, "red house")
+    save_file({"clip_l": clip_l, "clip_g": clip_g}, str(folder / "redhouse.safetensors"))
+    save_file({"emb_params": torch.randn(1, clip_l.shape[1])}, str(folder / "one-encoder.safetensors"))
+    studio = build_studio(make_settings(model, None, embeddings_dir=folder))
+    named, _ = draw(studio, "a redhouse")
+    words, _ = draw(studio, "a red house")
+    assert np.array_equal(named, words)
+    assert "another model family" in studio.manager.current().embeddings.skipped["one-encoder"]
