@@ -165,15 +165,17 @@ def build_generation_controls(
             if with_clip_skip
             else None
         )
-        tiling = (
-            gr.Checkbox(False, label="Tiling", elem_id=f"{tab}-tiling", scale=1, min_width=80) if with_tiling else None
-        )
     with gr.Row(equal_height=True):
         seed = gr.Number(value=RANDOM_SEED, precision=0, label="Seed (-1 = random)", elem_id=f"{tab}-seed", scale=4)
         random_seed = gr.Button("🎲", elem_id=f"{tab}-random-seed", scale=0, min_width=48)
         reuse_seed = gr.Button("♻️", elem_id=f"{tab}-reuse-seed", scale=0, min_width=48)
         extra = build_extra_box(tab) if with_variation else None
     variation = build_variation_controls(tab, extra, with_reuse=with_variation_reuse) if extra is not None else None
+    tiling = (
+        gr.Checkbox(False, label="Tiling: a picture that repeats without a seam (textures)", elem_id=f"{tab}-tiling")
+        if with_tiling
+        else None
+    )
     random_seed.click(lambda: RANDOM_SEED, outputs=seed, queue=False, api_visibility="private")
     return GenerationControls(
         sampler=sampler,

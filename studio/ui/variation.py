@@ -30,7 +30,7 @@ class VariationControls:
 
 def build_extra_box(tab: str) -> gr.Checkbox:
     """The "Extra" box, for the end of the seed row."""
-    return gr.Checkbox(False, label="Extra", elem_id=f"{tab}-seed-extra", scale=0, min_width=80)
+    return gr.Checkbox(False, label="Extra", elem_id=f"{tab}-seed-extra", scale=0, min_width=110)
 
 
 def build_variation_controls(tab: str, extra: gr.Checkbox, *, with_reuse: bool = True) -> VariationControls:
