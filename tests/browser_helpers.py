@@ -21,3 +21,11 @@ def set_number(page: Page, elem_id: str, value: float) -> None:
     box.fill(str(value))
     box.press("Enter")
     expect(box).to_have_value(str(value))
+
+
+def ask_for_a_small_picture(page: Page, tab: str, prompt: str, steps: int = 2) -> None:
+    """The prompt at 64x64 with few steps: where most browser tests start (the tiny model draws it at once)."""
+    page.locator(f"#{tab}-prompt textarea").fill(prompt)
+    set_number(page, f"{tab}-width", 64)
+    set_number(page, f"{tab}-height", 64)
+    set_number(page, f"{tab}-steps", steps)

@@ -15,12 +15,12 @@ ENDPOINT_PARAMETERS = {
     "/txt2img": [
         "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "width", "height", "seed", "batch_size",
         "image_format", "enable_hr", "hr_upscaler", "hr_scale", "hr_second_pass_steps", "denoising_strength",
-        "clip_skip", "subseed", "subseed_strength", "tiling", "styles",
+        "clip_skip", "subseed", "subseed_strength", "tiling", "styles", "batch_count",
     ],
     "/img2img": [
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",
         "batch_size", "width", "height", "resize_mode", "image_format", "clip_skip", "subseed", "subseed_strength",
-        "tiling", "styles",
+        "tiling", "styles", "batch_count",
     ],
     "/canny": ["image", "low_threshold", "high_threshold", "preprocessor"],
     "/compare": [
@@ -30,12 +30,12 @@ ENDPOINT_PARAMETERS = {
     "/controlnet": [
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "low_threshold", "high_threshold",
         "conditioning_scale", "guidance_start", "guidance_end", "seed", "batch_size", "preprocessor", "width", "height",
-        "image_format", "clip_skip", "subseed", "subseed_strength", "tiling", "styles",
+        "image_format", "clip_skip", "subseed", "subseed_strength", "tiling", "styles", "batch_count",
     ],
     "/inpaint": [
         "image", "mask", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",
         "mask_blur", "inpaint_only_masked", "padding", "masked_content", "invert_mask", "batch_size", "image_format",
-        "clip_skip", "subseed", "subseed_strength", "tiling", "styles",
+        "clip_skip", "subseed", "subseed_strength", "tiling", "styles", "batch_count",
     ],
     "/png_info": ["image"],
     "/forward_process": ["image", "schedule", "timestep", "seed"],

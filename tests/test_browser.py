@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Page, expect
 
 from studio.composition import Studio
-from tests.browser_helpers import set_number
+from tests.browser_helpers import ask_for_a_small_picture, set_number
 
 
 @pytest.fixture
@@ -23,10 +23,7 @@ def page(browser: Browser, server: str) -> Iterator[Page]:
 
 
 def test_type_a_prompt_click_generate_and_see_the_image(page: Page) -> None:
-    page.locator("#txt2img-prompt textarea").fill("a red house by the sea")
-    set_number(page, "txt2img-width", 64)
-    set_number(page, "txt2img-height", 64)
-    set_number(page, "txt2img-steps", 4)
+    ask_for_a_small_picture(page, "txt2img", "a red house by the sea", steps=4)
     page.locator("#txt2img-seed input").fill("314")
     page.locator("#txt2img-generate").click()
     expect(page.locator("#txt2img-gallery img").first).to_be_visible(timeout=60_000)
@@ -38,10 +35,7 @@ def test_type_a_prompt_click_generate_and_see_the_image(page: Page) -> None:
 
 
 def test_turn_on_the_hires_fix_and_get_the_larger_picture(page: Page) -> None:
-    page.locator("#txt2img-prompt textarea").fill("a red house by the sea")
-    set_number(page, "txt2img-width", 64)
-    set_number(page, "txt2img-height", 64)
-    set_number(page, "txt2img-steps", 2)
+    ask_for_a_small_picture(page, "txt2img", "a red house by the sea")
     page.locator("#txt2img-seed input").fill("7")
     page.locator("#txt2img-hires-enable input").check()
     set_number(page, "txt2img-hires-scale", 1.5)  # turning it on opened its settings
@@ -57,10 +51,7 @@ def test_turn_on_the_hires_fix_and_get_the_larger_picture(page: Page) -> None:
 
 
 def test_select_an_image_and_reuse_its_seed(page: Page) -> None:
-    page.locator("#txt2img-prompt textarea").fill("a green tree")
-    set_number(page, "txt2img-width", 64)
-    set_number(page, "txt2img-height", 64)
-    set_number(page, "txt2img-steps", 2)
+    ask_for_a_small_picture(page, "txt2img", "a green tree")
     set_number(page, "txt2img-batch", 2)
     page.locator("#txt2img-seed input").fill("1000")
     page.locator("#txt2img-generate").click()
@@ -74,11 +65,17 @@ def test_select_an_image_and_reuse_its_seed(page: Page) -> None:
     expect(page.locator("#txt2img-seed input")).to_have_value("1001")
 
 
+def test_batch_count_makes_batches_one_after_another(page: Page) -> None:
+    ask_for_a_small_picture(page, "txt2img", "a blue house")
+    set_number(page, "txt2img-count", 3)
+    page.locator("#txt2img-seed input").fill("500")
+    page.locator("#txt2img-generate").click()
+    expect(page.locator("#txt2img-gallery .thumbnail-item")).to_have_count(3, timeout=60_000)
+    expect(page.locator("#txt2img-seeds textarea, #txt2img-seeds input").first).to_have_value("500, 501, 502")
+
+
 def test_pick_a_style_and_it_is_drawn_or_written_into_the_prompt(page: Page) -> None:
-    page.locator("#txt2img-prompt textarea").fill("a red house")
-    set_number(page, "txt2img-width", 64)
-    set_number(page, "txt2img-height", 64)
-    set_number(page, "txt2img-steps", 2)
+    ask_for_a_small_picture(page, "txt2img", "a red house")
     page.locator("#txt2img-styles input").click()
     page.get_by_role("option", name="Watercolor").click()
     page.keyboard.press("Escape")
@@ -99,10 +96,7 @@ def test_pick_a_style_and_it_is_drawn_or_written_into_the_prompt(page: Page) -> 
 def test_variations_of_one_seed_behind_extra(page: Page) -> None:
     """A1111's "Extra": the variation seed and strength; a batch keeps the seed and counts up the variation seed;
     ♻️ brings back the selected image's; turning Extra off sets the strength to 0, so nothing applies unseen."""
-    page.locator("#txt2img-prompt textarea").fill("a green tree")
-    set_number(page, "txt2img-width", 64)
-    set_number(page, "txt2img-height", 64)
-    set_number(page, "txt2img-steps", 2)
+    ask_for_a_small_picture(page, "txt2img", "a green tree")
     set_number(page, "txt2img-batch", 2)
     page.locator("#txt2img-seed input").fill("1000")
     subseed = page.locator("#txt2img-subseed input")
@@ -229,10 +223,7 @@ def test_inpaint_paint_a_stroke_and_generate(page: Page, photo: Path, served_stu
 
 
 def test_send_a_result_to_img2img(page: Page) -> None:
-    page.locator("#txt2img-prompt textarea").fill("a yellow sunset")
-    set_number(page, "txt2img-width", 64)
-    set_number(page, "txt2img-height", 64)
-    set_number(page, "txt2img-steps", 2)
+    ask_for_a_small_picture(page, "txt2img", "a yellow sunset")
     page.locator("#txt2img-generate").click()
     expect(page.locator("#txt2img-gallery img").first).to_be_visible(timeout=60_000)
     page.locator("#txt2img-send-to-img2img").click()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.browser_helpers import CHROMIUM, CHROMIUM_ARGS, set_number
+from tests.browser_helpers import CHROMIUM, CHROMIUM_ARGS, ask_for_a_small_picture, set_number
 
 
 def in_the_lab(server: str, scenario: Callable[[Page], None]) -> None:
@@ -75,10 +75,7 @@ def test_run_the_reverse_process_and_see_the_filmstrip(server: str) -> None:
 
 
 def run_the_reverse_process_and_see_the_filmstrip(page: Page) -> None:
-    page.locator("#lab-prompt textarea").fill("a red house by the sea")
-    set_number(page, "lab-width", 64)
-    set_number(page, "lab-height", 64)
-    set_number(page, "lab-steps", 4)
+    ask_for_a_small_picture(page, "lab", "a red house by the sea", steps=4)
     set_number(page, "lab-every", 2)
     page.locator("#lab-seed input").fill("-1")
     page.locator("#lab-trajectory-run").click()

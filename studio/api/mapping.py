@@ -9,7 +9,7 @@ picture than it asked for without being told.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
@@ -18,6 +18,7 @@ from studio.api.controlnet import controlnet_unit
 from studio.api.images import decode_image
 from studio.api.samplers import sampler_for
 from studio.api.schemas import GenerationBody, Img2ImgBody, Txt2ImgBody
+from studio.batches import check_batch_count, nth_batch
 from studio.errors import InvalidRequest
 from studio.images import RESIZE_MODES, mask_from_image, resize_image, to_rgb
 from studio.requests import (
@@ -30,7 +31,7 @@ from studio.requests import (
     Txt2ImgRequest,
 )
 from studio.styles import StyleLibrary
-from studio.validation import MAX_SEED, Limits, check_size, check_variation, resolve_seed
+from studio.validation import Limits, check_size, check_variation, resolve_seed
 
 INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise"}
 """A1111's ``inpainting_fill`` numbers -> the studio's masked content (3, "latent nothing", is not offered)."""
@@ -49,9 +50,8 @@ class ServerFacts:
 
 @dataclass(frozen=True)
 class A1111Job:
-    """One A1111 request as the studio runs it: ``n_iter`` batches of ``request`` (batch *k* starts at seed
-    ``seed + k * batch_size``, or with a variation seed, as A1111, keeps the seed and starts at variation seed
-    ``subseed + k * batch_size``), with the model it asked for and what to do with the images."""
+    """One A1111 request as the studio runs it: ``n_iter`` batches of ``request`` (their seeds as
+    ``studio/batches.py`` counts them), with the model it asked for and what to do with the images."""
 
     task: str
     request: GenerationRequest
@@ -62,10 +62,7 @@ class A1111Job:
     save_images: bool
 
     def batch(self, index: int) -> GenerationRequest:
-        request, offset = self.request, index * self.request.batch_size
-        if request.subseed_strength:
-            return replace(request, subseed=request.subseed + offset)
-        return replace(request, seed=request.seed + offset)
+        return nth_batch(self.request, index)
 
 
 def _refuse_unsupported(body: GenerationBody) -> None:
@@ -87,12 +84,9 @@ def _common(body: GenerationBody, facts: ServerFacts) -> dict[str, Any]:
         raise InvalidRequest(f"n_iter must be between 1 and {max_batches} (--max-batch), got {body.n_iter}")
     seed = resolve_seed(body.seed)
     subseed, subseed_strength = check_variation(body.subseed, body.subseed_strength)
-    name, first = ("subseed", subseed) if subseed_strength else ("seed", seed)
-    if body.n_iter > 1 and first + (body.n_iter - 1) * body.batch_size > MAX_SEED:
-        raise InvalidRequest(
-            f"{name} {first} leaves no room for {body.n_iter} batches of {body.batch_size} (seeds end at "
-            f"{MAX_SEED}); choose a lower {name}"
-        )
+    check_batch_count(
+        body.n_iter, subseed if subseed_strength else seed, bool(subseed_strength), body.batch_size, facts.limits
+    )
     prompt, negative_prompt = facts.styles.apply(body.prompt, body.negative_prompt, body.styles)
     return {
         "prompt": prompt,

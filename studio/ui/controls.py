@@ -33,6 +33,7 @@ class GenerationControls:
     reuse_seed: gr.Button
     batch_size: gr.Slider | None
     clip_skip: gr.Slider | None = None
+    batch_count: gr.Slider | None = None
     variation: VariationControls | None = None
     tiling: gr.Checkbox | None = None
 
@@ -147,11 +148,6 @@ def build_generation_controls(
             elem_id=f"{tab}-cfg",
             scale=3,
         )
-        batch_size = (
-            gr.Slider(1, settings.max_batch, value=1, step=1, label="Batch size", elem_id=f"{tab}-batch", scale=2)
-            if with_batch
-            else None
-        )
         clip_skip = (
             gr.Slider(
                 1,
@@ -165,6 +161,15 @@ def build_generation_controls(
             if with_clip_skip
             else None
         )
+    batch_count = batch_size = None
+    if with_batch:
+        with gr.Row():
+            batch_count = gr.Slider(
+                1, settings.max_batch, value=1, step=1, label="Batch count (one after another)", elem_id=f"{tab}-count"
+            )
+            batch_size = gr.Slider(
+                1, settings.max_batch, value=1, step=1, label="Batch size (at once)", elem_id=f"{tab}-batch"
+            )
     with gr.Row(equal_height=True):
         seed = gr.Number(value=RANDOM_SEED, precision=0, label="Seed (-1 = random)", elem_id=f"{tab}-seed", scale=4)
         random_seed = gr.Button("🎲", elem_id=f"{tab}-random-seed", scale=0, min_width=48)
@@ -188,6 +193,7 @@ def build_generation_controls(
         reuse_seed=reuse_seed,
         batch_size=batch_size,
         clip_skip=clip_skip,
+        batch_count=batch_count,
         variation=variation,
         tiling=tiling,
     )

@@ -13,7 +13,7 @@ from studio.images import RESIZE_MODES
 from studio.requests import Img2ImgRequest
 from studio.ui.controls import build_generation_controls, build_prompt_row, wire_size_follows_image
 from studio.ui.errors import user_errors
-from studio.ui.jobs import progress_reporter, run_job
+from studio.ui.jobs import in_batches, progress_reporter, run_job
 from studio.ui.results import RESULT_OUTPUTS, build_results, present
 from studio.ui.tabs import GenerationTab, TabParts, wire_generation_tab
 from studio.ui.uploads import CheckedImage
@@ -68,6 +68,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
         subseed_strength: float = 0,
         tiling: bool = False,
         styles: list[str] | None = None,
+        batch_count: float = 1,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -92,6 +93,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
             subseed_strength: how far the starting noise moves towards the variation seed's (0 off, 1 all).
             tiling: make a picture that repeats without a seam (textures, patterns).
             styles: names of prompt styles (the studio's styles.csv) to add to the prompts, in order.
+            batch_count: how many batches to make one after another (seeds continue from batch to batch).
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
@@ -117,7 +119,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
         yield from run_job(
             studio,
             request,
-            studio.service.img2img,
+            in_batches(studio, studio.service.img2img, batch_count),
             job,
             progress_reporter(progress),
             present,
@@ -143,6 +145,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
         *controls.variation_inputs(),
         controls.tiling,
         row.styles.styles,
+        controls.batch_count,
     ]
     parts = TabParts(
         "img2img",

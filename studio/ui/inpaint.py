@@ -15,7 +15,7 @@ from studio.requests import RANDOM_SEED, InpaintRequest
 from studio.schedulers import DEFAULT_SAMPLER
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
-from studio.ui.jobs import progress_reporter, run_job
+from studio.ui.jobs import in_batches, progress_reporter, run_job
 from studio.ui.results import RESULT_OUTPUTS, build_results, present
 from studio.ui.tabs import GenerationTab, TabParts, wire_generation_tab
 from studio.ui.uploads import CheckedImage, CheckedImageMask
@@ -130,6 +130,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
         subseed_strength: float = 0,
         tiling: bool = False,
         styles: list[str] | None = None,
+        batch_count: float = 1,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -158,6 +159,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
             subseed_strength: how far the starting noise moves towards the variation seed's (0 off, 1 all).
             tiling: make a picture that repeats without a seam (textures, patterns).
             styles: names of prompt styles (the studio's styles.csv) to add to the prompts, in order.
+            batch_count: how many batches to make one after another (seeds continue from batch to batch).
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
@@ -187,7 +189,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
         yield from run_job(
             studio,
             request,
-            studio.service.inpaint,
+            in_batches(studio, studio.service.inpaint, batch_count),
             job,
             progress_reporter(progress),
             present,
@@ -216,6 +218,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
         *controls.variation_inputs(),
         controls.tiling,
         row.styles.styles,
+        controls.batch_count,
     ]
     parts = TabParts(
         "inpaint",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 import gradio as gr
 from PIL import Image
 
+from studio.batches import Generate, run_batches
 from studio.composition import Studio
 from studio.service import PreviewCallback, ProgressCallback
 from studio.ui.zerogpu import ZERO_GPU
@@ -106,6 +108,11 @@ def stream(
             if heartbeat:
                 worker.join()
         raise
+
+
+def in_batches(studio: Studio, generate: Generate, count: object) -> Generate:
+    """``generate`` run ``count`` times in a row (the tab's Batch count), as one result (``studio/batches.py``)."""
+    return functools.partial(run_batches, generate, count=count, limits=studio.service.limits)
 
 
 def run_job(

@@ -12,7 +12,7 @@ from studio.requests import DEFAULT_HR_SCALE, DEFAULT_HR_STRENGTH, DEFAULT_HR_UP
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
 from studio.ui.hires import build_hires_controls
-from studio.ui.jobs import progress_reporter, run_job
+from studio.ui.jobs import in_batches, progress_reporter, run_job
 from studio.ui.results import RESULT_OUTPUTS, build_results, present
 from studio.ui.tabs import GenerationTab, TabParts, wire_generation_tab
 from studio.ui.zerogpu import gpu
@@ -52,6 +52,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         subseed_strength: float = 0,
         tiling: bool = False,
         styles: list[str] | None = None,
+        batch_count: float = 1,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -79,6 +80,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             subseed_strength: how far the starting noise moves towards the variation seed's (0 off, 1 all).
             tiling: make a picture that repeats without a seam (textures, patterns).
             styles: names of prompt styles (the studio's styles.csv) to add to the prompts, in order.
+            batch_count: how many batches to make one after another (seeds continue from batch to batch).
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
@@ -106,7 +108,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         yield from run_job(
             studio,
             request,
-            studio.service.txt2img,
+            in_batches(studio, studio.service.txt2img, batch_count),
             job,
             progress_reporter(progress),
             present,
@@ -125,6 +127,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         *controls.variation_inputs(),
         controls.tiling,
         row.styles.styles,
+        controls.batch_count,
     ]
     parts = TabParts("txt2img", "Text to image", row, controls, panel, txt2img, inputs, hires=hires)
     return wire_generation_tab(tab, parts, studio)

@@ -71,12 +71,13 @@ def _image_size(value: Any) -> tuple[float, float] | None:
 
 def generation_seconds(arguments: Mapping[str, Any]) -> int:
     """``estimate_seconds`` from a generation handler's arguments, by their names (``steps``, ``width``,
-    ``height``, ``batch_size``, ``strength``; the input image's size where the tab has no size sliders), with the
-    hires fix's second pass added when ``enable_hr`` is on."""
+    ``height``, ``batch_size`` times ``batch_count``, ``strength``; the input image's size where the tab has no
+    size sliders), with the hires fix's second pass added when ``enable_hr`` is on."""
     width, height = _number(arguments, "width", 0), _number(arguments, "height", 0)
     if not width or not height:
         width, height = _image_size(arguments.get("image")) or (512.0, 512.0)
-    steps, images = _number(arguments, "steps", 25), _number(arguments, "batch_size", 1)
+    steps = _number(arguments, "steps", 25)
+    images = _number(arguments, "batch_size", 1) * _number(arguments, "batch_count", 1)
     seconds = estimate_seconds(
         steps=steps,
         width=width,
