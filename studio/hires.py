@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 from torch.nn import functional
 
 from studio.errors import InvalidRequest
-from studio.schedulers import check_sampler_steps
+from studio.schedulers import SAMPLER_NAMES, SAMPLERS, check_sampler_steps
 from studio.validation import Limits, check_range, check_size, check_steps, check_strength, number, whole_number
 
 LATENT_UPSCALERS: dict[str, tuple[str, bool]] = {
@@ -38,6 +38,9 @@ PIXEL_UPSCALERS: dict[str, Image.Resampling] = {
 UPSCALERS: tuple[str, ...] = (*LATENT_UPSCALERS, *PIXEL_UPSCALERS)
 MAX_SCALE = 4.0
 
+SAME_SAMPLER = "Use same sampler"
+"""A1111's choice for a second pass that runs with the first pass's sampler."""
+
 
 @dataclass(frozen=True)
 class HiresPass:
@@ -49,6 +52,8 @@ class HiresPass:
     upscaler: str
     steps: int
     strength: float
+    sampler: str
+    """The second pass's sampler: the first pass's, or the hires sampler asked for."""
 
     @property
     def in_latent_space(self) -> bool:
@@ -88,8 +93,10 @@ def check_hires(
     resize_y: object,
     strength: object,
     limits: Limits,
+    second_pass_sampler: object = "",
 ) -> HiresPass:
-    """The hires pass a validated text to image request asks for, or an ``InvalidRequest`` saying what to change."""
+    """The hires pass a validated text to image request asks for, or an ``InvalidRequest`` saying what to change.
+    ``second_pass_sampler`` empty (or A1111's "Use same sampler") runs the second pass with ``sampler``."""
     if upscaler not in UPSCALERS:
         raise InvalidRequest(
             f"hr_upscaler must be one of: {', '.join(UPSCALERS)}; got {upscaler!r} (this studio has no upscaler "
@@ -108,8 +115,23 @@ def check_hires(
         raise InvalidRequest(f"the hires fix would end at {size[0]}x{size[1]}: {error}; upscale by less") from None
     extra = check_range("hr_second_pass_steps (hires steps)", second_pass_steps, 0, limits.max_steps)
     hires_steps = check_steps(extra or steps, limits)
-    check_sampler_steps(sampler, hires_steps)
-    return HiresPass(*size, upscaler=str(upscaler), steps=hires_steps, strength=check_strength(strength, hires_steps))
+    if second_pass_sampler in ("", None, SAME_SAMPLER):
+        second_sampler = sampler
+    elif isinstance(second_pass_sampler, str) and second_pass_sampler in SAMPLERS:
+        second_sampler = second_pass_sampler
+    else:
+        raise InvalidRequest(
+            f"hr_sampler_name (hires sampler) must be {SAME_SAMPLER!r} or one of: {', '.join(SAMPLER_NAMES)}; "
+            f"got {second_pass_sampler!r}"
+        )
+    check_sampler_steps(second_sampler, hires_steps)
+    return HiresPass(
+        *size,
+        upscaler=str(upscaler),
+        steps=hires_steps,
+        strength=check_strength(strength, hires_steps),
+        sampler=second_sampler,
+    )
 
 
 def upscale_latents(latents: torch.Tensor, size: tuple[int, int], upscaler: str, vae_scale_factor: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from studio.hires import MAX_SCALE, UPSCALERS
+from studio.hires import MAX_SCALE, SAME_SAMPLER, UPSCALERS
 from studio.metadata import ImageMetadata
 from studio.requests import DEFAULT_HR_SCALE, DEFAULT_HR_STRENGTH, DEFAULT_HR_UPSCALER
 from studio.schedulers import SAMPLERS, sampler_from_a1111
@@ -31,6 +31,7 @@ class SentHires:
     scale: float
     steps: int
     strength: float
+    sampler: str = SAME_SAMPLER
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ def _hires(
             "scale": resize_x / width if resize_x and width else ours.get("hr_scale"),
             "steps": ours.get("hr_second_pass_steps"),
             "strength": ours.get("denoising_strength"),
+            "sampler": ours.get("hr_sampler_name"),
         }
     elif any(key in fields for key in ("Hires upscale", "Hires resize", "Hires upscaler")):
         scale: object = fields.get("Hires upscale")
@@ -203,6 +205,7 @@ def _hires(
             scale = int(resize.group(1)) / width
         written = {"upscaler": fields.get("Hires upscaler"), "scale": scale, "steps": fields.get("Hires steps")}
         written["strength"] = strength
+        written["sampler"] = fields.get("Hires sampler")
     else:
         return None
     upscaler = str(written["upscaler"] or DEFAULT_HR_UPSCALER)
@@ -218,4 +221,9 @@ def _hires(
     steps = min(max(0, _int(written["steps"]) or 0), max_steps)
     denoise = _float(written["strength"])
     denoise = DEFAULT_HR_STRENGTH if denoise is None or not 0 <= denoise <= 1 else denoise
-    return SentHires(upscaler=upscaler, scale=factor, steps=steps, strength=denoise)
+    sampler = str(written["sampler"] or SAME_SAMPLER)
+    if sampler not in (SAME_SAMPLER, *SAMPLERS):
+        sampler, note = sampler_from_a1111(sampler)
+        if note:
+            notes.append(f"Hires sampler: {note}")
+    return SentHires(upscaler=upscaler, scale=factor, steps=steps, strength=denoise, sampler=sampler)

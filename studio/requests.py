@@ -39,7 +39,8 @@ class Txt2ImgRequest:
 
     ``enable_hr`` turns on the hires fix (``studio/hires.py``); it and its ``hr_*`` fields and
     ``denoising_strength`` have A1111's names, as diffusers has no such argument. ``hr_second_pass_steps`` 0 means
-    as many as ``num_inference_steps``; ``hr_resize_x``/``hr_resize_y`` other than 0 replace ``hr_scale``.
+    as many as ``num_inference_steps``; ``hr_resize_x``/``hr_resize_y`` other than 0 replace ``hr_scale``;
+    ``hr_sampler_name`` "" (or "Use same sampler") runs the second pass with ``sampler``.
     """
 
     prompt: str
@@ -63,6 +64,7 @@ class Txt2ImgRequest:
     hr_resize_x: int = 0
     hr_resize_y: int = 0
     denoising_strength: float = DEFAULT_HR_STRENGTH
+    hr_sampler_name: str = ""
 
     task: ClassVar[str] = "txt2img"
 

@@ -156,6 +156,7 @@ def validate_txt2img(request: Txt2ImgRequest, limits: Limits) -> Txt2ImgRequest:
         hr_resize_x=int(request.hr_resize_x),
         hr_resize_y=int(request.hr_resize_y),
         denoising_strength=second.strength,
+        hr_sampler_name="" if second.sampler == validated.sampler else second.sampler,
     )
 
 
@@ -173,6 +174,7 @@ def hires_pass(request: Txt2ImgRequest, limits: Limits) -> HiresPass:
         resize_y=request.hr_resize_y,
         strength=request.denoising_strength,
         limits=limits,
+        second_pass_sampler=request.hr_sampler_name,
     )
 
 
@@ -186,6 +188,8 @@ def hires_fields(request: Txt2ImgRequest, second: HiresPass) -> dict[str, object
     if request.hr_second_pass_steps:
         fields["Hires steps"] = request.hr_second_pass_steps
     fields["Hires upscaler"] = second.upscaler
+    if second.sampler != request.sampler:
+        fields["Hires sampler"] = second.sampler
     return fields
 
 
@@ -790,7 +794,7 @@ class StudioService:
                 latents, notes = output.images, []
                 if hires is not None:
                     latents, notes = self._hires_pass(
-                        job, hires, latents, sampler, seeds, call, progress, cancel, preview, variation
+                        job, hires, latents, seeds, call, progress, cancel, preview, variation
                     )
                 decoded, more = decode_latents(
                     job.pipeline.vae, job.pipeline.image_processor, latents, upcast=job.model.upcasts_vae
@@ -826,7 +830,6 @@ class StudioService:
         job: Job,
         hires: HiresPass,
         latents: torch.Tensor,
-        sampler: str,
         seeds: Sequence[int],
         arguments: Mapping[str, Any],
         progress: ProgressCallback | None,
@@ -848,7 +851,7 @@ class StudioService:
         else:
             pictures, notes = decode_latents(first.vae, first.image_processor, latents, upcast=job.model.upcasts_vae)
             start = upscale_pictures(pictures, size, hires.upscaler)
-        pipe = self.manager.image_to_image_of(job, sampler, seeds)
+        pipe = self.manager.image_to_image_of(job, hires.sampler, seeds)
         if variation is not None:
             vary_added_noise(pipe.scheduler, variation)
         second = {key: value for key, value in arguments.items() if key not in ("width", "height", "latents")}

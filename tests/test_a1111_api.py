@@ -97,7 +97,7 @@ def test_the_api_makes_the_same_image_as_the_studio(server: str, served_studio: 
         ({"sampler_name": "Nope"}, "unknown sampler_name 'Nope'; choose one of: DPM++ 2M"),
         ({"sampler_name": "Euler", "scheduler": "Exponential"}, "scheduler 'Exponential' is not available here"),
         ({"enable_hr": True, "hr_prompt": "a dog"}, "not supported by this studio: hr_prompt (another prompt for"),
-        ({"enable_hr": True, "hr_sampler_name": "Euler a"}, "hr_sampler_name/hr_scheduler (another sampler for"),
+        ({"enable_hr": True, "hr_sampler_name": "Nope"}, "unknown sampler_name 'Nope'"),
         ({"enable_hr": True, "hr_checkpoint_name": "other.safetensors"}, "hr_checkpoint_name (another model for"),
         ({"enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+"}, "hr_upscaler must be one of: Latent, Latent (antiali"),
         ({"enable_hr": True, "hr_resize_x": 4096}, "the hires fix would end at 4096x4096: 4096x4096 is 16,777,216"),
@@ -143,6 +143,11 @@ def test_txt2img_with_the_hires_fix_as_a1111_clients_send_it(server: str) -> Non
     assert np.array_equal(np.asarray(picture), np.asarray(again))
     plain = decoded(post(server, "/sdapi/v1/txt2img", {**body, "enable_hr": False}).json()["images"][0])
     assert plain.size == (64, 64), "enable_hr false: the hires fields change nothing"
+    assert "Hires sampler" not in info["infotexts"][0], "the same sampler: not written"
+    other = post(server, "/sdapi/v1/txt2img", {**body, "hr_sampler_name": "DDIM"})
+    assert parse_parameters(info_of(other)["infotexts"][0]).fields["Hires sampler"] == "DDIM"
+    redrawn = decoded(other.json()["images"][0])
+    assert not np.array_equal(np.asarray(picture), np.asarray(redrawn)), "the second pass ran with DDIM"
 
 
 def test_variation_seeds_count_up_across_batches_and_the_seed_stays(server: str) -> None:

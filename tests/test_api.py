@@ -15,7 +15,7 @@ ENDPOINT_PARAMETERS = {
     "/txt2img": [
         "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "width", "height", "seed", "batch_size",
         "image_format", "enable_hr", "hr_upscaler", "hr_scale", "hr_second_pass_steps", "denoising_strength",
-        "clip_skip", "subseed", "subseed_strength", "tiling", "styles", "batch_count",
+        "clip_skip", "subseed", "subseed_strength", "tiling", "styles", "batch_count", "hr_sampler_name",
     ],
     "/img2img": [
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",

@@ -152,6 +152,30 @@ def test_resize_to_a_size_of_another_aspect(studio: Studio) -> None:
         studio.service.txt2img(hires_request(enable_hr="yes"))
 
 
+def test_the_second_pass_may_have_a_sampler_of_its_own(studio: Studio, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A1111's "Hires sampler": the second pass's scheduler is that sampler's; the first pass keeps its own."""
+    schedulers: list[str] = []
+    derive = studio.manager.image_to_image_of
+
+    def spy(job: object, sampler: str, seeds: object) -> object:
+        pipe = derive(job, sampler, seeds)  # type: ignore[arg-type]
+        schedulers.append(type(pipe.scheduler).__name__)
+        return pipe
+
+    monkeypatch.setattr(studio.manager, "image_to_image_of", spy)
+    same = studio.service.txt2img(hires_request(sampler="Euler"))
+    other = studio.service.txt2img(hires_request(sampler="Euler", hr_sampler_name="DDIM"))
+    assert schedulers == ["EulerDiscreteScheduler", "DDIMScheduler"]
+    fields = parse_parameters(other.images[0].parameters).fields
+    assert (fields["Sampler"], fields["Hires sampler"]) == ("Euler", "DDIM")
+    assert "Hires sampler" not in same.images[0].parameters
+    assert studio.service.txt2img(hires_request(hr_sampler_name="Use same sampler")).request.hr_sampler_name == ""
+    with pytest.raises(InvalidRequest, match="hr_sampler_name \\(hires sampler\\) must be 'Use same sampler' or one"):
+        studio.service.txt2img(hires_request(hr_sampler_name="Nope"))
+    sent = settings_from_metadata(read_metadata(other.images[0].image), max_steps=150, max_side=2048)
+    assert sent is not None and sent.hires is not None and sent.hires.sampler == "DDIM"
+
+
 def test_sdxl_takes_the_hires_fix_too(tmp_path: Path) -> None:
     studio = build_studio(make_settings(save_tiny_sdxl_model(tmp_path / "sdxl"), None))
     result = studio.service.txt2img(hires_request(hr_scale=1.5, num_inference_steps=3))

@@ -183,6 +183,17 @@ def test_sdxl_moves_to_the_variation_seed(tmp_path: Path) -> None:
     studio = build_studio(make_settings(save_tiny_sdxl_model(tmp_path / "sdxl"), None))
     other = pixels(txt2img(studio, seed=9))
     assert distance(pixels(txt2img(studio, subseed=9, subseed_strength=1.0)), other) < 0.5
+    picture, mask = Image.new("RGB", (64, 64), (100, 120, 140)), Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    for strength in (0.75, 1.0):  # SDXL's inpainting pipeline draws its noise in the same two ways
+
+        def repaint(strength: float = strength, **changes: object) -> np.ndarray:
+            values = {"image": picture, "mask_image": mask, "prompt": "x", "seed": 3, "num_inference_steps": 4}
+            return pixels(studio.service.inpaint(InpaintRequest(**values, strength=strength, **changes)))  # type: ignore[arg-type]
+
+        plain = repaint()
+        assert distance(repaint(subseed=5, subseed_strength=TINY), plain) < 0.5
+        assert distance(repaint(subseed=5, subseed_strength=0.8), plain) > 0.5
 
 
 def test_png_info_reads_the_variation_back(studio: Studio) -> None:

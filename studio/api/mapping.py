@@ -158,15 +158,15 @@ SAME_AS_FIRST_PASS = (None, "", "Use same sampler", "Use same scheduler", "Use s
 
 
 def _hires(body: Txt2ImgBody, sampler: str) -> dict[str, Any]:
-    """The hires fix fields of a text to image request (the service checks their ranges). A sampler, schedule,
-    model or prompt of the hires pass's own is refused: the second pass runs with the first pass's."""
+    """The hires fix fields of a text to image request (the service checks their ranges), its own sampler and
+    schedule included. A model or prompt of the hires pass's own is refused: the second pass runs with the first
+    pass's."""
     if not body.enable_hr:
         return {}
     name = body.hr_sampler_name if body.hr_sampler_name not in SAME_AS_FIRST_PASS else None
     schedule = body.hr_scheduler if body.hr_scheduler not in SAME_AS_FIRST_PASS else body.scheduler
     second_sampler = sampler_for(name or body.sampler_name or body.sampler_index, schedule)
     other = {
-        "hr_sampler_name/hr_scheduler (another sampler for the hires pass)": second_sampler != sampler,
         "hr_checkpoint_name (another model for the hires pass)": body.hr_checkpoint_name not in SAME_AS_FIRST_PASS,
         "hr_prompt (another prompt for the hires pass)": body.hr_prompt not in ("", body.prompt),
         "hr_negative_prompt": body.hr_negative_prompt not in ("", body.negative_prompt),
@@ -182,6 +182,7 @@ def _hires(body: Txt2ImgBody, sampler: str) -> dict[str, Any]:
         "hr_resize_x": body.hr_resize_x,
         "hr_resize_y": body.hr_resize_y,
         "denoising_strength": DEFAULT_HR_STRENGTH if body.denoising_strength is None else body.denoising_strength,
+        "hr_sampler_name": "" if second_sampler == sampler else second_sampler,
     }
 
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from studio.hires import MAX_SCALE, UPSCALERS, target_size
+from studio.hires import MAX_SCALE, SAME_SAMPLER, UPSCALERS, target_size
 from studio.requests import DEFAULT_HR_SCALE, DEFAULT_HR_STRENGTH, DEFAULT_HR_UPSCALER
+from studio.schedulers import SAMPLER_NAMES
 from studio.settings import Settings
 from studio.ui.controls import GenerationControls
 
@@ -22,6 +23,8 @@ class HiresControls:
     scale: gr.Slider
     steps: gr.Slider
     strength: gr.Slider
+    sampler: gr.Dropdown
+    """Not in ``inputs()``: the handler takes it last (it came after the others), so positional calls still work."""
 
     def inputs(self) -> list[gr.components.Component]:
         return [self.enable, self.upscaler, self.scale, self.steps, self.strength]
@@ -69,6 +72,9 @@ def build_hires_controls(tab: str, settings: Settings, controls: GenerationContr
                 label="Denoising strength",
                 elem_id=f"{tab}-hires-strength",
             )
+        sampler = gr.Dropdown(
+            [SAME_SAMPLER, *SAMPLER_NAMES], value=SAME_SAMPLER, label="Hires sampler", elem_id=f"{tab}-hires-sampler"
+        )
         note = gr.Markdown(
             size_note(controls.width.value, controls.height.value, DEFAULT_HR_SCALE), elem_id=f"{tab}-hires-size"
         )
@@ -89,4 +95,4 @@ def build_hires_controls(tab: str, settings: Settings, controls: GenerationContr
             show_progress="hidden",
             api_visibility="private",
         )
-    return HiresControls(enable, upscaler, scale, steps, strength)
+    return HiresControls(enable, upscaler, scale, steps, strength, sampler)

@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from studio.composition import Studio
+from studio.hires import SAME_SAMPLER
 from studio.requests import DEFAULT_HR_SCALE, DEFAULT_HR_STRENGTH, DEFAULT_HR_UPSCALER, Txt2ImgRequest
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
@@ -53,6 +54,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         tiling: bool = False,
         styles: list[str] | None = None,
         batch_count: float = 1,
+        hr_sampler_name: str = SAME_SAMPLER,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -81,6 +83,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             tiling: make a picture that repeats without a seam (textures, patterns).
             styles: names of prompt styles (the studio's styles.csv) to add to the prompts, in order.
             batch_count: how many batches to make one after another (seeds continue from batch to batch).
+            hr_sampler_name: the hires pass's sampler; "Use same sampler" (the default) for the first pass's.
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
@@ -100,6 +103,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             hr_scale=hr_scale,
             hr_second_pass_steps=hr_second_pass_steps,  # type: ignore[arg-type]  # whole floats pass the checks
             denoising_strength=denoising_strength,
+            hr_sampler_name=hr_sampler_name,
             clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
             subseed=subseed,  # type: ignore[arg-type]  # whole floats pass the checks
             subseed_strength=subseed_strength,
@@ -128,6 +132,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         controls.tiling,
         row.styles.styles,
         controls.batch_count,
+        hires.sampler,
     ]
     parts = TabParts("txt2img", "Text to image", row, controls, panel, txt2img, inputs, hires=hires)
     return wire_generation_tab(tab, parts, studio)
