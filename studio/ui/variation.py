@@ -24,7 +24,7 @@ class VariationControls:
     subseed_strength: gr.Slider
 
     def inputs(self) -> list[gr.components.Component]:
-        """The variation seed and strength: the last parameters of each generation handler, in this order."""
+        """The variation seed and strength: the parameters after clip skip of each generation handler, in order."""
         return [self.subseed, self.subseed_strength]
 
 
