@@ -197,7 +197,10 @@ GenerationRequest = Txt2ImgRequest | Img2ImgRequest | InpaintRequest | ControlNe
 class CompareRequest:
     """Every prompt crossed with every value of one axis ("Sampler", "Steps", "CFG scale", "Seed", "Strength",
     "Var. seed", "Var. strength"), all else equal, the seed included. With ``image`` the cells are image to image
-    (at ``strength``). ``subseed`` and ``subseed_strength`` are every cell's variation seed and strength."""
+    (at ``strength``). ``subseed`` and ``subseed_strength`` are every cell's variation seed and strength.
+
+    The prompts go across and the axis values down; with a ``column_axis`` (A1111's X/Y plot) there is one prompt
+    and its values go across instead, so two settings are swept against each other (sampler x steps)."""
 
     prompts: tuple[str, ...]
     negative_prompt: str = ""
@@ -215,6 +218,8 @@ class CompareRequest:
     subseed: int = RANDOM_SEED
     subseed_strength: float = 0.0
     tiling: bool = False
+    column_axis: str = "None"
+    column_values: tuple[str | int | float, ...] = ()
 
     task: ClassVar[str] = "compare"
 
@@ -224,11 +229,12 @@ class CompareRequest:
 
 @dataclass(frozen=True)
 class CompareCell:
-    """One cell of a comparison: its prompt, its value on the axis (None without one), and its image."""
+    """One cell of a comparison: its prompt, its values on the axes (None without one), and its image."""
 
     prompt: str
     axis_value: str | int | float | None
     image: GeneratedImage
+    column_value: str | int | float | None = None
 
 
 @dataclass(frozen=True)

@@ -279,8 +279,8 @@ def validate_controlnet(request: ControlNetRequest, limits: Limits) -> ControlNe
 
 
 def validate_compare(request: CompareRequest, limits: Limits) -> CompareRequest:
-    """Checks of the shared settings and of each axis value (as the single-image tasks check them), and the
-    number of cells against ``--max-cells``."""
+    """Checks of the shared settings and of each axis value (as the single-image tasks check them, every
+    combination of the two axes included), and the number of cells against ``--max-cells``."""
     if not isinstance(request, CompareRequest):
         raise InvalidRequest(f"expected a CompareRequest, got {type(request).__name__}")
     prompts = tuple(check_text("prompt", prompt) for prompt in request.prompts)
@@ -288,17 +288,9 @@ def validate_compare(request: CompareRequest, limits: Limits) -> CompareRequest:
         parse_loras(prompt)  # a malformed <lora:...> tag is refused before any cell runs
     if not 1 <= len(prompts) <= compare.MAX_PROMPTS:
         raise InvalidRequest(f"compare 1 to {compare.MAX_PROMPTS} prompts, one per line; got {len(prompts)}")
-    if len(prompts) == 1 and not request.axis_values:
-        raise InvalidRequest("enter 2 or more prompts (one per line), or choose an axis and values to compare")
     axis = check_choice("axis", request.axis, compare.AXES)
-    if axis != compare.NO_AXIS and not request.axis_values:
-        raise InvalidRequest(f"enter the {axis} values to compare, separated by commas")
-    cells = len(prompts) * max(1, len(request.axis_values))
-    if cells > limits.max_cells:
-        raise InvalidRequest(
-            f"{cells} cells ({len(prompts)} prompts x {max(1, len(request.axis_values))} values); "
-            f"this studio makes at most {limits.max_cells} per comparison (--max-cells). Compare fewer."
-        )
+    column_axis = check_choice("column_axis", request.column_axis, compare.AXES)
+    _check_compare_layout(request, prompts, axis, column_axis, limits)
     check_sampler(request.sampler)
     steps = check_steps(request.num_inference_steps, limits)
     width, height = check_size(request.width, request.height, limits)
@@ -307,28 +299,30 @@ def validate_compare(request: CompareRequest, limits: Limits) -> CompareRequest:
     if request.image is not None:
         image = images.to_rgb(check_image("image", request.image))
         strength = check_strength(request.strength, steps)
-    elif axis == "Strength":
+    elif "Strength" in (axis, column_axis):
         raise InvalidRequest("the Strength axis compares image to image: add a source image")
     subseed, subseed_strength = check_variation(request.subseed, request.subseed_strength)
-    if axis == "Var. seed" and not subseed_strength:
+    if "Var. seed" in (axis, column_axis) and not subseed_strength and "Var. strength" not in (axis, column_axis):
         raise InvalidRequest("the Var. seed axis compares variation seeds: set a variation strength above 0")
-    if axis == "Var. strength" and subseed == RANDOM_SEED:
+    if "Var. strength" in (axis, column_axis) and subseed == RANDOM_SEED:
         subseed = resolve_seed(subseed)  # one random variation seed shared by every cell
     checks = {
         "Sampler": lambda v: check_sampler(v).name,
         "Steps": lambda v: check_steps(v, limits),
         "CFG scale": check_guidance_scale,
         "Seed": resolve_seed,
-        "Strength": lambda v: check_strength(v, steps),
+        "Strength": lambda v: check_fraction("Strength", v),
         "Var. seed": lambda v: resolve_seed(v, "Var. seed"),
         "Var. strength": lambda v: check_fraction("Var. strength", v),
     }
     values = tuple(checks[axis](value) for value in request.axis_values) if axis != compare.NO_AXIS else ()
-    if image is not None and axis == "Steps":
-        for value in values:
-            check_strength(strength, int(value))
-    for sampler in values if axis == "Sampler" else (request.sampler,):
-        for cell_steps in values if axis == "Steps" else (steps,):
+    columns = tuple(checks[column_axis](v) for v in request.column_values) if column_axis != compare.NO_AXIS else ()
+    swept = {axis: values, column_axis: columns}
+    for cell_steps in swept.get("Steps") or (steps,):
+        if image is not None:
+            for cell_strength in swept.get("Strength") or (strength,):
+                check_strength(cell_strength, int(cell_steps))
+        for sampler in swept.get("Sampler") or (request.sampler,):
             check_sampler_steps(str(sampler), int(cell_steps))
     return replace(
         request,
@@ -341,6 +335,8 @@ def validate_compare(request: CompareRequest, limits: Limits) -> CompareRequest:
         seed=resolve_seed(request.seed),
         axis=axis,
         axis_values=values,
+        column_axis=column_axis,
+        column_values=columns,
         image=image,
         strength=strength,
         clip_skip=check_clip_skip(request.clip_skip),
@@ -348,6 +344,36 @@ def validate_compare(request: CompareRequest, limits: Limits) -> CompareRequest:
         subseed_strength=subseed_strength,
         tiling=check_flag("tiling", request.tiling),
     )
+
+
+def _check_compare_layout(
+    request: CompareRequest, prompts: tuple[str, ...], axis: str, column_axis: str, limits: Limits
+) -> None:
+    """The grid a comparison asks for: prompts (or a column axis's values) across, an axis's values down, and
+    no more cells than ``--max-cells``."""
+    if axis != compare.NO_AXIS and not request.axis_values:
+        raise InvalidRequest(f"enter the {axis} values to compare, separated by commas")
+    rows = max(1, len(request.axis_values)) if axis != compare.NO_AXIS else 1
+    if column_axis == compare.NO_AXIS:
+        if len(prompts) == 1 and not request.axis_values:
+            raise InvalidRequest("enter 2 or more prompts (one per line), or choose an axis and values to compare")
+        cells, shape = len(prompts) * rows, f"{len(prompts)} prompts x {rows} values"
+    else:
+        if not request.column_values:
+            raise InvalidRequest(f"enter the {column_axis} values of the columns, separated by commas")
+        if len(prompts) > 1:
+            raise InvalidRequest(
+                f"with a column axis, compare one prompt: the columns are the {column_axis} values "
+                f"(or leave the column axis at None to put the prompts across)"
+            )
+        if column_axis == axis:
+            raise InvalidRequest(f"the rows and the columns both sweep {axis}: choose two different axes")
+        cells, shape = len(request.column_values) * rows, f"{len(request.column_values)} columns x {rows} rows"
+    if cells > limits.max_cells:
+        raise InvalidRequest(
+            f"{cells} cells ({shape}); this studio makes at most {limits.max_cells} per comparison (--max-cells). "
+            "Compare fewer."
+        )
 
 
 def _step_callback(
@@ -596,8 +622,13 @@ class StudioService:
         with its own generator, so a cell matches what txt2img (or img2img) makes for the same settings."""
         request = validate_compare(request, self.limits)
         values: tuple[compare.AxisValue | None, ...] = request.axis_values or (None,)
-        cells = [(value, prompt) for value in values for prompt in request.prompts]
-        requests = [self._cell_request(request, prompt, value) for value, prompt in cells]
+        columns: list[tuple[str, compare.AxisValue | None]] = (
+            [(request.prompts[0], column) for column in request.column_values]
+            if request.column_values
+            else [(prompt, None) for prompt in request.prompts]
+        )
+        cells = [(value, prompt, column) for value in values for prompt, column in columns]
+        requests = [self._cell_request(request, prompt, value, column) for value, prompt, column in cells]
         # Every LoRA named anywhere is found (or refused) before the first cell runs.
         applied = {cell.loras: self.loras.resolve(cell.loras) for cell in requests}
         # Cells with the same settings (all but prompt and seed; the same LoRAs) share one pipeline call, up to
@@ -672,19 +703,23 @@ class StudioService:
             if progress is not None:
                 progress(done_steps, total_steps, done_cells, len(requests))
         results = []
-        for index, ((value, prompt), cell) in enumerate(zip(cells, requests, strict=True)):
+        for index, ((value, prompt, column), cell) in enumerate(zip(cells, requests, strict=True)):
             named = tuple(served.used_in(cell.prompt, cell.negative_prompt))
             plan = replace(self._cell_plan(cell), loras=applied[cell.loras], embeddings=named)
             generated = self._finish(plan, [images_of[index]], [cell.seed], model, [], folder="compare").images[0]
-            results.append(CompareCell(prompt=prompt, axis_value=value, image=generated))
+            results.append(CompareCell(prompt=prompt, axis_value=value, image=generated, column_value=column))
         grid = self._grid(request, results, model)
         diff = tuple(tuple(words) for words in compare.differing_words(request.prompts))
         return CompareResult(request, tuple(results), grid, diff, model, tuple(all_notes))
 
     def _cell_request(
-        self, request: CompareRequest, prompt: str, value: compare.AxisValue | None
+        self,
+        request: CompareRequest,
+        prompt: str,
+        value: compare.AxisValue | None,
+        column: compare.AxisValue | None = None,
     ) -> Txt2ImgRequest | Img2ImgRequest:
-        """What txt2img (or img2img) would be asked for one cell: the shared settings with the axis value set."""
+        """What txt2img (or img2img) would be asked for one cell: the shared settings with the axes' values set."""
         axis_field = {
             "Sampler": "sampler",
             "Steps": "num_inference_steps",
@@ -713,6 +748,8 @@ class StudioService:
             shared.update(image=request.image, strength=request.strength, resize_mode="Crop and resize")
         if value is not None:
             shared[axis_field[request.axis]] = value
+        if column is not None:
+            shared[axis_field[request.column_axis]] = column
         if request.image is not None:
             return Img2ImgRequest(**shared)
         return Txt2ImgRequest(**shared)
@@ -733,18 +770,21 @@ class StudioService:
         return _Plan(Task.TXT2IMG, cell, {}, (cell.width, cell.height))
 
     def _grid(self, request: CompareRequest, cells: Sequence[CompareCell], model: str) -> GeneratedImage:
-        """The labelled grid (prompts across, axis values down), saved beside the first cell, with metadata that
-        names the axes."""
-        columns = len(request.prompts)
+        """The labelled grid (prompts or the column axis's values across, axis values down), saved beside the first
+        cell, with metadata that names the axes."""
+        columns = len(request.column_values) or len(request.prompts)
         rows = [
             [cell.image.image for cell in cells[start : start + columns]] for start in range(0, len(cells), columns)
         ]
         row_labels = [compare.format_axis_value(request.axis, value) for value in request.axis_values]
-        grid = compare.draw_grid(rows, compare.GridLabels(columns=request.prompts, rows=row_labels))
+        column_labels = [compare.format_axis_value(request.column_axis, value) for value in request.column_values]
+        grid = compare.draw_grid(rows, compare.GridLabels(columns=column_labels or request.prompts, rows=row_labels))
         first = cells[0].image
         axes = {"Compare prompts": " | ".join(request.prompts)}
         if request.axis_values:
             axes["Compare axis"] = f"{request.axis}: " + ", ".join(str(v) for v in request.axis_values)
+        if request.column_values:
+            axes["Compare columns"] = f"{request.column_axis}: " + ", ".join(str(v) for v in request.column_values)
         parsed = parse_parameters(first.parameters)
         parameters = format_parameters(
             Parameters(prompt=parsed.prompt, negative_prompt=parsed.negative_prompt, fields={**parsed.fields, **axes})

@@ -26,6 +26,7 @@ ENDPOINT_PARAMETERS = {
     "/compare": [
         "prompts", "negative_prompt", "sampler", "steps", "guidance_scale", "width", "height", "seed", "axis",
         "axis_values", "image", "strength", "clip_skip", "subseed", "subseed_strength", "tiling", "styles",
+        "column_axis", "column_values",
     ],
     "/controlnet": [
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "low_threshold", "high_threshold",
@@ -269,6 +270,18 @@ def test_styles_reach_every_prompt_through_the_endpoints(client: Client) -> None
             prompt="a cat", negative_prompt="", sampler="Euler", steps=2, guidance_scale=7, width=64, height=64,
             seed=3, batch_size=1, styles=["Noir"], api_name="/txt2img",
         )  # fmt: skip
+
+
+def test_compare_endpoint_takes_a_column_axis(client: Client) -> None:
+    gallery, _grid, _diff, _notes = client.predict(
+        prompts="a cat", negative_prompt="", sampler="Euler", steps=2, guidance_scale=7, width=64, height=64,
+        seed=9, axis="Steps", axis_values="2, 3", column_axis="Sampler", column_values="Euler, DDIM",
+        api_name="/compare",
+    )  # fmt: skip
+    assert [item["caption"] for item in gallery] == [
+        "a cat · Steps: 2 · Sampler: Euler", "a cat · Steps: 2 · Sampler: DDIM",
+        "a cat · Steps: 3 · Sampler: Euler", "a cat · Steps: 3 · Sampler: DDIM",
+    ]  # fmt: skip
 
 
 def test_compare_endpoint_explains_bad_axis_values(client: Client) -> None:

@@ -11,6 +11,7 @@ from studio.composition import Studio, build_studio
 from studio.errors import InvalidRequest
 from studio.metadata import read_metadata
 from studio.requests import CompareRequest, Img2ImgRequest, Txt2ImgRequest
+from studio.ui.zerogpu import compare_seconds
 from tests.conftest import make_settings
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 3}
@@ -141,6 +142,54 @@ def test_strength_axis_compares_image_to_image(studio: Studio) -> None:
     assert np.abs(array(result.cells[0].image.image) - array(alone.images[0].image)).mean() < 1.0
     with pytest.raises(InvalidRequest, match="the Strength axis compares image to image: add a source image"):
         studio.service.compare(CompareRequest(("a cat",), axis="Strength", axis_values=(0.5,), **SMALL))
+
+
+def test_a_column_axis_sweeps_two_settings_against_each_other(studio: Studio) -> None:
+    """A1111's X/Y plot: one prompt, samplers across and steps down; every cell is txt2img's picture."""
+    result = studio.service.compare(
+        CompareRequest(
+            ("a cat",),
+            axis="Steps",
+            axis_values=(2, 3),
+            column_axis="Sampler",
+            column_values=("Euler", "DDIM"),
+            seed=4,
+            **{**SMALL, "num_inference_steps": 2},
+        )
+    )
+    assert [(cell.axis_value, cell.column_value) for cell in result.cells] == [
+        (2, "Euler"), (2, "DDIM"), (3, "Euler"), (3, "DDIM"),
+    ]  # fmt: skip
+    alone = studio.service.txt2img(
+        Txt2ImgRequest("a cat", sampler="DDIM", seed=4, **{**SMALL, "num_inference_steps": 3})
+    )
+    assert np.abs(array(result.cells[3].image.image) - array(alone.images[0].image)).mean() < 1.0
+    assert result.grid.image.width > 2 * 64 and result.grid.image.height > 2 * 64
+    assert 'Compare columns: "Sampler: Euler, DDIM"' in result.grid.parameters
+
+
+def test_zerogpu_counts_the_cells_of_both_axes() -> None:
+    rows = {"prompts": "a cat", "axis": "Steps", "axis_values": "10, 20", "steps": 10, "width": 512, "height": 512}
+    grid = {**rows, "column_axis": "Sampler", "column_values": "Euler, DDIM, UniPC"}
+    assert compare_seconds(grid) > compare_seconds(rows)
+    longer = {**grid, "axis": "CFG scale", "axis_values": "3, 7", "column_axis": "Steps", "column_values": "10, 40"}
+    assert compare_seconds(longer) > compare_seconds({**longer, "column_values": "10, 20"}), "the most steps count"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"prompts": ("a cat", "a dog")}, "with a column axis, compare one prompt: the columns are the Sampler values"),
+        ({"axis": "Sampler", "axis_values": ("DDIM",)}, "the rows and the columns both sweep Sampler"),
+        ({"column_values": ()}, "enter the Sampler values of the columns"),
+        ({"axis": "Steps", "axis_values": (2, 3, 4)}, r"6 cells \(2 columns x 3 rows\); .* at most 4"),
+    ],
+)
+def test_a_column_axis_is_checked(tiny_model: Path, changes: dict[str, object], message: str) -> None:
+    studio = build_studio(make_settings(tiny_model, None, max_cells=4))
+    values: dict[str, object] = {"prompts": ("a cat",), "column_axis": "Sampler", "column_values": ("Euler", "DDIM")}
+    with pytest.raises(InvalidRequest, match=message):
+        studio.service.compare(CompareRequest(**{**values, **changes}, **SMALL))  # type: ignore[arg-type]
 
 
 def test_grid_and_cells_are_saved_with_metadata(studio: Studio) -> None:

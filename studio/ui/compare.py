@@ -11,7 +11,7 @@ from PIL import Image
 
 from studio.compare import AXES, NO_AXIS, format_axis_value, parse_axis, parse_prompts
 from studio.composition import Studio
-from studio.requests import CompareRequest, CompareResult
+from studio.requests import CompareCell, CompareRequest, CompareResult
 from studio.service import CompareProgress
 from studio.ui.controls import build_generation_controls, wire_reuse_last_seed
 from studio.ui.errors import user_errors
@@ -43,16 +43,18 @@ def diff_html(words: Sequence[Sequence[tuple[str, bool]]]) -> str:
 
 
 def present_comparison(result: CompareResult) -> tuple[Any, ...]:
-    axis = result.request.axis
-    gallery = [
-        (
-            cell.image.image,
-            cell.prompt if cell.axis_value is None else f"{cell.prompt} · {format_axis_value(axis, cell.axis_value)}",
-        )
-        for cell in result.cells
-    ]
+    gallery = [(cell.image.image, caption(result.request, cell)) for cell in result.cells]
     notes = "\n".join(f"⚠️ {note}" for note in result.notes)
     return gallery, result.grid.image, diff_html(result.prompt_diff), notes, result.request.seed
+
+
+def caption(request: CompareRequest, cell: CompareCell) -> str:
+    """A cell's caption: its prompt and its values on the axes."""
+    parts = [cell.prompt]
+    for axis, value in ((request.axis, cell.axis_value), (request.column_axis, cell.column_value)):
+        if value is not None:
+            parts.append(format_axis_value(axis, value))
+    return " · ".join(parts)
 
 
 def progress_of_cells(progress: gr.Progress) -> CompareProgress:
@@ -85,9 +87,23 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
         with gr.Row():
             with gr.Column():
                 with gr.Row():
-                    axis = gr.Dropdown(list(AXES), value=NO_AXIS, label="Second axis", elem_id="compare-axis", scale=1)
+                    axis = gr.Dropdown(list(AXES), value=NO_AXIS, label="Rows axis", elem_id="compare-axis", scale=1)
                     axis_values = gr.Textbox(
-                        label="Axis values, separated by commas", elem_id="compare-axis-values", scale=3
+                        label="Row values, separated by commas", elem_id="compare-axis-values", scale=3
+                    )
+                with gr.Row():
+                    column_axis = gr.Dropdown(
+                        list(AXES),
+                        value=NO_AXIS,
+                        label="Columns axis (one prompt)",
+                        elem_id="compare-column-axis",
+                        scale=1,
+                    )
+                    column_values = gr.Textbox(
+                        "",
+                        label="Column values (None: the prompts go across)",
+                        elem_id="compare-column-values",
+                        scale=3,
                     )
                 controls = build_generation_controls("compare", studio, with_batch=False, with_variation_reuse=False)
                 with gr.Accordion("Image to image source (needed for the Strength axis)", open=False):
@@ -110,13 +126,14 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
                 last_seed = gr.State(None)
     assert controls.width is not None and controls.height is not None
 
-    axis.change(
-        lambda chosen: gr.Textbox(placeholder=f"e.g. {EXAMPLE_VALUES.get(chosen, '')}"),
-        inputs=axis,
-        outputs=axis_values,
-        queue=False,
-        api_visibility="private",
-    )
+    for chosen_axis, its_values in ((axis, axis_values), (column_axis, column_values)):
+        chosen_axis.change(
+            lambda chosen: gr.Textbox(placeholder=f"e.g. {EXAMPLE_VALUES.get(chosen, '')}"),
+            inputs=chosen_axis,
+            outputs=its_values,
+            queue=False,
+            api_visibility="private",
+        )
 
     wire_reuse_last_seed(controls, last_seed)
 
@@ -140,6 +157,8 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
         subseed_strength: float = 0,
         tiling: bool = False,
         styles: list[str] | None = None,
+        column_axis: str = NO_AXIS,
+        column_values: str = "",
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -163,6 +182,8 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
             subseed_strength: the variation strength, 0 for none (unless the axis is Var. strength).
             tiling: make pictures that repeat without a seam (textures, patterns).
             styles: names of prompt styles (the studio's styles.csv) to add to every prompt, in order.
+            column_axis: an axis for the columns too (A1111's X/Y plot), with one prompt; "None": prompts across.
+            column_values: the column axis values separated by commas.
         Returns:
             The gallery of cells (captioned with prompt and value), the labelled grid image, the prompts with the
             differing words marked, and notes.
@@ -179,6 +200,8 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
             seed=seed,  # type: ignore[arg-type]
             axis=axis,
             axis_values=parse_axis(axis, axis_values),
+            column_axis=column_axis,
+            column_values=parse_axis(column_axis, column_values),
             image=image,
             strength=strength,
             clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
@@ -202,6 +225,8 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
         *controls.variation_inputs(),
         controls.tiling,
         picker.styles,
+        column_axis,
+        column_values,
     ]
     outputs = [gallery, grid, diff, notes, last_seed]
     event = gr.on(

@@ -104,10 +104,14 @@ def compare_seconds(arguments: Mapping[str, Any]) -> int:
     prompts = max(1, len([line for line in str(arguments.get("prompts") or "").splitlines() if line.strip()]))
     values = max(1, len([value for value in str(arguments.get("axis_values") or "").split(",") if value.strip()]))
     cells = prompts * (values if str(arguments.get("axis", "None")) != "None" else 1)
+    if str(arguments.get("column_axis", "None")) != "None":  # one prompt; the column values go across
+        columns = [value for value in str(arguments.get("column_values") or "").split(",") if value.strip()]
+        cells = max(1, len(columns)) * (values if str(arguments.get("axis", "None")) != "None" else 1)
     steps = _number(arguments, "steps", 25)
-    if str(arguments.get("axis")) == "Steps":  # the steps are the axis: count the largest for every cell
-        numbers = [_number({"v": v}, "v", steps) for v in str(arguments.get("axis_values") or "").split(",")]
-        steps = max(numbers, default=steps)
+    for axis, values_of in (("axis", "axis_values"), ("column_axis", "column_values")):
+        if str(arguments.get(axis)) == "Steps":  # the steps are an axis: count the largest for every cell
+            numbers = [_number({"v": v}, "v", steps) for v in str(arguments.get(values_of) or "").split(",")]
+            steps = max(numbers, default=steps)
     width, height = _number(arguments, "width", 512), _number(arguments, "height", 512)
     return estimate_seconds(steps=steps, width=width, height=height, images=cells)
 
