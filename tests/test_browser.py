@@ -38,7 +38,9 @@ def test_turn_on_the_hires_fix_and_get_the_larger_picture(page: Page) -> None:
     ask_for_a_small_picture(page, "txt2img", "a red house by the sea")
     page.locator("#txt2img-seed input").fill("7")
     page.locator("#txt2img-hires-enable input").check()
-    set_number(page, "txt2img-hires-scale", 1.5)  # turning it on opened its settings
+    # Turning it on opens its settings; typing before the panel has opened would be undone when it does.
+    expect(page.locator("#txt2img-hires > button.label-wrap")).to_have_class(re.compile(r"\bopen\b"))
+    set_number(page, "txt2img-hires-scale", 1.5)
     expect(page.locator("#txt2img-hires-size")).to_contain_text("From 64x64 to 96x96")
     page.locator("#txt2img-generate").click()
     parameters = page.locator("#txt2img-parameters textarea")
