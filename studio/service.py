@@ -994,7 +994,6 @@ class StudioService:
         variation = variation_of(request)
         for index, (image, seed) in enumerate(zip(finished, seeds, strict=True)):
             subseed = variation.subseeds[index] if variation is not None else None
-            varied = {"Variation seed": subseed, "Variation seed strength": request.subseed_strength}
             parameters = format_parameters(
                 Parameters(
                     prompt=request.prompt,
@@ -1006,7 +1005,11 @@ class StudioService:
                         "Seed": seed,
                         "Size": f"{plan.size[0]}x{plan.size[1]}",
                         "Model": model,
-                        **(varied if variation is not None else {}),
+                        **(
+                            {"Variation seed": subseed, "Variation seed strength": request.subseed_strength}
+                            if subseed is not None
+                            else {}
+                        ),
                         **({"Tiling": True} if request.tiling else {}),
                         **plan.fields,
                         **({"Clip skip": request.clip_skip} if request.clip_skip > 1 else {}),

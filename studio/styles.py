@@ -80,8 +80,21 @@ class StyleLibrary:
 
     def apply(self, prompt: str, negative_prompt: str, names: Sequence[str] | None) -> tuple[str, str]:
         """``prompt`` and ``negative_prompt`` with the styles ``names`` added, in the order given."""
+        chosen = self._chosen(names)
+        return _merged(chosen, "prompt", prompt), _merged(chosen, "negative_prompt", negative_prompt)
+
+    def apply_to_each(
+        self, prompts: Sequence[str], negative_prompt: str, names: Sequence[str] | None
+    ) -> tuple[tuple[str, ...], str]:
+        """Each of ``prompts`` with the styles ``names`` added, and the shared negative prompt with theirs."""
+        chosen = self._chosen(names)
+        styled = tuple(_merged(chosen, "prompt", prompt) for prompt in prompts)
+        return styled, _merged(chosen, "negative_prompt", negative_prompt)
+
+    def _chosen(self, names: Sequence[str] | None) -> list[PromptStyle]:
+        """The styles ``names``, in order (the file read once), or an ``InvalidRequest`` naming the unknown ones."""
         if not names:
-            return prompt, negative_prompt
+            return []
         if isinstance(names, str) or not all(isinstance(name, str) for name in names):
             raise InvalidRequest(f"styles must be a list of style names, got {names!r}")
         styles = self.styles()
@@ -93,14 +106,11 @@ class StyleLibrary:
                 else ("this studio has no styles file (--styles)")
             )
             raise InvalidRequest(f"unknown style {', '.join(map(repr, unknown))}; {where}")
-        for name in names:
-            prompt = merge(styles[name].prompt, prompt)
-            negative_prompt = merge(styles[name].negative_prompt, negative_prompt)
-        return prompt, negative_prompt
+        return [styles[name] for name in names]
 
-    def apply_to_each(
-        self, prompts: Sequence[str], negative_prompt: str, names: Sequence[str] | None
-    ) -> tuple[tuple[str, ...], str]:
-        """Each of ``prompts`` with the styles ``names`` added, and the shared negative prompt with theirs."""
-        styled = tuple(self.apply(prompt, "", names)[0] for prompt in prompts)
-        return styled, self.apply("", negative_prompt, names)[1]
+
+def _merged(styles: Sequence[PromptStyle], part: str, text: str) -> str:
+    """``text`` with each style's ``part`` (its prompt or negative prompt) merged in, in order."""
+    for style in styles:
+        text = merge(getattr(style, part), text)
+    return text

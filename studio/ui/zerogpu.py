@@ -103,10 +103,12 @@ def compare_seconds(arguments: Mapping[str, Any]) -> int:
     """A comparison: every prompt crossed with every axis value, each an image of the shared settings."""
     prompts = max(1, len([line for line in str(arguments.get("prompts") or "").splitlines() if line.strip()]))
     values = max(1, len([value for value in str(arguments.get("axis_values") or "").split(",") if value.strip()]))
-    cells = prompts * (values if str(arguments.get("axis", "None")) != "None" else 1)
+    rows = values if str(arguments.get("axis", "None")) != "None" else 1
+    columns = prompts
     if str(arguments.get("column_axis", "None")) != "None":  # one prompt; the column values go across
-        columns = [value for value in str(arguments.get("column_values") or "").split(",") if value.strip()]
-        cells = max(1, len(columns)) * (values if str(arguments.get("axis", "None")) != "None" else 1)
+        listed = str(arguments.get("column_values") or "").split(",")
+        columns = max(1, len([value for value in listed if value.strip()]))
+    cells = rows * columns
     steps = _number(arguments, "steps", 25)
     for axis, values_of in (("axis", "axis_values"), ("column_axis", "column_values")):
         if str(arguments.get(axis)) == "Steps":  # the steps are an axis: count the largest for every cell
