@@ -18,8 +18,18 @@ from PIL import Image, ImageOps
 from torch.nn import functional
 
 from studio.errors import InvalidRequest
+from studio.loras import parse_loras
 from studio.schedulers import SAMPLER_NAMES, SAMPLERS, check_sampler_steps
-from studio.validation import Limits, check_range, check_size, check_steps, check_strength, number, whole_number
+from studio.validation import (
+    Limits,
+    check_range,
+    check_size,
+    check_steps,
+    check_strength,
+    check_text,
+    number,
+    whole_number,
+)
 
 LATENT_UPSCALERS: dict[str, tuple[str, bool]] = {
     "Latent": ("bilinear", False),
@@ -54,6 +64,11 @@ class HiresPass:
     strength: float
     sampler: str
     """The second pass's sampler: the first pass's, or the hires sampler asked for."""
+    prompt: str | None = None
+    """A1111's hires prompt: the second pass's own prompt (LoRA tags included, as written), or None for the first
+    pass's."""
+    negative_prompt: str | None = None
+    """The second pass's own negative prompt, or None for the first pass's."""
 
     @property
     def in_latent_space(self) -> bool:
@@ -94,9 +109,13 @@ def check_hires(
     strength: object,
     limits: Limits,
     second_pass_sampler: object = "",
+    prompts: tuple[str, str] = ("", ""),
+    second_pass_prompts: tuple[object, object] = ("", ""),
 ) -> HiresPass:
     """The hires pass a validated text to image request asks for, or an ``InvalidRequest`` saying what to change.
-    ``second_pass_sampler`` empty (or A1111's "Use same sampler") runs the second pass with ``sampler``."""
+    ``second_pass_sampler`` empty (or A1111's "Use same sampler") runs the second pass with ``sampler``;
+    ``second_pass_prompts`` (hires prompt, hires negative prompt) empty or the same as the first pass's
+    ``prompts`` run it with those."""
     if upscaler not in UPSCALERS:
         raise InvalidRequest(
             f"hr_upscaler must be one of: {', '.join(UPSCALERS)}; got {upscaler!r} (this studio has no upscaler "
@@ -125,12 +144,33 @@ def check_hires(
             f"got {second_pass_sampler!r}"
         )
     check_sampler_steps(second_sampler, hires_steps)
+    prompt, negative_prompt = _second_pass_prompts(prompts, second_pass_prompts)
     return HiresPass(
         *size,
         upscaler=str(upscaler),
         steps=hires_steps,
         strength=check_strength(strength, hires_steps),
         sampler=second_sampler,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+    )
+
+
+def _second_pass_prompts(first: tuple[str, str], second: tuple[object, object]) -> tuple[str | None, str | None]:
+    """The hires prompts that differ from the first pass's (None where one is empty or the same). The second pass
+    runs inside the first pass's job, on its LoRAs: a hires prompt may repeat the prompt's LoRA tags but not
+    change them."""
+    prompt, negative_prompt = (
+        check_text(name, value) for name, value in zip(("hr_prompt", "hr_negative_prompt"), second, strict=True)
+    )
+    if prompt and set(parse_loras(prompt)) != set(parse_loras(first[0])):
+        raise InvalidRequest(
+            "the hires prompt's LoRA tags differ from the prompt's: the hires pass runs with the first pass's "
+            "LoRAs, so leave the tags out of the hires prompt (or write the same ones)"
+        )
+    return (
+        prompt if prompt not in ("", first[0]) else None,
+        negative_prompt if negative_prompt not in ("", first[1]) else None,
     )
 
 

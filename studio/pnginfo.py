@@ -32,6 +32,9 @@ class SentHires:
     steps: int
     strength: float
     sampler: str = SAME_SAMPLER
+    prompt: str = ""
+    """The hires prompt; empty for the first pass's."""
+    negative_prompt: str = ""
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,8 @@ def _hires(
             "steps": ours.get("hr_second_pass_steps"),
             "strength": ours.get("denoising_strength"),
             "sampler": ours.get("hr_sampler_name"),
+            "prompt": ours.get("hr_prompt"),
+            "negative_prompt": ours.get("hr_negative_prompt"),
         }
     elif any(key in fields for key in ("Hires upscale", "Hires resize", "Hires upscaler")):
         scale: object = fields.get("Hires upscale")
@@ -206,6 +211,8 @@ def _hires(
         written = {"upscaler": fields.get("Hires upscaler"), "scale": scale, "steps": fields.get("Hires steps")}
         written["strength"] = strength
         written["sampler"] = fields.get("Hires sampler")
+        written["prompt"] = fields.get("Hires prompt")
+        written["negative_prompt"] = fields.get("Hires negative prompt")
     else:
         return None
     upscaler = str(written["upscaler"] or DEFAULT_HR_UPSCALER)
@@ -226,4 +233,5 @@ def _hires(
         sampler, note = sampler_from_a1111(sampler)
         if note:
             notes.append(f"Hires sampler: {note}")
-    return SentHires(upscaler=upscaler, scale=factor, steps=steps, strength=denoise, sampler=sampler)
+    prompts = (value if isinstance(value, str) else "" for value in (written["prompt"], written["negative_prompt"]))
+    return SentHires(upscaler, factor, steps, denoise, sampler, *prompts)

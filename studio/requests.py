@@ -40,7 +40,8 @@ class Txt2ImgRequest:
     ``enable_hr`` turns on the hires fix (``studio/hires.py``); it and its ``hr_*`` fields and
     ``denoising_strength`` have A1111's names, as diffusers has no such argument. ``hr_second_pass_steps`` 0 means
     as many as ``num_inference_steps``; ``hr_resize_x``/``hr_resize_y`` other than 0 replace ``hr_scale``;
-    ``hr_sampler_name`` "" (or "Use same sampler") runs the second pass with ``sampler``.
+    ``hr_sampler_name`` "" (or "Use same sampler") runs the second pass with ``sampler``; ``hr_prompt`` and
+    ``hr_negative_prompt`` "" run it with ``prompt`` and ``negative_prompt``.
     """
 
     prompt: str
@@ -65,6 +66,8 @@ class Txt2ImgRequest:
     hr_resize_y: int = 0
     denoising_strength: float = DEFAULT_HR_STRENGTH
     hr_sampler_name: str = ""
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
 
     task: ClassVar[str] = "txt2img"
 

@@ -157,6 +157,8 @@ def validate_txt2img(request: Txt2ImgRequest, limits: Limits) -> Txt2ImgRequest:
         hr_resize_y=int(request.hr_resize_y),
         denoising_strength=second.strength,
         hr_sampler_name="" if second.sampler == validated.sampler else second.sampler,
+        hr_prompt=second.prompt or "",
+        hr_negative_prompt=second.negative_prompt or "",
     )
 
 
@@ -175,7 +177,15 @@ def hires_pass(request: Txt2ImgRequest, limits: Limits) -> HiresPass:
         strength=request.denoising_strength,
         limits=limits,
         second_pass_sampler=request.hr_sampler_name,
+        prompts=(request.prompt, request.negative_prompt),
+        second_pass_prompts=(request.hr_prompt, request.hr_negative_prompt),
     )
+
+
+def hires_prompts(second: HiresPass) -> dict[str, str]:
+    """The pipeline's prompt arguments the hires pass has of its own (LoRA tags taken out, as from the prompt)."""
+    prompts = {"prompt": second.prompt, "negative_prompt": second.negative_prompt}
+    return {name: strip_loras(text) for name, text in prompts.items() if text is not None}
 
 
 def hires_fields(request: Txt2ImgRequest, second: HiresPass) -> dict[str, object]:
@@ -190,6 +200,10 @@ def hires_fields(request: Txt2ImgRequest, second: HiresPass) -> dict[str, object
     fields["Hires upscaler"] = second.upscaler
     if second.sampler != request.sampler:
         fields["Hires sampler"] = second.sampler
+    if second.prompt is not None:
+        fields["Hires prompt"] = second.prompt
+    if second.negative_prompt is not None:
+        fields["Hires negative prompt"] = second.negative_prompt
     return fields
 
 
@@ -833,8 +847,10 @@ class StudioService:
                 _stop_if_asked(cancel)
                 latents, notes = output.images, []
                 if hires is not None:
+                    own_prompts = hires_prompts(hires)
+                    second_call = with_clip_skip(job.pipeline, {**arguments, **own_prompts}) if own_prompts else call
                     latents, notes = self._hires_pass(
-                        job, hires, latents, seeds, call, progress, cancel, preview, variation
+                        job, hires, latents, seeds, second_call, progress, cancel, preview, variation
                     )
                 decoded, more = decode_latents(
                     job.pipeline.vae, job.pipeline.image_processor, latents, upcast=job.model.upcasts_vae
@@ -972,7 +988,10 @@ class StudioService:
             request.tiling,
         )
         model = model_name(served.source)
-        plan = replace(plan, embeddings=tuple(served.embeddings.used_in(request.prompt, request.negative_prompt)))
+        prompts = [request.prompt, request.negative_prompt]
+        if plan.hires is not None:
+            prompts += [text for text in (plan.hires.prompt, plan.hires.negative_prompt) if text is not None]
+        plan = replace(plan, embeddings=tuple(served.embeddings.used_in(*prompts)))
         finished = [plan.finish(image) for image in decoded]
         return self._finish(plan, finished, seeds, model, [*plan.notes, *notes], image_format=image_format)
 

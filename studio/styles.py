@@ -83,6 +83,15 @@ class StyleLibrary:
         chosen = self._chosen(names)
         return _merged(chosen, "prompt", prompt), _merged(chosen, "negative_prompt", negative_prompt)
 
+    def apply_to_given(self, prompt: str, negative_prompt: str, names: Sequence[str] | None) -> tuple[str, str]:
+        """As ``apply``, for prompts where empty means "the first pass's" (the hires prompts): an empty one stays
+        empty, so it keeps meaning that."""
+        chosen = self._chosen(names) if prompt or negative_prompt else []
+        return (
+            _merged(chosen, "prompt", prompt) if prompt else prompt,
+            _merged(chosen, "negative_prompt", negative_prompt) if negative_prompt else negative_prompt,
+        )
+
     def apply_to_each(
         self, prompts: Sequence[str], negative_prompt: str, names: Sequence[str] | None
     ) -> tuple[tuple[str, ...], str]:

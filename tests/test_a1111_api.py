@@ -96,7 +96,7 @@ def test_the_api_makes_the_same_image_as_the_studio(server: str, served_studio: 
         ({"seed_resize_from_w": 512, "seed_resize_from_h": 512}, "seed_resize_from_w/h (resize seed from)"),
         ({"sampler_name": "Nope"}, "unknown sampler_name 'Nope'; choose one of: DPM++ 2M"),
         ({"sampler_name": "Euler", "scheduler": "Exponential"}, "scheduler 'Exponential' is not available here"),
-        ({"enable_hr": True, "hr_prompt": "a dog"}, "not supported by this studio: hr_prompt (another prompt for"),
+        ({"enable_hr": True, "hr_checkpoint_name": "other"}, "not supported by this studio: hr_checkpoint_name"),
         ({"enable_hr": True, "hr_sampler_name": "Nope"}, "unknown sampler_name 'Nope'"),
         ({"enable_hr": True, "hr_checkpoint_name": "other.safetensors"}, "hr_checkpoint_name (another model for"),
         ({"enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+"}, "hr_upscaler must be one of: Latent, Latent (antiali"),
@@ -148,6 +148,14 @@ def test_txt2img_with_the_hires_fix_as_a1111_clients_send_it(server: str) -> Non
     assert parse_parameters(info_of(other)["infotexts"][0]).fields["Hires sampler"] == "DDIM"
     redrawn = decoded(other.json()["images"][0])
     assert not np.array_equal(np.asarray(picture), np.asarray(redrawn)), "the second pass ran with DDIM"
+    repeated = post(server, "/sdapi/v1/txt2img", {**body, "hr_prompt": "a cat", "negative_prompt": "x"})
+    assert "Hires prompt" not in info_of(repeated)["infotexts"][0], "the prompt sent again: the same as empty"
+    styled = {**body, "hr_prompt": "a dog", "hr_negative_prompt": "fog", "styles": ["Photograph"]}
+    own = post(server, "/sdapi/v1/txt2img", styled)
+    assert own.status_code == 200, own.text
+    fields = parse_parameters(info_of(own)["infotexts"][0]).fields
+    assert fields["Hires prompt"].startswith("a dog, ") and fields["Hires negative prompt"].startswith("fog, ")
+    assert fields["Hires prompt"] != "a dog", "the request's styles are added to the hires prompts too"
 
 
 def test_variation_seeds_count_up_across_batches_and_the_seed_stays(server: str) -> None:

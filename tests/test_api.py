@@ -16,6 +16,7 @@ ENDPOINT_PARAMETERS = {
         "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "width", "height", "seed", "batch_size",
         "image_format", "enable_hr", "hr_upscaler", "hr_scale", "hr_second_pass_steps", "denoising_strength",
         "clip_skip", "subseed", "subseed_strength", "tiling", "styles", "batch_count", "hr_sampler_name",
+        "hr_prompt", "hr_negative_prompt",
     ],
     "/img2img": [
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",
@@ -94,9 +95,11 @@ def test_generates_pngs_with_a1111_parameters(client: Client) -> None:
 def test_txt2img_endpoint_with_the_hires_fix(client: Client) -> None:
     gallery, _seeds, parameters, _notes = client.predict(
         prompt="a cat", negative_prompt="", sampler="Euler", steps=3, guidance_scale=7, width=64, height=64, seed=4,
-        batch_size=1, enable_hr=True, hr_upscaler="Lanczos", hr_scale=1.5, denoising_strength=0.5, api_name="/txt2img",
+        batch_size=1, enable_hr=True, hr_upscaler="Lanczos", hr_scale=1.5, denoising_strength=0.5,
+        hr_prompt="a dog", api_name="/txt2img",
     )  # fmt: skip
     assert "Size: 64x64" in parameters and "Hires upscale: 1.5, Hires upscaler: Lanczos" in parameters
+    assert "Hires prompt: a dog" in parameters
     with Image.open(gallery[0]["image"]) as image:
         assert image.size == (96, 96)
 

@@ -1,6 +1,7 @@
 """The hires fix: where it ends, what it refuses, and through the service a second pass that redraws the first
 pass's composition at the larger size, reproducibly, with progress, Stop and A1111's parameters text."""
 
+import inspect
 import threading
 from pathlib import Path
 
@@ -174,6 +175,64 @@ def test_the_second_pass_may_have_a_sampler_of_its_own(studio: Studio, monkeypat
         studio.service.txt2img(hires_request(hr_sampler_name="Nope"))
     sent = settings_from_metadata(read_metadata(other.images[0].image), max_steps=150, max_side=2048)
     assert sent is not None and sent.hires is not None and sent.hires.sampler == "DDIM"
+
+
+def test_the_second_pass_may_have_prompts_of_its_own(studio: Studio, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A1111's hires prompts: the second pass reads them (LoRA tags taken out), the first pass is untouched, the
+    same text as the prompt means no prompt of its own, and the text says them as A1111 writes them."""
+    first_passes: list[torch.Tensor] = []
+    encoded: list[tuple[str, str]] = []
+    upscale, derive = service_module.upscale_latents, studio.manager.image_to_image_of
+
+    def spy_upscale(latents: torch.Tensor, *args: object) -> torch.Tensor:
+        first_passes.append(latents.clone())
+        return upscale(latents, *args)  # type: ignore[arg-type]
+
+    def spy_derive(job: object, sampler: str, seeds: object) -> object:
+        pipe = derive(job, sampler, seeds)  # type: ignore[arg-type]
+        encode = type(pipe).encode_prompt
+
+        def spy_encode(*args: object, **kwargs: object) -> object:
+            called = inspect.signature(encode).bind(pipe, *args, **kwargs).arguments
+            encoded.append((called["prompt"], called.get("negative_prompt") or ""))
+            return encode(pipe, *args, **kwargs)
+
+        monkeypatch.setattr(pipe, "encode_prompt", spy_encode)
+        return pipe
+
+    monkeypatch.setattr(service_module, "upscale_latents", spy_upscale)
+    monkeypatch.setattr(studio.manager, "image_to_image_of", spy_derive)
+    plain = studio.service.txt2img(hires_request(negative_prompt="fog"))
+    same = studio.service.txt2img(hires_request(negative_prompt="fog", hr_prompt="a red house", hr_negative_prompt=""))
+    own = studio.service.txt2img(
+        hires_request(negative_prompt="fog", hr_prompt="a blue boat, at dusk", hr_negative_prompt="blur")
+    )
+    assert encoded == [("a red house", "fog"), ("a red house", "fog"), ("a blue boat, at dusk", "blur")]
+    assert torch.equal(first_passes[0], first_passes[2]), "the first pass draws the prompt's picture"
+    assert np.array_equal(pixels(plain.images[0].image), pixels(same.images[0].image))
+    assert not np.array_equal(pixels(plain.images[0].image), pixels(own.images[0].image))
+    assert same.request.hr_prompt == "" and "Hires prompt" not in same.images[0].parameters
+    fields = parse_parameters(own.images[0].parameters).fields
+    assert (fields["Hires prompt"], fields["Hires negative prompt"]) == ("a blue boat, at dusk", "blur")
+    assert 'Hires prompt: "a blue boat, at dusk"' in own.images[0].parameters, "quoted: it holds a comma"
+    sent = settings_from_metadata(read_metadata(own.images[0].image), max_steps=150, max_side=2048)
+    assert sent is not None and sent.hires is not None
+    assert (sent.hires.prompt, sent.hires.negative_prompt) == ("a blue boat, at dusk", "blur")
+
+
+def test_hires_prompts_with_clip_skip_and_lora_tags(studio: Studio) -> None:
+    """With clip skip the studio encodes the prompts itself: the hires prompt is encoded too. LoRAs apply to the
+    whole job, so a hires prompt may repeat the prompt's tags (they are taken out) but not change them."""
+    skipped = studio.service.txt2img(hires_request(clip_skip=2)).images[0].image
+    skipped_own = studio.service.txt2img(hires_request(clip_skip=2, hr_prompt="a blue boat")).images[0].image
+    assert not np.array_equal(pixels(skipped), pixels(skipped_own))
+    with pytest.raises(InvalidRequest, match="the hires prompt's LoRA tags differ from the prompt's"):
+        studio.service.txt2img(hires_request(hr_prompt="a blue boat <lora:pastel:0.5>"))
+    second = check(prompts=("a house <lora:x:0.5>", ""), second_pass_prompts=("a boat <lora:x:0.5>", None))
+    assert (second.prompt, second.negative_prompt) == ("a boat <lora:x:0.5>", None)
+    assert service_module.hires_prompts(second) == {"prompt": "a boat"}
+    with pytest.raises(InvalidRequest, match="hr_negative_prompt must be text"):
+        check(second_pass_prompts=("", 3))
 
 
 def test_sdxl_takes_the_hires_fix_too(tmp_path: Path) -> None:

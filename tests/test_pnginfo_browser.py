@@ -67,7 +67,7 @@ def test_drop_an_a1111_png_and_send_it_to_txt2img(page: Page, a1111_png: Path) -
 def test_a_hires_fixed_tiled_variation_turns_them_all_on(page: Page, tmp_path: Path) -> None:
     hires = (
         "Variation seed: 31, Variation seed strength: 0.3, Clip skip: 2, Tiling: True, Hires upscale: 1.5, "
-        "Hires steps: 10, Hires upscaler: Latent, Hires sampler: DDIM"
+        'Hires steps: 10, Hires upscaler: Latent, Hires sampler: DDIM, Hires prompt: "a fox, in snow"'
     )
     text = A1111_TEXT.replace(", Version:", f", {hires}, Version:")
     path = tmp_path / "00043-987654.png"
@@ -81,6 +81,8 @@ def test_a_hires_fixed_tiled_variation_turns_them_all_on(page: Page, tmp_path: P
     expect(page.locator("#txt2img-hires-strength input[type=number]")).to_have_value("0.42")
     expect(page.locator("#txt2img-hires-upscaler input")).to_have_value("Latent")
     expect(page.locator("#txt2img-hires-sampler input")).to_have_value("DDIM")
+    expect(page.locator("#txt2img-hires-prompt textarea")).to_have_value("a fox, in snow")
+    expect(page.locator("#txt2img-hires-negative-prompt textarea")).to_have_value("")
     expect(page.locator("#txt2img-width input[type=number]")).to_have_value("72")  # the first pass's size
     expect(page.locator("#txt2img-clip-skip input[type=number]")).to_have_value("2")
     expect(page.locator("#txt2img-seed-extra input")).to_be_checked()

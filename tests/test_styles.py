@@ -50,6 +50,10 @@ def test_styles_apply_in_order_to_both_prompts(styles_file: Path) -> None:
         ("a cat, sharp focus, 8k", "a dog, sharp focus, 8k"),
         "ugly, blurry",
     ), "Compare: every prompt, and the one negative prompt once"
+    assert library.apply_to_given("a dog", "", ["Sharp"]) == ("a dog, sharp focus, 8k", ""), (
+        "hires prompts: an empty one means the first pass's, so it stays empty"
+    )
+    assert library.apply_to_given("", "", ["Nope"]) == ("", ""), "nothing given: nothing to style"
 
 
 def test_an_unknown_style_is_a_message_naming_the_ones_there_are(styles_file: Path) -> None:

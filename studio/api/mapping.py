@@ -133,7 +133,9 @@ def txt2img_job(body: Txt2ImgBody, facts: ServerFacts) -> A1111Job:
     common = _common(body, facts)
     unit = controlnet_unit(body.alwayson_scripts, facts.controlnet_name, facts.max_upload_megapixels, img2img=False)
     if unit is None:
-        request = Txt2ImgRequest(width=body.width, height=body.height, **common, **_hires(body, common["sampler"]))
+        request = Txt2ImgRequest(
+            width=body.width, height=body.height, **common, **_hires(body, common["sampler"], facts.styles)
+        )
         return _job("txt2img", request, body)
     if body.enable_hr:
         raise InvalidRequest("not supported by this studio: enable_hr (hires fix) with a ControlNet unit")
@@ -157,23 +159,23 @@ SAME_AS_FIRST_PASS = (None, "", "Use same sampler", "Use same scheduler", "Use s
 """What A1111 clients send for "the hires pass uses the first pass's sampler, schedule, model"."""
 
 
-def _hires(body: Txt2ImgBody, sampler: str) -> dict[str, Any]:
-    """The hires fix fields of a text to image request (the service checks their ranges), its own sampler and
-    schedule included. A model or prompt of the hires pass's own is refused: the second pass runs with the first
-    pass's."""
+def _hires(body: Txt2ImgBody, sampler: str, styles: StyleLibrary) -> dict[str, Any]:
+    """The hires fix fields of a text to image request (the service checks their ranges), its own sampler,
+    schedule and prompts (with the request's styles) included. A model of the hires pass's own is refused: the
+    second pass runs on the first pass's."""
     if not body.enable_hr:
         return {}
     name = body.hr_sampler_name if body.hr_sampler_name not in SAME_AS_FIRST_PASS else None
     schedule = body.hr_scheduler if body.hr_scheduler not in SAME_AS_FIRST_PASS else body.scheduler
     second_sampler = sampler_for(name or body.sampler_name or body.sampler_index, schedule)
-    other = {
-        "hr_checkpoint_name (another model for the hires pass)": body.hr_checkpoint_name not in SAME_AS_FIRST_PASS,
-        "hr_prompt (another prompt for the hires pass)": body.hr_prompt not in ("", body.prompt),
-        "hr_negative_prompt": body.hr_negative_prompt not in ("", body.negative_prompt),
-    }
-    refused = [name for name, wanted in other.items() if wanted]
-    if refused:
-        raise InvalidRequest(f"not supported by this studio: {', '.join(refused)}; leave them empty")
+    if body.hr_checkpoint_name not in SAME_AS_FIRST_PASS:
+        raise InvalidRequest(
+            "not supported by this studio: hr_checkpoint_name (another model for the hires pass); leave it empty"
+        )
+    # A1111 clients often send the prompts again as the hires ones: the same text means the same as empty.
+    hr_prompt = body.hr_prompt if body.hr_prompt != body.prompt else ""
+    hr_negative_prompt = body.hr_negative_prompt if body.hr_negative_prompt != body.negative_prompt else ""
+    hr_prompt, hr_negative_prompt = styles.apply_to_given(hr_prompt, hr_negative_prompt, body.styles)
     return {
         "enable_hr": True,
         "hr_scale": body.hr_scale,
@@ -183,6 +185,8 @@ def _hires(body: Txt2ImgBody, sampler: str) -> dict[str, Any]:
         "hr_resize_y": body.hr_resize_y,
         "denoising_strength": DEFAULT_HR_STRENGTH if body.denoising_strength is None else body.denoising_strength,
         "hr_sampler_name": "" if second_sampler == sampler else second_sampler,
+        "hr_prompt": hr_prompt,
+        "hr_negative_prompt": hr_negative_prompt,
     }
 
 

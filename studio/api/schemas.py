@@ -64,8 +64,10 @@ class Txt2ImgBody(GenerationBody):
     hr_sampler_name: str | None = Field(None, description="the hires pass's sampler; empty: the first pass's")
     hr_scheduler: str | None = Field(None, description="the hires pass's schedule (with hr_sampler_name)")
     hr_checkpoint_name: str | None = Field(None, description="another model for the hires pass is not supported")
-    hr_prompt: str = Field("", description="another prompt for the hires pass is not supported: empty or the prompt")
-    hr_negative_prompt: str = Field("", description="empty or the negative prompt")
+    hr_prompt: str = Field("", description="the hires pass's own prompt; empty (or the prompt) for the prompt")
+    hr_negative_prompt: str = Field(
+        "", description="the hires pass's own negative prompt; empty (or the negative prompt) for the negative prompt"
+    )
 
 
 class Img2ImgBody(GenerationBody):

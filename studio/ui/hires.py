@@ -1,5 +1,5 @@
 """The text to image tab's "Hires. fix" panel, laid out as A1111's: upscaler, hires steps, denoising strength,
-upscale by, and the size it will end at, updated as the size and the factor move."""
+upscale by, and the size it will end at, updated as the size and the factor move; the hires sampler and prompts."""
 
 from __future__ import annotations
 
@@ -24,10 +24,16 @@ class HiresControls:
     steps: gr.Slider
     strength: gr.Slider
     sampler: gr.Dropdown
-    """Not in ``inputs()``: the handler takes it last (it came after the others), so positional calls still work."""
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
 
     def inputs(self) -> list[gr.components.Component]:
         return [self.enable, self.upscaler, self.scale, self.steps, self.strength]
+
+    def second_pass_inputs(self) -> list[gr.components.Component]:
+        """The hires sampler and prompts: the handler takes them last (they came after the others), so positional
+        calls of the endpoint still work."""
+        return [self.sampler, self.prompt, self.negative_prompt]
 
 
 def size_note(width: float | None, height: float | None, scale: float | None) -> str:
@@ -75,6 +81,20 @@ def build_hires_controls(tab: str, settings: Settings, controls: GenerationContr
         sampler = gr.Dropdown(
             [SAME_SAMPLER, *SAMPLER_NAMES], value=SAME_SAMPLER, label="Hires sampler", elem_id=f"{tab}-hires-sampler"
         )
+        prompt = gr.Textbox(
+            "",
+            label="Hires prompt",
+            placeholder="The hires pass's own prompt; empty for the same prompt as the first pass",
+            lines=2,
+            elem_id=f"{tab}-hires-prompt",
+        )
+        negative_prompt = gr.Textbox(
+            "",
+            label="Hires negative prompt",
+            placeholder="The hires pass's own negative prompt; empty for the same as the first pass",
+            lines=2,
+            elem_id=f"{tab}-hires-negative-prompt",
+        )
         note = gr.Markdown(
             size_note(controls.width.value, controls.height.value, DEFAULT_HR_SCALE), elem_id=f"{tab}-hires-size"
         )
@@ -95,4 +115,4 @@ def build_hires_controls(tab: str, settings: Settings, controls: GenerationContr
             show_progress="hidden",
             api_visibility="private",
         )
-    return HiresControls(enable, upscaler, scale, steps, strength, sampler)
+    return HiresControls(enable, upscaler, scale, steps, strength, sampler, prompt, negative_prompt)

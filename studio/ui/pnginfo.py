@@ -150,9 +150,11 @@ def field_updates(sent: SentSettings, target: GenerationTab) -> list[Any]:
     if target.hires is not None:
         hires = sent.hires
         if hires is None:
-            values += [False, *(gr.skip() for _ in target.hires.inputs()[1:]), gr.skip()]  # off; settings as they are
+            settings = [*target.hires.inputs()[1:], *target.hires.second_pass_inputs()]
+            values += [False, *(gr.skip() for _ in settings)]  # off; its settings as they are
         else:
-            values += [True, hires.upscaler, hires.scale, hires.steps, hires.strength, hires.sampler]
+            values += [True, hires.upscaler, hires.scale, hires.steps, hires.strength]
+            values += [hires.sampler, hires.prompt, hires.negative_prompt]
     return values
 
 
@@ -176,7 +178,7 @@ def field_outputs(target: GenerationTab) -> list[gr.components.Component]:
     if controls.tiling is not None:
         outputs.append(controls.tiling)
     if target.hires is not None:
-        outputs += [*target.hires.inputs(), target.hires.sampler]
+        outputs += [*target.hires.inputs(), *target.hires.second_pass_inputs()]
     return outputs
 
 

@@ -55,6 +55,8 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         styles: list[str] | None = None,
         batch_count: float = 1,
         hr_sampler_name: str = SAME_SAMPLER,
+        hr_prompt: str = "",
+        hr_negative_prompt: str = "",
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -84,10 +86,13 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             styles: names of prompt styles (the studio's styles.csv) to add to the prompts, in order.
             batch_count: how many batches to make one after another (seeds continue from batch to batch).
             hr_sampler_name: the hires pass's sampler; "Use same sampler" (the default) for the first pass's.
+            hr_prompt: the hires pass's own prompt ("" for the prompt); the styles are added to it too.
+            hr_negative_prompt: the hires pass's own negative prompt ("" for the negative prompt).
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
         prompt, negative_prompt = studio.styles.apply(prompt, negative_prompt, styles)
+        hr_prompt, hr_negative_prompt = studio.styles.apply_to_given(hr_prompt, hr_negative_prompt, styles)
         job = Txt2ImgRequest(
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -104,6 +109,8 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             hr_second_pass_steps=hr_second_pass_steps,  # type: ignore[arg-type]  # whole floats pass the checks
             denoising_strength=denoising_strength,
             hr_sampler_name=hr_sampler_name,
+            hr_prompt=hr_prompt,
+            hr_negative_prompt=hr_negative_prompt,
             clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
             subseed=subseed,  # type: ignore[arg-type]  # whole floats pass the checks
             subseed_strength=subseed_strength,
@@ -132,7 +139,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         controls.tiling,
         row.styles.styles,
         controls.batch_count,
-        hires.sampler,
+        *hires.second_pass_inputs(),
     ]
     parts = TabParts("txt2img", "Text to image", row, controls, panel, txt2img, inputs, hires=hires)
     return wire_generation_tab(tab, parts, studio)
