@@ -57,6 +57,8 @@ class SentSettings:
     subseed: int | None = None
     subseed_strength: float | None = None
     """The variation seed and strength; a strength of 0 means it was made without one."""
+    seed_resize_from: tuple[int, int] | None = None
+    """"Resize seed from" width and height; (0, 0) means it was made without."""
     tiling: bool | None = None
 
 
@@ -141,6 +143,7 @@ def settings_from_metadata(meta: ImageMetadata, *, max_steps: int, max_side: int
         clip_skip = 1
 
     subseed, subseed_strength = _variation(record, ours, fields, meta.parameters is not None, notes)
+    seed_resize_from = _seed_resize(ours, fields, meta.parameters is not None, max_side, notes)
     # A1111 writes "Tiling: True" only for a tiled picture.
     tiling = ours.get("tiling", fields.get("Tiling", "False" if meta.parameters else None))
 
@@ -158,6 +161,7 @@ def settings_from_metadata(meta: ImageMetadata, *, max_steps: int, max_side: int
         clip_skip=clip_skip,
         subseed=subseed,
         subseed_strength=subseed_strength,
+        seed_resize_from=seed_resize_from,
         tiling=None if tiling is None else str(tiling).strip().lower() == "true",
         notes=tuple(notes),
     )
@@ -177,6 +181,24 @@ def _variation(
         notes.append(f"Variation seed {subseed} is outside 0-{MAX_SEED} and was left out")
         subseed = None
     return subseed, strength
+
+
+def _seed_resize(
+    ours: Mapping[str, Any], fields: Mapping[str, str], has_text: bool, max_side: int, notes: list[str]
+) -> tuple[int, int] | None:
+    """The "Resize seed from" size (our record's, or A1111's "Seed resize from: WxH"); A1111 writes it only when it
+    is on, so parameters without it mean off, (0, 0)."""
+    if "seed_resize_from_w" in ours:
+        width, height = _int(ours.get("seed_resize_from_w")) or 0, _int(ours.get("seed_resize_from_h")) or 0
+    elif size := _SIZE.match(fields.get("Seed resize from", "")):
+        width, height = int(size.group(1)), int(size.group(2))
+    else:
+        return (0, 0) if has_text else None
+    if width <= 0 or height <= 0:
+        return 0, 0
+    return _side(width, max_side, "Seed resize from width", notes), _side(
+        height, max_side, "Seed resize from height", notes
+    )
 
 
 def _hires(

@@ -34,6 +34,9 @@ class Txt2ImgRequest:
     ``subseed`` and ``subseed_strength`` (in every generation request; A1111's names) are the variation seed and
     how far (0-1) the starting noise moves towards its noise (``studio/variation.py``). Above 0, every image keeps
     ``seed`` and image *i* gets the variation seed ``subseed + i``; ``subseed=-1`` asks for a random one.
+    ``seed_resize_from_w`` and ``seed_resize_from_h`` (here and in ControlNet's request, where pictures start from
+    noise; A1111's "Resize seed from", 0 for off) build the starting noise around the noise the seed gives at that
+    size, so a picture found at one size keeps much of its composition at another (``studio/variation.py``).
     ``tiling`` (in every generation request; A1111's name) makes pictures that repeat without a seam
     (``studio/tiling.py``).
 
@@ -57,6 +60,8 @@ class Txt2ImgRequest:
     clip_skip: int = 1
     subseed: int = RANDOM_SEED
     subseed_strength: float = 0.0
+    seed_resize_from_w: int = 0
+    seed_resize_from_h: int = 0
     tiling: bool = False
     enable_hr: bool = False
     hr_scale: float = DEFAULT_HR_SCALE
@@ -185,6 +190,8 @@ class ControlNetRequest:
     clip_skip: int = 1
     subseed: int = RANDOM_SEED
     subseed_strength: float = 0.0
+    seed_resize_from_w: int = 0
+    seed_resize_from_h: int = 0
     tiling: bool = False
 
     task: ClassVar[str] = "controlnet"

@@ -66,6 +66,7 @@ from studio.validation import (
     check_guidance_scale,
     check_image,
     check_range,
+    check_seed_resize,
     check_size,
     check_steps,
     check_strength,
@@ -126,12 +127,33 @@ def clip_skip_argument(clip_skip: int) -> dict[str, int]:
     return {"clip_skip": clip_skip - 1} if clip_skip > 1 else {}
 
 
-def variation_of(request: GenerationRequest) -> Variation | None:
-    """The variation of a validated request's starting noise: image *i* towards ``subseed + i``; None at 0."""
-    if not request.subseed_strength:
+def seed_resize_fields(request: Txt2ImgRequest | ControlNetRequest, limits: Limits) -> dict[str, int]:
+    """ "Resize seed from", checked: only where a picture starts from the seed's noise (text to image, ControlNet).
+    Image to image and inpainting add noise drawn after the picture's encoding has drawn from the same generators,
+    so the seed's noise drawn afresh would not be the noise they add even at the picture's own size."""
+    width, height = check_seed_resize(request.seed_resize_from_w, request.seed_resize_from_h, limits)
+    return {"seed_resize_from_w": width, "seed_resize_from_h": height}
+
+
+def seed_resize_of(request: GenerationRequest) -> tuple[int, int] | None:
+    """The "resize seed from" size of a validated request, or None when it has none (or its task takes none)."""
+    if not isinstance(request, Txt2ImgRequest | ControlNetRequest) or not request.seed_resize_from_w:
         return None
-    subseeds = tuple(request.subseed + i for i in range(request.batch_size))
-    return Variation(subseeds=subseeds, strength=request.subseed_strength)
+    return request.seed_resize_from_w, request.seed_resize_from_h
+
+
+def variation_of(request: GenerationRequest) -> Variation | None:
+    """The variation of a validated request's starting noise: image *i* towards ``subseed + i``, built around its
+    seed's noise at the "resize seed from" size; None with neither."""
+    resize_from = seed_resize_of(request)
+    if not request.subseed_strength and resize_from is None:
+        return None
+    return Variation(
+        subseeds=tuple(request.subseed + i for i in range(request.batch_size)),
+        strength=request.subseed_strength,
+        seeds=tuple(batch_seeds(request)),
+        resize_from=resize_from,
+    )
 
 
 def batch_seeds(request: GenerationRequest) -> list[int]:
@@ -145,7 +167,8 @@ def validate_txt2img(request: Txt2ImgRequest, limits: Limits) -> Txt2ImgRequest:
     if not isinstance(request, Txt2ImgRequest):
         raise InvalidRequest(f"expected a Txt2ImgRequest, got {type(request).__name__}")
     width, height = check_size(request.width, request.height, limits)
-    validated = replace(request, width=width, height=height, **_validate_common(request, limits))
+    common = _validate_common(request, limits)
+    validated = replace(request, width=width, height=height, **common, **seed_resize_fields(request, limits))
     if not check_flag("enable_hr (hires fix)", request.enable_hr):
         return validated
     second = hires_pass(validated, limits)
@@ -257,7 +280,7 @@ def validate_controlnet(request: ControlNetRequest, limits: Limits) -> ControlNe
     """Checks, with the thresholds put in order and the size resolved (the control image's, unless given)."""
     if not isinstance(request, ControlNetRequest):
         raise InvalidRequest(f"expected a ControlNetRequest, got {type(request).__name__}")
-    common = _validate_common(request, limits)
+    common = {**_validate_common(request, limits), **seed_resize_fields(request, limits)}
     image = images.to_rgb(check_image("image", request.image))
     if request.width is None and request.height is None:
         if min(image.size) < MIN_SIDE:
@@ -909,7 +932,7 @@ class StudioService:
             start = upscale_pictures(pictures, size, hires.upscaler)
         pipe = self.manager.image_to_image_of(job, hires.sampler, seeds)
         if variation is not None:
-            vary_added_noise(pipe.scheduler, variation)
+            vary_added_noise(pipe.scheduler, variation, pipe.vae_scale_factor)
         second = {key: value for key, value in arguments.items() if key not in ("width", "height", "latents")}
         second["num_inference_steps"] = hires.steps
         output = pipe(
@@ -941,7 +964,7 @@ class StudioService:
         if task is Task.INPAINT and arguments["strength"] >= 1:
             vary_drawn_noise(pipe, variation)
         else:
-            vary_added_noise(pipe.scheduler, variation)
+            vary_added_noise(pipe.scheduler, variation, pipe.vae_scale_factor)
         return {}
 
     def check_image_format(self, image_format: str | None) -> str:
@@ -1010,9 +1033,9 @@ class StudioService:
         request = plan.request
         image_format = image_format or self.outputs.image_format
         items = []
-        variation = variation_of(request)
+        variation, resize_from = variation_of(request), seed_resize_of(request)
         for index, (image, seed) in enumerate(zip(finished, seeds, strict=True)):
-            subseed = variation.subseeds[index] if variation is not None else None
+            subseed = variation.subseeds[index] if variation is not None and variation.strength else None
             parameters = format_parameters(
                 Parameters(
                     prompt=request.prompt,
@@ -1029,6 +1052,7 @@ class StudioService:
                             if subseed is not None
                             else {}
                         ),
+                        **({"Seed resize from": "{}x{}".format(*resize_from)} if resize_from else {}),
                         **({"Tiling": True} if request.tiling else {}),
                         **plan.fields,
                         **({"Clip skip": request.clip_skip} if request.clip_skip > 1 else {}),

@@ -125,6 +125,23 @@ def check_variation(subseed: object, strength: object) -> tuple[int, float]:
     return resolve_seed(subseed, "subseed (variation seed)"), fraction
 
 
+def check_seed_resize(width_value: object, height_value: object, limits: Limits) -> tuple[int, int]:
+    """A1111's "Resize seed from" size: (0, 0) for off (either side 0 or less, as A1111's -1), or a size as
+    ``check_size`` takes one, whose noise the picture's starting noise is built around."""
+    width = whole_number("seed_resize_from_w (resize seed from width)", width_value)
+    height = whole_number("seed_resize_from_h (resize seed from height)", height_value)
+    if width <= 0 and height <= 0:
+        return 0, 0
+    if width <= 0 or height <= 0:
+        raise InvalidRequest(
+            f"resize seed from needs both a width and a height (got {width}x{height}); set both, or both to 0 for off"
+        )
+    try:
+        return check_size(width, height, limits)
+    except InvalidRequest as error:
+        raise InvalidRequest(f"resize seed from: {error}") from None
+
+
 MAX_MASK_BLUR = 64
 MAX_CLIP_SKIP = 12
 """CLIP ViT-L has 12 layers: clip skip 12 reads the first."""

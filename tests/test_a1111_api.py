@@ -93,7 +93,8 @@ def test_the_api_makes_the_same_image_as_the_studio(server: str, served_studio: 
         ({"seed": -7}, "seed must be -1 (random) or between 0 and"),
         ({"subseed_strength": 1.5}, "subseed_strength (variation strength) must be between 0 and 1, got 1.5"),
         ({"subseed_strength": 0.5, "subseed": 2**32 - 1, "n_iter": 2}, "subseed 4294967295 leaves no room for 2"),
-        ({"seed_resize_from_w": 512, "seed_resize_from_h": 512}, "seed_resize_from_w/h (resize seed from)"),
+        ({"seed_resize_from_w": 100, "seed_resize_from_h": 64}, "resize seed from: width must be a multiple of 8"),
+        ({"seed_resize_from_w": 512, "seed_resize_from_h": -1}, "resize seed from needs both a width and a height"),
         ({"sampler_name": "Nope"}, "unknown sampler_name 'Nope'; choose one of: DPM++ 2M"),
         ({"sampler_name": "Euler", "scheduler": "Exponential"}, "scheduler 'Exponential' is not available here"),
         ({"enable_hr": True, "hr_checkpoint_name": "other"}, "not supported by this studio: hr_checkpoint_name"),
@@ -156,6 +157,25 @@ def test_txt2img_with_the_hires_fix_as_a1111_clients_send_it(server: str) -> Non
     fields = parse_parameters(info_of(own)["infotexts"][0]).fields
     assert fields["Hires prompt"].startswith("a dog, ") and fields["Hires negative prompt"].startswith("fog, ")
     assert fields["Hires prompt"] != "a dog", "the request's styles are added to the hires prompts too"
+
+
+def test_resize_seed_from_in_txt2img_and_a_message_in_img2img(server: str) -> None:
+    """A1111's ``seed_resize_from_w/h``: text to image builds its noise around the seed's at that size (the same
+    size: the same picture) and says so; image to image refuses it by name."""
+    body = {"prompt": "a cat", "seed": 5, **SMALL, "width": 128}
+    plain = post(server, "/sdapi/v1/txt2img", body)
+    resized = post(server, "/sdapi/v1/txt2img", {**body, "seed_resize_from_w": 64, "seed_resize_from_h": 64})
+    assert resized.status_code == 200, resized.text
+    info = info_of(resized)
+    assert (info["seed_resize_from_w"], info["seed_resize_from_h"]) == (64, 64)
+    assert "Seed resize from: 64x64" in info["infotexts"][0] and info_of(plain)["seed_resize_from_w"] == -1
+    picture, other = (decoded(answer.json()["images"][0]) for answer in (plain, resized))
+    assert not np.array_equal(np.asarray(picture), np.asarray(other))
+    same = post(server, "/sdapi/v1/txt2img", {**body, "seed_resize_from_w": 128, "seed_resize_from_h": 64})
+    assert np.array_equal(np.asarray(picture), np.asarray(decoded(same.json()["images"][0])))
+    redraw = {"init_images": [b64_png(square_picture())], "prompt": "a cat", **SMALL, "seed_resize_from_w": 64}
+    refused = post(server, "/sdapi/v1/img2img", {**redraw, "seed_resize_from_h": 64})
+    assert refused.status_code == 422 and "resize seed from) applies to txt2img" in refused.json()["detail"]
 
 
 def test_variation_seeds_count_up_across_batches_and_the_seed_stays(server: str) -> None:

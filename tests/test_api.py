@@ -16,7 +16,7 @@ ENDPOINT_PARAMETERS = {
         "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "width", "height", "seed", "batch_size",
         "image_format", "enable_hr", "hr_upscaler", "hr_scale", "hr_second_pass_steps", "denoising_strength",
         "clip_skip", "subseed", "subseed_strength", "tiling", "styles", "batch_count", "hr_sampler_name",
-        "hr_prompt", "hr_negative_prompt",
+        "hr_prompt", "hr_negative_prompt", "seed_resize_from_w", "seed_resize_from_h",
     ],
     "/img2img": [
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",
@@ -33,6 +33,7 @@ ENDPOINT_PARAMETERS = {
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "low_threshold", "high_threshold",
         "conditioning_scale", "guidance_start", "guidance_end", "seed", "batch_size", "preprocessor", "width", "height",
         "image_format", "clip_skip", "subseed", "subseed_strength", "tiling", "styles", "batch_count",
+        "seed_resize_from_w", "seed_resize_from_h",
     ],
     "/inpaint": [
         "image", "mask", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",

@@ -130,6 +130,26 @@ def test_variations_of_one_seed_behind_extra(page: Page) -> None:
     expect(page.locator("#txt2img-subseed-strength input[type=number]")).to_have_value("0")
 
 
+def test_resize_seed_from_behind_extra(page: Page) -> None:
+    """A1111's "Resize seed from", behind Extra with the variation seed: the picture made wider from the size it
+    was found at says so; turning Extra off sets the sizes back to 0 (off)."""
+    ask_for_a_small_picture(page, "txt2img", "a green tree")
+    set_number(page, "txt2img-width", 128)
+    page.locator("#txt2img-seed input").fill("1000")
+    expect(page.locator("#txt2img-seed-resize-width")).to_be_hidden()
+    page.locator("#txt2img-seed-extra input").check()
+    set_number(page, "txt2img-seed-resize-width", 64)
+    set_number(page, "txt2img-seed-resize-height", 64)
+    page.locator("#txt2img-generate").click()
+    expect(page.locator("#txt2img-parameters textarea")).to_have_value(
+        re.compile("Seed: 1000, Size: 128x64, .*Seed resize from: 64x64"), timeout=60_000
+    )
+    page.locator("#txt2img-seed-extra input").uncheck()
+    page.locator("#txt2img-seed-extra input").check()
+    expect(page.locator("#txt2img-seed-resize-width input[type=number]")).to_have_value("0")
+    expect(page.locator("#txt2img-seed-resize-height input[type=number]")).to_have_value("0")
+
+
 def test_stop_interrupts_a_running_generation(page: Page, served_studio: Studio) -> None:
     outputs = served_studio.settings.outputs
     assert outputs is not None

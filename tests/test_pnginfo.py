@@ -31,7 +31,7 @@ NEW_FORM = (
     "Negative prompt: lowres, blurry\n"
     "Steps: 32, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 4242424242, Size: 512x768, "
     "Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Variation seed: 17, Variation seed strength: 0.25, "
-    "Denoising strength: 0.35, Clip skip: 2, Tiling: True, Version: v1.10.1"
+    "Seed resize from: 448x640, Denoising strength: 0.35, Clip skip: 2, Tiling: True, Version: v1.10.1"
 )
 OLD_FORM = (
     "a knight in shining armor, (detailed:1.2)\n"
@@ -60,6 +60,7 @@ def test_a_hand_written_a1111_text_gives_every_field(text: str, image_format: st
         clip_skip=2 if "Clip skip: 2" in text else 1,  # A1111 writes it only when it is not 1
         subseed=17 if "Variation seed" in text else None,
         subseed_strength=0.25 if "Variation seed" in text else 0,  # and the variation only when there is one
+        seed_resize_from=(448, 640) if "Seed resize from" in text else (0, 0),  # written only when on
         tiling="Tiling: True" in text,
     )
 
@@ -130,6 +131,7 @@ def test_our_own_files_round_trip_every_field(studio: Studio) -> None:
         (),
         clip_skip=1,
         subseed_strength=0,
+        seed_resize_from=(0, 0),
         tiling=False,
     )
 
@@ -151,5 +153,18 @@ def test_our_own_files_round_trip_every_field(studio: Studio) -> None:
     assert path is not None and path.suffix == ".webp"
     sent = settings_from_metadata(read_file(str(path)), **LIMITS)
     assert sent == SentSettings(
-        "a fox at night", "", "DDIM", 4, 5.0, 5, 64, 64, 0.6, (), clip_skip=1, subseed_strength=0, tiling=False
+        "a fox at night",
+        "",
+        "DDIM",
+        4,
+        5.0,
+        5,
+        64,
+        64,
+        0.6,
+        (),
+        clip_skip=1,
+        subseed_strength=0,
+        tiling=False,
+        seed_resize_from=(0, 0),
     )

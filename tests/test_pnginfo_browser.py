@@ -66,7 +66,8 @@ def test_drop_an_a1111_png_and_send_it_to_txt2img(page: Page, a1111_png: Path) -
 
 def test_a_hires_fixed_tiled_variation_turns_them_all_on(page: Page, tmp_path: Path) -> None:
     hires = (
-        "Variation seed: 31, Variation seed strength: 0.3, Clip skip: 2, Tiling: True, Hires upscale: 1.5, "
+        "Variation seed: 31, Variation seed strength: 0.3, Seed resize from: 256x320, Clip skip: 2, Tiling: True, "
+        "Hires upscale: 1.5, "
         'Hires steps: 10, Hires upscaler: Latent, Hires sampler: DDIM, Hires prompt: "a fox, in snow"'
     )
     text = A1111_TEXT.replace(", Version:", f", {hires}, Version:")
@@ -88,6 +89,8 @@ def test_a_hires_fixed_tiled_variation_turns_them_all_on(page: Page, tmp_path: P
     expect(page.locator("#txt2img-seed-extra input")).to_be_checked()
     expect(page.locator("#txt2img-subseed input")).to_have_value("31")
     expect(page.locator("#txt2img-subseed-strength input[type=number]")).to_have_value("0.3")
+    expect(page.locator("#txt2img-seed-resize-width input[type=number]")).to_have_value("256")
+    expect(page.locator("#txt2img-seed-resize-height input[type=number]")).to_have_value("320")
     expect(page.locator("#txt2img-tiling input")).to_be_checked()
 
 

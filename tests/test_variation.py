@@ -1,4 +1,5 @@
-"""Variation seeds (A1111's): the starting noise moved towards another seed's, in every generation task.
+"""Variation seeds and "Resize seed from" (A1111's): the starting noise moved towards another seed's, and built
+around the seed's noise at another size, in every generation task.
 
 The checks that hold for each task: a tiny strength gives the seed's own picture (the variation changes the noise
 where it is drawn and no other random draw, so an ancestral sampler's noise stays the seed's); a larger strength
@@ -22,7 +23,7 @@ from studio.requests import CompareRequest, ControlNetRequest, Img2ImgRequest, I
 from studio.ui.pnginfo import read_file
 from studio.ui.results import present
 from studio.ui.variation import variation_seed_of
-from studio.variation import Variation, slerp
+from studio.variation import Variation, centred, slerp
 from tests.conftest import SMALL, make_settings
 from tests.tiny_model import save_tiny_sdxl_model
 
@@ -55,11 +56,29 @@ def test_slerp_goes_from_one_noise_to_the_other_keeping_its_scale() -> None:
 
 def test_a_variation_draws_its_noise_from_each_variation_seed() -> None:
     noise = torch.zeros(2, 4, 8, 8)
-    varied = Variation(subseeds=(7, 8), strength=1.0).vary(noise + 1)
+    varied = Variation(subseeds=(7, 8), strength=1.0).vary(noise + 1, 8)
     seven = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(7))
     assert torch.allclose(varied[0], seven, atol=1e-5)
     with pytest.raises(ValueError, match="2 noises for 1 variation seeds"):
-        Variation(subseeds=(7,), strength=0.5).vary(noise)
+        Variation(subseeds=(7,), strength=0.5).vary(noise, 8)
+
+
+def test_resizing_the_seed_puts_the_seeds_noise_at_that_size_in_the_middle() -> None:
+    outer = torch.zeros(1, 2, 6, 4)
+    inner = torch.ones(1, 2, 2, 2)
+    placed = centred(inner, outer)
+    assert placed[..., 2:4, 1:3].eq(1).all() and placed.sum() == inner.sum(), "the middle, the rest untouched"
+    larger = torch.arange(36.0).reshape(1, 1, 6, 6)
+    assert torch.equal(centred(larger, torch.zeros(1, 1, 2, 4)), larger[..., 2:4, 1:5]), "cropped to its middle"
+
+    noise = torch.randn(1, 4, 16, 8, generator=torch.Generator().manual_seed(0))
+    resized = Variation(subseeds=(9,), strength=0.0, seeds=(5,), resize_from=(64, 64)).vary(noise, 8)
+    seed_at_64 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(resized[..., 4:12, :], seed_at_64), "a 64x128 picture: the seed's 64x64 noise in the middle"
+    assert torch.equal(resized[..., :4, :], noise[..., :4, :]) and torch.equal(resized[..., 12:, :], noise[..., 12:, :])
+    both = Variation(subseeds=(9,), strength=0.5, seeds=(5,), resize_from=(64, 64)).vary(noise, 8)
+    nine_at_64 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(9))
+    assert torch.allclose(both[..., 4:12, :], slerp(0.5, seed_at_64, nine_at_64)), "varied at the smaller size"
 
 
 def txt2img(studio: Studio, **changes: object) -> object:
@@ -107,6 +126,52 @@ def test_a_random_variation_seed_is_drawn_and_written(studio: Studio) -> None:
     assert subseed is not None and subseed >= 0
     assert f"Variation seed: {subseed}, Variation seed strength: 0.3" in made.images[0].parameters  # type: ignore[attr-defined]
     assert np.array_equal(pixels(made), pixels(txt2img(studio, subseed=subseed, subseed_strength=0.3)))
+
+
+def test_a_picture_made_larger_keeps_its_middle_when_resized_from_its_size(studio: Studio) -> None:
+    """A1111's "Resize seed from": a 64x64 picture redone at 128x64 from the same seed is another picture, but
+    resized from 64x64 its middle stays the small picture's; at the picture's own size nothing changes."""
+    small = pixels(txt2img(studio))
+    assert np.array_equal(pixels(txt2img(studio, seed_resize_from_w=64, seed_resize_from_h=64)), small)
+    wide = pixels(txt2img(studio, width=128))
+    resized = txt2img(studio, width=128, seed_resize_from_w=64, seed_resize_from_h=64)
+    kept, lost = distance(pixels(resized)[:, 32:96], small), distance(wide[:, 32:96], small)
+    assert kept < lost / 4, (kept, lost)
+    parameters = resized.images[0].parameters  # type: ignore[attr-defined]
+    assert "Seed resize from: 64x64" in parameters and "Variation seed" not in parameters
+    assert "Seed resize from" not in txt2img(studio).images[0].parameters  # type: ignore[attr-defined]
+    sent = settings_from_metadata(read_file(str(resized.images[0].path)), max_steps=150, max_side=2048)  # type: ignore[attr-defined]
+    assert sent is not None and sent.seed_resize_from == (64, 64)
+    with_variation = txt2img(studio, width=128, seed_resize_from_w=64, seed_resize_from_h=64, subseed=9,
+                             subseed_strength=0.5)  # fmt: skip
+    assert distance(pixels(with_variation), pixels(resized)) > 0.5
+    assert (
+        "Variation seed: 9, Variation seed strength: 0.5, Seed resize from: 64x64"
+        in with_variation.images[0].parameters
+    )  # type: ignore[attr-defined]
+
+
+def test_controlnet_and_the_hires_fix_resize_the_seed_too(studio: Studio) -> None:
+    edges = Image.new("RGB", (64, 64), "white")
+    values: dict[str, object] = {"image": edges, "prompt": "a house", "sampler": "Euler", "seed": 3, **SMALL}
+    controlled = ControlNetRequest(**values)  # type: ignore[arg-type]
+    plain = pixels(studio.service.controlnet(controlled))
+    own_size = replace(controlled, seed_resize_from_w=64, seed_resize_from_h=64)
+    assert np.array_equal(pixels(studio.service.controlnet(own_size)), plain), "the seed's own noise"
+    other = studio.service.controlnet(replace(controlled, seed_resize_from_w=128, seed_resize_from_h=64))
+    assert distance(pixels(other), plain) > 0.5 and "Seed resize from: 128x64" in other.images[0].parameters
+    hires = {"enable_hr": True, "hr_upscaler": "Lanczos", "denoising_strength": 0.6}
+    fixed = pixels(txt2img(studio, **hires))
+    resized = txt2img(studio, **hires, seed_resize_from_w=64, seed_resize_from_h=64)
+    assert distance(pixels(resized), fixed) > 0.5, "the second pass's noise, at 128x128, is built around 64x64's"
+
+
+def test_wrong_seed_resize_values_are_messages(studio: Studio) -> None:
+    with pytest.raises(InvalidRequest, match=r"resize seed from needs both a width and a height \(got 64x0\)"):
+        txt2img(studio, seed_resize_from_w=64)
+    with pytest.raises(InvalidRequest, match="resize seed from: width must be a multiple of 8, got 100"):
+        txt2img(studio, seed_resize_from_w=100, seed_resize_from_h=64)
+    assert txt2img(studio, seed_resize_from_w=-1, seed_resize_from_h=-1).request.seed_resize_from_w == 0  # type: ignore[attr-defined]
 
 
 def test_wrong_variation_values_are_messages(studio: Studio) -> None:

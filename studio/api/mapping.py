@@ -68,7 +68,6 @@ class A1111Job:
 def _refuse_unsupported(body: GenerationBody) -> None:
     asked = {
         "restore_faces": bool(body.restore_faces),
-        "seed_resize_from_w/h (resize seed from)": body.seed_resize_from_w > 0 or body.seed_resize_from_h > 0,
         f"script_name {body.script_name!r}": bool(body.script_name),
     }
     refused = [name for name, wanted in asked.items() if wanted]
@@ -130,7 +129,11 @@ def _job(task: str, request: GenerationRequest, body: GenerationBody) -> A1111Jo
 
 def txt2img_job(body: Txt2ImgBody, facts: ServerFacts) -> A1111Job:
     """Text to image, or ControlNet when ``alwayson_scripts`` has an enabled unit."""
-    common = _common(body, facts)
+    common = {
+        **_common(body, facts),
+        "seed_resize_from_w": body.seed_resize_from_w,
+        "seed_resize_from_h": body.seed_resize_from_h,
+    }
     unit = controlnet_unit(body.alwayson_scripts, facts.controlnet_name, facts.max_upload_megapixels, img2img=False)
     if unit is None:
         request = Txt2ImgRequest(
@@ -203,6 +206,11 @@ def img2img_job(body: Img2ImgBody, facts: ServerFacts) -> A1111Job:
     ``width x height`` by ``resize_mode``, except with ``inpaint_full_res``, where the picture keeps its size and
     only a crop around the mask is repainted."""
     common = _common(body, facts)
+    if body.seed_resize_from_w > 0 or body.seed_resize_from_h > 0:
+        raise InvalidRequest(
+            "seed_resize_from_w/h (resize seed from) applies to txt2img, where a picture starts from the seed's "
+            "noise; leave it at -1 here"
+        )
     controlnet_unit(body.alwayson_scripts, facts.controlnet_name, facts.max_upload_megapixels, img2img=True)
     if len(body.init_images) != 1:
         raise InvalidRequest(f"send exactly one image in init_images (base64), got {len(body.init_images)}")

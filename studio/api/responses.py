@@ -54,8 +54,8 @@ def _info(job: A1111Job, outcome: Outcome, made: list[GeneratedImage], model: st
         "face_restoration_model": None,
         "sd_model_name": model,
         "sd_model_hash": None,
-        "seed_resize_from_w": -1,
-        "seed_resize_from_h": -1,
+        "seed_resize_from_w": max(getattr(request, "seed_resize_from_w", 0), 0) or -1,  # txt2img's only
+        "seed_resize_from_h": max(getattr(request, "seed_resize_from_h", 0), 0) or -1,
         "denoising_strength": getattr(request, "strength", None)
         or (request.denoising_strength if getattr(request, "enable_hr", False) else None),
         "extra_generation_params": {},

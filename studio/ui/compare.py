@@ -105,7 +105,9 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
                         elem_id="compare-column-values",
                         scale=3,
                     )
-                controls = build_generation_controls("compare", studio, with_batch=False, with_variation_reuse=False)
+                controls = build_generation_controls(
+                    "compare", studio, with_batch=False, with_variation_reuse=False, with_seed_resize=False
+                )
                 with gr.Accordion("Image to image source (needed for the Strength axis)", open=False):
                     image = CheckedImage(
                         max_megapixels=studio.settings.max_upload_megapixels,

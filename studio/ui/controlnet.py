@@ -134,6 +134,8 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
         tiling: bool = False,
         styles: list[str] | None = None,
         batch_count: float = 1,
+        seed_resize_from_w: float = 0,
+        seed_resize_from_h: float = 0,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -163,6 +165,9 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
             tiling: make a picture that repeats without a seam (textures, patterns).
             styles: names of prompt styles (the studio's styles.csv) to add to the prompts, in order.
             batch_count: how many batches to make one after another (seeds continue from batch to batch).
+            seed_resize_from_w: "resize seed from" width: with the height, the starting noise is built around the
+                seed's noise at that size, keeping a picture's composition at another size (0 for off).
+            seed_resize_from_h: "resize seed from" height (0 for off).
         Returns:
             The gallery: the images (with A1111 metadata) and, last, the edge map they followed (a PNG).
         """
@@ -187,6 +192,8 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
             clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
             subseed=subseed,  # type: ignore[arg-type]  # whole floats pass the checks
             subseed_strength=subseed_strength,
+            seed_resize_from_w=seed_resize_from_w,  # type: ignore[arg-type]  # whole floats pass the checks
+            seed_resize_from_h=seed_resize_from_h,  # type: ignore[arg-type]
             tiling=tiling,
         )
 
@@ -230,6 +237,7 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
         controls.tiling,
         row.styles.styles,
         controls.batch_count,
+        *controls.seed_resize_inputs(),
     ]
     parts = TabParts(
         "controlnet",

@@ -41,6 +41,10 @@ class GenerationControls:
         assert self.variation is not None
         return self.variation.inputs()
 
+    def seed_resize_inputs(self) -> list[gr.components.Component]:
+        assert self.variation is not None
+        return self.variation.seed_resize_inputs()
+
     def sampling_inputs(self) -> list[gr.components.Component]:
         """Sampler, steps, CFG, width, height and seed: in this order after the prompts, the parameters of the
         handlers that draw from text (text to image, Compare, the Lab's trajectory)."""
@@ -109,10 +113,11 @@ def build_generation_controls(
     with_clip_skip: bool = True,
     with_variation: bool = True,
     with_variation_reuse: bool = True,
+    with_seed_resize: bool = True,
     with_tiling: bool = True,
 ) -> GenerationControls:
     """Sampler, steps, CFG, size, seed and batch widgets for ``tab`` (used in elem_ids for tests and CSS), and the
-    variation seed behind the seed's "Extra" box, and "Tiling".
+    variation seed and "Resize seed from" behind the seed's "Extra" box, and "Tiling".
 
     Sampler, steps and CFG open with the served model's own defaults (``studio.generation_defaults``): DPM++ 2M
     Karras, 25 steps and CFG 7 for most models, a few steps without CFG for Turbo and LCM models
@@ -175,7 +180,13 @@ def build_generation_controls(
         random_seed = gr.Button("🎲", elem_id=f"{tab}-random-seed", scale=0, min_width=48)
         reuse_seed = gr.Button("♻️", elem_id=f"{tab}-reuse-seed", scale=0, min_width=48)
         extra = build_extra_box(tab) if with_variation else None
-    variation = build_variation_controls(tab, extra, with_reuse=with_variation_reuse) if extra is not None else None
+    variation = (
+        build_variation_controls(
+            tab, extra, largest_side=largest, with_reuse=with_variation_reuse, with_seed_resize=with_seed_resize
+        )
+        if extra is not None
+        else None
+    )
     tiling = (
         gr.Checkbox(False, label="Tiling: a picture that repeats without a seam (textures)", elem_id=f"{tab}-tiling")
         if with_tiling

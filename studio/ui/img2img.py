@@ -40,7 +40,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
                 resize_mode = gr.Radio(
                     list(RESIZE_MODES), value=RESIZE_MODES[0], label="Resize mode", elem_id="img2img-resize-mode"
                 )
-                controls = build_generation_controls("img2img", studio)
+                controls = build_generation_controls("img2img", studio, with_seed_resize=False)
             with gr.Column():
                 panel = build_results("img2img", studio.settings.save_format)
     assert controls.width is not None and controls.height is not None

@@ -101,7 +101,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
                 strength = gr.Slider(
                     0, 1, value=0.75, step=0.01, label="Denoising strength", elem_id="inpaint-strength"
                 )
-                controls = build_generation_controls("inpaint", studio, with_size=False)
+                controls = build_generation_controls("inpaint", studio, with_size=False, with_seed_resize=False)
             with gr.Column():
                 panel = build_results("inpaint", studio.settings.save_format)
 

@@ -144,7 +144,12 @@ def field_updates(sent: SentSettings, target: GenerationTab) -> list[Any]:
         values.append(_value(sent.clip_skip))
     if target.controls.variation is not None:
         strength = sent.subseed_strength
-        values += [gr.skip() if strength is None else strength > 0, _value(sent.subseed), _value(strength)]
+        resizes = target.controls.variation.seed_resize_from_w is not None
+        resize_from = sent.seed_resize_from if resizes else None
+        extra = gr.skip() if strength is None else strength > 0 or resize_from not in (None, (0, 0))
+        values += [extra, _value(sent.subseed), _value(strength)]
+        if resizes:
+            values += [gr.skip(), gr.skip()] if resize_from is None else list(resize_from)
     if target.controls.tiling is not None:
         values.append(_value(sent.tiling))
     if target.hires is not None:
@@ -175,6 +180,8 @@ def field_outputs(target: GenerationTab) -> list[gr.components.Component]:
         outputs.append(controls.clip_skip)
     if controls.variation is not None:
         outputs += [controls.variation.extra, *controls.variation.inputs()]
+        if controls.variation.seed_resize_from_w is not None:
+            outputs += controls.variation.seed_resize_inputs()
     if controls.tiling is not None:
         outputs.append(controls.tiling)
     if target.hires is not None:

@@ -57,6 +57,8 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         hr_sampler_name: str = SAME_SAMPLER,
         hr_prompt: str = "",
         hr_negative_prompt: str = "",
+        seed_resize_from_w: float = 0,
+        seed_resize_from_h: float = 0,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -88,6 +90,9 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             hr_sampler_name: the hires pass's sampler; "Use same sampler" (the default) for the first pass's.
             hr_prompt: the hires pass's own prompt ("" for the prompt); the styles are added to it too.
             hr_negative_prompt: the hires pass's own negative prompt ("" for the negative prompt).
+            seed_resize_from_w: "resize seed from" width: with the height, the starting noise is built around the
+                seed's noise at that size, keeping a picture's composition at another size (0 for off).
+            seed_resize_from_h: "resize seed from" height (0 for off).
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
@@ -114,6 +119,8 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             clip_skip=clip_skip,  # type: ignore[arg-type]  # whole floats pass the checks
             subseed=subseed,  # type: ignore[arg-type]  # whole floats pass the checks
             subseed_strength=subseed_strength,
+            seed_resize_from_w=seed_resize_from_w,  # type: ignore[arg-type]  # whole floats pass the checks
+            seed_resize_from_h=seed_resize_from_h,  # type: ignore[arg-type]
             tiling=tiling,
         )
         yield from run_job(
@@ -140,6 +147,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         row.styles.styles,
         controls.batch_count,
         *hires.second_pass_inputs(),
+        *controls.seed_resize_inputs(),
     ]
     parts = TabParts("txt2img", "Text to image", row, controls, panel, txt2img, inputs, hires=hires)
     return wire_generation_tab(tab, parts, studio)
