@@ -223,7 +223,9 @@ async def mcp_session(url: str) -> tuple[list[object], object, object, object]:
 
 
 def test_an_mcp_client_lists_and_calls_the_txt2img_tool(locked: tuple[str, Studio]) -> None:
-    tools, called, refused, fixed = asyncio.run(mcp_session(locked[0]))
+    # A thread of its own: the Playwright tests' session-wide browser keeps an event loop running in this one.
+    with ThreadPoolExecutor(max_workers=1) as apart:
+        tools, called, refused, fixed = apart.submit(asyncio.run, mcp_session(locked[0])).result()
     by_name = {tool.name: tool for tool in tools}  # type: ignore[attr-defined]
     assert list(by_name) == ["txt2img"], "the tabs' endpoints (gallery + state outputs) are not offered as tools"
     tool = by_name["txt2img"]
