@@ -3,8 +3,9 @@ file name (``EasyNegative`` in a negative prompt), recorded as A1111's ``TI hash
 
 Each embedding is one or more word vectors for the text encoder. They are added to the model's tokenizer and text
 encoder when the model loads, through diffusers' ``load_textual_inversion`` (a name of several vectors becomes as
-many tokens, which diffusers' prompt encoding expands). A prompt without the name is encoded exactly as before, so
-loading them for everyone changes no one's pictures but theirs who name them.
+many tokens, which diffusers' prompt encoding expands). The tokens match whole words only, as A1111's names do:
+``bluish`` is the embedding, ``bluishness`` stays a word. So a prompt without the name is encoded exactly as
+before, and loading them for everyone changes no one's pictures but theirs who name them.
 
 Files: A1111's ``.safetensors`` (``emb_params``), its ``.pt`` (``string_to_param``, read with torch's safe
 tensor-only loader, so no code can run), diffusers' one-key files, and SDXL's (``clip_l`` and ``clip_g``, one for
@@ -26,6 +27,7 @@ import torch
 from diffusers import DiffusionPipeline
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from transformers import AddedToken
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,14 @@ def _width(encoder: torch.nn.Module) -> int:
     return int(encoder.get_input_embeddings().weight.shape[-1])
 
 
+def _whole_words_only(tokenizer: object, name: str) -> None:
+    """Make the tokens diffusers added for ``name`` (``name``, and ``name_1``... for more vectors) match whole words
+    only: added as plain text, a token is split out of any word holding it (``bluish`` out of ``bluishness``)."""
+    added = re.compile(rf"{re.escape(name)}(_\d+)?")
+    tokens = [token for token in tokenizer.get_added_vocab() if added.fullmatch(token)]  # type: ignore[attr-defined]
+    tokenizer.add_tokens([AddedToken(token, single_word=True) for token in tokens])  # type: ignore[attr-defined]
+
+
 def load_embeddings(pipe: DiffusionPipeline, files: Iterable[EmbeddingFile]) -> ModelEmbeddings:
     """Add each embedding of ``files`` that fits ``pipe``'s text encoders to its tokenizers and text encoders."""
     loaded: dict[str, LoadedEmbedding] = {}
@@ -150,6 +160,7 @@ def load_embeddings(pipe: DiffusionPipeline, files: Iterable[EmbeddingFile]) -> 
             continue
         for (tokenizer, encoder), part in zip(encoders, parts, strict=True):
             pipe.load_textual_inversion(part, token=file.name, tokenizer=tokenizer, text_encoder=encoder)
+            _whole_words_only(tokenizer, file.name)
         first = parts[0]
         assert first is not None
         loaded[file.name] = LoadedEmbedding(file, int(first.shape[0]), int(first.shape[1]), short_hash(file.path))

@@ -69,6 +69,18 @@ def test_a1111_pt_files_and_negative_prompts(embedded: Studio) -> None:
     assert "bluish: " in parse_parameters(parameters).fields["TI hashes"]
 
 
+def test_a_name_inside_a_word_is_the_word(embedded: Studio, tiny_model: Path) -> None:
+    """As A1111: ``bluish`` names the embedding, ``bluishness`` does not (diffusers adds the names as tokens that
+    would be split out of any word holding them)."""
+    tokenizer = embedded.manager.current().pipeline.tokenizer
+    assert "bluish" in tokenizer.tokenize("a bluish, house") and "bluish" not in tokenizer.tokenize("a bluishness")
+    assert "redhouse_1" not in tokenizer.tokenize("redhouse_1x"), "every vector's token"
+    without = build_studio(make_settings(tiny_model, None))
+    inside, parameters = draw(embedded, "a bluishness house")
+    assert np.array_equal(inside, draw(without, "a bluishness house")[0]), "encoded as without the embedding"
+    assert "TI hashes" not in parameters
+
+
 def test_files_for_another_model_or_unreadable_are_skipped_with_why(embedded: Studio) -> None:
     embeddings = embedded.manager.current().embeddings
     assert sorted(embeddings.loaded) == ["bluish", "redhouse"]
