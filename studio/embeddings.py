@@ -59,6 +59,13 @@ class ModelEmbeddings:
     loaded: Mapping[str, LoadedEmbedding] = field(default_factory=dict)
     skipped: Mapping[str, str] = field(default_factory=dict)
 
+    def names(self) -> list[str]:
+        return sorted(self.loaded)
+
+    def adding(self, more: ModelEmbeddings) -> ModelEmbeddings:
+        """These and ``more`` (read since), whose skipped files are the ones skipped now."""
+        return ModelEmbeddings({**self.loaded, **more.loaded}, dict(more.skipped))
+
     def used_in(self, *texts: str) -> list[LoadedEmbedding]:
         """The embeddings named in ``texts``, as whole words, in name order."""
         return [
@@ -70,6 +77,14 @@ class ModelEmbeddings:
 
 def _word(name: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w-]){re.escape(name)}(?![\w-])")
+
+
+def insert_embedding(prompt: str, name: str) -> str:
+    """``prompt`` with the embedding ``name`` added at the end as a word of its own, as A1111's cards add it (left
+    as it is when it names it already)."""
+    if _word(name).search(prompt):
+        return prompt
+    return f"{prompt.rstrip()} {name}" if prompt.strip() else name
 
 
 def ti_hashes_field(used: Iterable[LoadedEmbedding]) -> str:

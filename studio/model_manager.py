@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -253,6 +253,19 @@ class ModelManager:
             self.extras.clear()
             self.lora_weights.clear()
         self.free_memory()
+
+    def refresh_embeddings(self) -> ModelEmbeddings | None:
+        """Add the files put in ``--embeddings-dir`` since the model loaded (and retry the ones skipped), without
+        reloading it; None when no model is loaded (loading reads the folder anyway). Waits for the running job,
+        as the text encoders change. A file taken out stays loaded until the model loads again."""
+        with self._gpu_lock, self._lock:
+            model = self._model
+            if model is None:
+                return None
+            new = [file for file in embedding_files(self.embeddings_dir) if file.name not in model.embeddings.loaded]
+            embeddings = model.embeddings.adding(load_embeddings(model.pipeline, new))
+            self._model = replace(model, embeddings=embeddings)
+            return embeddings
 
     def native_resolution(self) -> int:
         """The side in pixels the loaded model was trained at (512 for SD 1.x, 1024 for SDXL)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import psutil
 import torch
 
+from studio.embeddings import embedding_files
 from studio.loading import display_name
 from studio.model_catalog import ModelEntry, list_models, resolve_choice
 from studio.model_manager import LoadedModel, ModelManager
@@ -117,6 +118,17 @@ class SystemService:
     def unload(self) -> None:
         """Free every model; the next generation loads the serving model again."""
         self.manager.unload()
+
+    def embedding_names(self) -> list[str]:
+        """The embeddings a prompt may name: the loaded model's, or before it loads the files it will read."""
+        model = self.manager.loaded
+        if model is not None:
+            return model.embeddings.names()
+        return sorted(file.name for file in embedding_files(self.manager.embeddings_dir))
+
+    def refresh_embeddings(self) -> None:
+        """Give the loaded model the embedding files added since it loaded (waits for the running job)."""
+        self.manager.refresh_embeddings()
 
     def memory(self) -> MemoryStatus:
         """Memory in use and free (the GPU when there is one, and the machine's), and what the studio holds."""

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from studio.api import build_api
 from studio.composition import Studio, build_studio
-from studio.embeddings import embedding_files, short_hash
+from studio.embeddings import embedding_files, insert_embedding, short_hash
 from studio.metadata import parse_parameters
 from studio.requests import Txt2ImgRequest
 from tests.conftest import SMALL, make_settings
@@ -101,6 +101,39 @@ def test_the_a1111_api_lists_them(embedded: Studio) -> None:
     listed = TestClient(app).get("/sdapi/v1/embeddings").json()
     assert listed["loaded"]["redhouse"]["vectors"] == 2 and listed["loaded"]["redhouse"]["shape"] == 32
     assert "another model family" in listed["skipped"]["sd15-only"]["reason"]
+
+
+def test_files_added_later_are_read_without_reloading_the_model(embedded: Studio) -> None:
+    """A1111's refresh: 🔄 in the header and ``POST /sdapi/v1/refresh-embeddings`` give the loaded model the files
+    put in the folder since it loaded (the same text encoder: no reload), and retry the ones skipped."""
+    app = FastAPI()
+    app.include_router(build_api(embedded))
+    client = TestClient(app)
+    pipe = embedded.manager.current().pipeline
+    folder = embedded.settings.embeddings_folder
+    save_file(
+        {"emb_params": word_vectors(pipe.text_encoder, pipe.tokenizer, "house")}, str(folder / "abode.safetensors")
+    )
+    save_file(
+        {"emb_params": word_vectors(pipe.text_encoder, pipe.tokenizer, "sea")}, str(folder / "broken.safetensors")
+    )
+    assert "abode" not in client.get("/sdapi/v1/embeddings").json()["loaded"], "not before the refresh"
+    assert client.post("/sdapi/v1/refresh-embeddings").status_code == 200
+    listed = client.get("/sdapi/v1/embeddings").json()
+    assert sorted(listed["loaded"]) == ["abode", "bluish", "broken", "redhouse"], "new, and the mended one"
+    assert list(listed["skipped"]) == ["sd15-only"]
+    assert embedded.manager.current().pipeline is pipe, "the same model, not reloaded"
+    assert embedded.system.embedding_names() == ["abode", "bluish", "broken", "redhouse"]
+    named, parameters = draw(embedded, "a red abode by the broken")
+    assert np.array_equal(named, draw(embedded, "a red house by the sea")[0])
+    assert "abode: " in parse_parameters(parameters).fields["TI hashes"]
+
+
+def test_the_picker_adds_a_name_once_as_a_word_of_its_own() -> None:
+    assert insert_embedding("a castle", "bluish") == "a castle bluish"
+    assert insert_embedding("", "bluish") == "bluish"
+    assert insert_embedding("a bluish castle", "bluish") == "a bluish castle", "named already"
+    assert insert_embedding("a bluishness", "bluish") == "a bluishness bluish", "inside a word is not naming it"
 
 
 def test_sdxl_embeddings_go_into_both_text_encoders(tmp_path: Path) -> None:

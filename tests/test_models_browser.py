@@ -11,7 +11,9 @@ from pathlib import Path
 import gradio as gr
 import httpx
 import pytest
+import torch
 from playwright.sync_api import Browser, Page, expect
+from safetensors.torch import save_file
 
 from studio.composition import Studio, build_studio
 from studio.ui import create_demo, launch
@@ -30,6 +32,8 @@ def picker_studio(tiny_model: Path, other_tiny_model: Path, tmp_path_factory: py
     shutil.copytree(tiny_model, models / "tiny-sd")
     save_ldm_checkpoint(other_tiny_model, models / "tiny-single.safetensors")
     save_tiny_lora(tiny_model, models / "lora" / "ink.safetensors")
+    (models / "embeddings").mkdir()
+    save_file({"emb_params": torch.randn(1, 32)}, str(models / "embeddings" / "bluish.safetensors"))
     settings = make_settings(models / "tiny-sd", None, models_dir=models, model_config=str(tiny_model))
     return build_studio(settings)
 
@@ -136,6 +140,28 @@ def test_add_a_lora_to_the_open_tabs_prompt_and_generate(page: Page) -> None:
     expect(page.locator("#txt2img-parameters textarea")).to_have_value(
         re.compile(r'^a red house <lora:ink:1>\n.*Lora hashes: "ink: [0-9a-f]{12}"'), timeout=LONG
     )
+
+
+def test_add_an_embedding_to_the_prompt_or_the_negative_prompt(page: Page, picker_studio: Studio) -> None:
+    """The embedding picker writes the name into the open tab's prompt or negative prompt; 🔄 lists (and gives the
+    loaded model) a file put in the folder since."""
+    page.locator("#txt2img-prompt textarea").fill("a castle")
+    choose(page, "embedding-picker", "bluish")
+    page.locator("#embedding-add-negative").click()
+    expect(page.locator("#txt2img-negative-prompt textarea")).to_have_value("bluish", timeout=LONG)
+    page.locator("#embedding-add").click()
+    expect(page.locator("#txt2img-prompt textarea")).to_have_value("a castle bluish", timeout=LONG)
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-negative-prompt textarea").fill("blurry")
+    page.locator("#embedding-add-negative").click()
+    expect(page.locator("#compare-negative-prompt textarea")).to_have_value("blurry bluish", timeout=LONG)
+
+    folder = picker_studio.settings.embeddings_folder
+    save_file({"emb_params": torch.randn(2, 32)}, str(folder / "grainy.safetensors"))
+    page.locator("#model-refresh").click()
+    choose(page, "embedding-picker", "grainy")
+    page.locator("#embedding-add").click()
+    expect(page.locator("#compare-prompts textarea")).to_have_value("grainy", timeout=LONG)
 
 
 def test_system_panel_shows_memory_and_unloads(page: Page, picker_studio: Studio) -> None:

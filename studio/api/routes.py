@@ -104,6 +104,12 @@ def build_router(studio: Studio) -> APIRouter:
         """A1111 rescans its LoRA folder here; the studio reads the folder on every request, so there is nothing
         to do (the route answers so that clients that call it keep working)."""
 
+    @router.post("/sdapi/v1/refresh-embeddings", tags=["models"])
+    async def refresh_embeddings() -> None:
+        """Give the loaded model the files put in ``--embeddings-dir`` since it loaded, as A1111 rescans its
+        folder here (a model not loaded yet reads the folder when it loads)."""
+        await anyio.to_thread.run_sync(studio.system.refresh_embeddings)
+
     @router.get("/sdapi/v1/embeddings", tags=["models"])
     async def embeddings() -> dict[str, dict[str, dict[str, object]]]:
         """The textual inversion embeddings the loaded model took from ``--embeddings-dir`` (loading the model

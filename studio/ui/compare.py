@@ -64,8 +64,8 @@ def progress_of_cells(progress: gr.Progress) -> CompareProgress:
     return report
 
 
-def build_compare_tab(studio: Studio) -> gr.Textbox:
-    """The Compare tab; returns its prompts box (the header's LoRA picker writes into it)."""
+def build_compare_tab(studio: Studio) -> tuple[gr.Textbox, gr.Textbox]:
+    """The Compare tab; returns its prompts and negative prompt boxes (the header's pickers write into them)."""
     examples = studio.examples.get("compare", ())
     with gr.Tab("Compare", id="compare") as tab:
         with gr.Row(equal_height=True):
@@ -242,4 +242,4 @@ def build_compare_tab(studio: Studio) -> gr.Textbox:
     )
     wire_stop(stop, event, notes, studio)
     add_examples(tab, "compare", compare, inputs, outputs, examples)
-    return prompts
+    return prompts, negative

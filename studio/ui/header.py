@@ -1,13 +1,15 @@
-"""The header every tab shares: the model picker, the LoRA picker, the model line, and the System panel.
+"""The header every tab shares: the model picker, the LoRA and embedding pickers, the model line, and the System
+panel.
 
-Switching and unloading run on the GPU queue (``GPU_QUEUE``), so they wait for the generation in progress and no
-generation starts halfway through them. The LoRA picker writes A1111's ``<lora:name:weight>`` tag into the prompt
-of the open tab; the service reads the tag from there, so typing it by hand does the same.
+Switching, unloading and reading new embeddings run on the GPU queue (``GPU_QUEUE``), so they wait for the
+generation in progress and no generation starts halfway through them. The LoRA picker writes A1111's
+``<lora:name:weight>`` tag into the prompt of the open tab, the embedding picker the embedding's name into its
+prompt or negative prompt; the service reads them from there, so typing them by hand does the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,7 @@ import gradio as gr
 
 from studio import __version__
 from studio.composition import Studio
+from studio.embeddings import insert_embedding
 from studio.errors import StudioError
 from studio.loading import display_name
 from studio.loras import insert_lora
@@ -24,10 +27,14 @@ from studio.ui.errors import redact, user_errors
 from studio.ui.jobs import GPU_QUEUE
 
 TABS_ID = "studio-tabs"
-# The Add button reads which tab is open from the page: the first selected tab button is the outer tab bar's.
+# The Add buttons read which tab is open from the page: the first selected tab button is the outer tab bar's.
 _OPEN_TAB_JS = f"""(name, weight, tab, ...prompts) => {{
     const open = document.querySelector('#{TABS_ID} [role="tab"][aria-selected="true"]');
     return [name, weight, open ? open.dataset.tabId : tab, ...prompts];
+}}"""
+_OPEN_TAB_ONLY_JS = f"""(name, tab, ...prompts) => {{
+    const open = document.querySelector('#{TABS_ID} [role="tab"][aria-selected="true"]');
+    return [name, open ? open.dataset.tabId : tab, ...prompts];
 }}"""
 DEFAULT_LORA_WEIGHT = 0.8
 
@@ -42,6 +49,9 @@ class Header:
     lora: gr.Dropdown
     lora_weight: gr.Slider
     add_lora: gr.Button
+    embedding: gr.Dropdown
+    add_embedding: gr.Button
+    add_negative_embedding: gr.Button
     open_tab: gr.Textbox
     system: gr.Accordion
     memory: gr.Markdown
@@ -78,6 +88,18 @@ def build_header(studio: Studio) -> Header:
                 -2, 2, value=DEFAULT_LORA_WEIGHT, step=0.05, label="LoRA weight", elem_id="lora-weight", scale=2
             )
             add_lora = gr.Button("Add to prompt", elem_id="lora-add", scale=0, min_width=120)
+        with gr.Row(equal_height=True):
+            embedding = gr.Dropdown(
+                studio.system.embedding_names(),
+                value=None,
+                label="Embedding (textual inversion; 🔄 reads new files)",
+                elem_id="embedding-picker",
+                scale=4,
+            )
+            add_embedding = gr.Button("Add to prompt", elem_id="embedding-add", scale=0, min_width=120)
+            add_negative_embedding = gr.Button(
+                "Add to negative prompt", elem_id="embedding-add-negative", scale=0, min_width=180
+            )
         status = gr.Markdown(model_status(studio), elem_id="model-status")
         with gr.Accordion("System: memory and loaded models", open=False, elem_id="system") as system:
             memory = gr.Markdown(elem_id="memory-status")
@@ -86,7 +108,20 @@ def build_header(studio: Studio) -> Header:
                 unload = gr.Button("Unload models", variant="stop", elem_id="unload-models", scale=0, min_width=160)
         open_tab = gr.Textbox("txt2img", visible=False, elem_id="lora-open-tab")
     return Header(
-        picker, refresh, status, lora, lora_weight, add_lora, open_tab, system, memory, refresh_memory, unload
+        picker,
+        refresh,
+        status,
+        lora,
+        lora_weight,
+        add_lora,
+        embedding,
+        add_embedding,
+        add_negative_embedding,
+        open_tab,
+        system,
+        memory,
+        refresh_memory,
+        unload,
     )
 
 
@@ -95,17 +130,29 @@ def wire_header(
     header: Header,
     studio: Studio,
     prompts: Mapping[str, gr.Textbox],
+    negative_prompts: Mapping[str, gr.Textbox],
     events: Sequence[gr.events.Dependency],
 ) -> None:
-    """Wire the header to the studio; ``prompts`` are the tabs' prompt boxes by tab id, ``events`` the generation
-    events after which the model line is refreshed (the first generation loads the model). Every page load reads
-    the models and LoRA folders again."""
+    """Wire the header to the studio; ``prompts`` and ``negative_prompts`` are the tabs' prompt boxes by tab id,
+    ``events`` the generation events after which the model line is refreshed (the first generation loads the
+    model). Every page load reads the models and LoRA folders again; 🔄 also gives the loaded model new embedding
+    files."""
     private: dict[str, Any] = {"api_visibility": "private"}
     on_gpu_queue: dict[str, Any] = {"concurrency_id": GPU_QUEUE, "concurrency_limit": 1, **private}
 
-    def lists() -> tuple[Any, Any, str]:
+    def lists() -> tuple[Any, Any, Any, str]:
         options, value = studio.system.choices()
-        return gr.Dropdown(choices=options, value=value), gr.Dropdown(choices=studio.service.loras.names()), status()
+        return (
+            gr.Dropdown(choices=options, value=value),
+            gr.Dropdown(choices=studio.service.loras.names()),
+            gr.Dropdown(choices=studio.system.embedding_names()),
+            status(),
+        )
+
+    @user_errors(outputs=4)
+    def refresh_lists() -> tuple[Any, Any, Any, str]:
+        studio.system.refresh_embeddings()
+        return lists()
 
     def status() -> str:
         return model_status(studio)
@@ -131,8 +178,9 @@ def wire_header(
         show_progress_on=header.status,
         **on_gpu_queue,
     )
-    header.refresh.click(lists, outputs=[header.picker, header.lora, header.status], queue=False, **private)
-    demo.load(lists, outputs=[header.picker, header.lora, header.status], queue=False, **private)
+    listed = [header.picker, header.lora, header.embedding, header.status]
+    header.refresh.click(refresh_lists, outputs=listed, **on_gpu_queue)
+    demo.load(lists, outputs=listed, queue=False, **private)
 
     tab_ids = list(prompts)
 
@@ -156,6 +204,36 @@ def wire_header(
         queue=False,
         **private,
     )
+
+    def embedding_adder(boxes: Mapping[str, gr.Textbox], where: str) -> Callable[..., tuple[Any, ...]]:
+        """The click handler that adds the chosen embedding to the open tab's box of ``boxes``."""
+
+        def add(name: str | None, tab: str, *texts: str) -> tuple[Any, ...]:
+            skipped = [gr.skip() for _ in texts]
+            if not name:
+                gr.Warning("Choose an embedding first (put its file in the embeddings folder and press 🔄).")
+                return tuple(skipped)
+            if tab not in boxes:
+                gr.Warning(f"Open a generation tab or Compare first: the embedding goes into its {where}.")
+                return tuple(skipped)
+            index = list(boxes).index(tab)
+            skipped[index] = insert_embedding(texts[index] or "", name)
+            return tuple(skipped)
+
+        return add
+
+    for button, boxes, where in (
+        (header.add_embedding, prompts, "prompt"),
+        (header.add_negative_embedding, negative_prompts, "negative prompt"),
+    ):
+        button.click(
+            embedding_adder(boxes, where),
+            inputs=[header.embedding, header.open_tab, *boxes.values()],
+            outputs=list(boxes.values()),
+            js=_OPEN_TAB_ONLY_JS,
+            queue=False,
+            **private,
+        )
 
     def memory() -> str:
         return describe_memory(studio.system.memory())

@@ -48,13 +48,14 @@ def create_demo(studio: Studio) -> gr.Blocks:
                 build_inpaint_tab(studio),
                 build_controlnet_tab(studio),
             ]
-            compare_prompts = build_compare_tab(studio)
+            compare_prompts, compare_negative = build_compare_tab(studio)
             build_lab_tab(studio)
             pnginfo = build_pnginfo_tab(studio)
         wire_send_to(tabs, generation_tabs, studio.settings.max_pixels)
         wire_pnginfo_send_to(tabs, pnginfo, generation_tabs, studio)
         prompts = {tab.tab_id: tab.prompt for tab in generation_tabs} | {"compare": compare_prompts}
-        wire_header(demo, header, studio, prompts, [tab.event for tab in generation_tabs])
+        negatives = {tab.tab_id: tab.negative_prompt for tab in generation_tabs} | {"compare": compare_negative}
+        wire_header(demo, header, studio, prompts, negatives, [tab.event for tab in generation_tabs])
     if studio.settings.mcp:
         keep_only_mcp_tools(demo, mcp_tools)
     # Explicit, so a flood of requests is told "queue is full" instead of waiting forever.
