@@ -6,18 +6,16 @@ used as it is: with transformers 5.6 and later it fails (it reaches for ``text_e
 transformers flattened away; diffusers#14124, a fix open as #14043), and it applies to the prompt only, where A1111
 reads the negative prompt from the same layer. So for those models the studio encodes both itself, in the job
 (LoRAs on the text encoder apply), and gives diffusers the embeddings. SDXL keeps diffusers' own argument: its path
-works, and counts from the penultimate layer SDXL reads by default.
+works, and counts from the penultimate layer SDXL reads by default. ``studio/prompt_encoding.py`` decides which
+path a job's prompts take (weighted or long prompts are read there, clip skip included).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 from diffusers import DiffusionPipeline
-
-from studio.errors import InvalidRequest
 
 
 def encode(pipe: DiffusionPipeline, texts: Sequence[str], skipped: int) -> torch.Tensor:
@@ -36,30 +34,3 @@ def encode(pipe: DiffusionPipeline, texts: Sequence[str], skipped: int) -> torch
     output = encoder(tokens.input_ids.to(device), attention_mask=mask, output_hidden_states=True)
     final_layer_norm = getattr(encoder, "text_model", encoder).final_layer_norm
     return final_layer_norm(output.hidden_states[-(skipped + 1)]).to(dtype=encoder.dtype, device=device)
-
-
-def with_clip_skip(pipe: DiffusionPipeline, arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """Pipeline ``arguments`` whose ``clip_skip`` (diffusers' count) is carried out: for SD 1.x and 2.x the prompts
-    and negative prompts become embeddings read from that layer; for SDXL the arguments stay as they are."""
-    skipped = arguments.get("clip_skip")
-    if not skipped:
-        return dict(arguments)
-    layers = pipe.text_encoder.config.num_hidden_layers
-    if skipped >= layers:
-        raise InvalidRequest(
-            f"clip skip {skipped + 1} reaches past this model's text encoder, which has {layers} layers: choose 1 to "
-            f"{layers}"
-        )
-    if hasattr(pipe, "text_encoder_2"):
-        return dict(arguments)
-    prompt = arguments["prompt"]
-    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    negative = arguments.get("negative_prompt") or ""
-    negatives = [negative] * len(prompts) if isinstance(negative, str) else list(negative)
-    rest = {key: value for key, value in arguments.items() if key not in ("prompt", "negative_prompt", "clip_skip")}
-    with torch.no_grad():
-        return {
-            **rest,
-            "prompt_embeds": encode(pipe, prompts, skipped),
-            "negative_prompt_embeds": encode(pipe, negatives, skipped),
-        }

@@ -18,7 +18,6 @@ from diffusers import DiffusionPipeline, StableDiffusionXLPipeline
 from PIL import Image
 
 from studio import __version__, compare, images
-from studio.clip_skip import with_clip_skip
 from studio.embeddings import LoadedEmbedding, ModelEmbeddings, ti_hashes_field
 from studio.errors import Cancelled, InvalidRequest, OutOfMemory
 from studio.fast_paths import watch_compiles
@@ -37,6 +36,7 @@ from studio.metadata import (
 from studio.model_manager import Job, LoadedModel, ModelManager, Task
 from studio.outputs import OutputStore
 from studio.preview import PreviewOptions, approximate, decode_first
+from studio.prompt_encoding import with_prompt_embeddings
 from studio.requests import (
     RANDOM_SEED,
     CompareCell,
@@ -857,7 +857,7 @@ class StudioService:
                 tiled(job.pipeline, tiling),
             ):
                 after = hires.steps_run if hires is not None else 0
-                call = with_clip_skip(job.pipeline, arguments)
+                call = with_prompt_embeddings(job.pipeline, arguments)
                 seed_generators = generators(seeds)
                 if variation is not None:
                     call = {**call, **self._varied(task, job.pipeline, seed_generators, variation, call)}
@@ -871,7 +871,9 @@ class StudioService:
                 latents, notes = output.images, []
                 if hires is not None:
                     own_prompts = hires_prompts(hires)
-                    second_call = with_clip_skip(job.pipeline, {**arguments, **own_prompts}) if own_prompts else call
+                    second_call = (
+                        with_prompt_embeddings(job.pipeline, {**arguments, **own_prompts}) if own_prompts else call
+                    )
                     latents, notes = self._hires_pass(
                         job, hires, latents, seeds, second_call, progress, cancel, preview, variation
                     )

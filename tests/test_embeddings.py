@@ -62,6 +62,15 @@ def test_an_embedding_draws_what_its_vectors_are(embedded: Studio, clip_skip: in
     assert "TI hashes" not in plain_parameters, "recorded only when named"
 
 
+def test_an_embedding_in_a_weighted_or_long_prompt(embedded: Studio) -> None:
+    """Read the studio's way (emphasis, more than 75 tokens), a name still stands for its vectors."""
+    named, _ = draw(embedded, "a (redhouse:1.3) by the sea")
+    words, _ = draw(embedded, "a (red house:1.3) by the sea")
+    assert np.array_equal(named, words)
+    long = "a red house on the sea " * 14
+    assert np.array_equal(draw(embedded, long + "redhouse")[0], draw(embedded, long + "red house")[0])
+
+
 def test_a1111_pt_files_and_negative_prompts(embedded: Studio) -> None:
     named, parameters = draw(embedded, "a house", negative_prompt="bluish, blurry")
     words, _ = draw(embedded, "a house", negative_prompt="blue, blurry")
