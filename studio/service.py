@@ -52,6 +52,7 @@ from studio.requests import (
 )
 from studio.schedulers import check_sampler, check_sampler_steps
 from studio.tiling import tiled
+from studio.token_count import TokenCounter
 from studio.vae_decode import decode_latents
 from studio.validation import (
     MAX_MASK_BLUR,
@@ -488,6 +489,7 @@ class StudioService:
         self.outputs = outputs
         self.previews = previews or PreviewOptions()
         self.loras = loras or LoraLibrary(None)
+        self.tokens = TokenCounter(manager)
 
     def txt2img(
         self,

@@ -296,3 +296,14 @@ def test_compare_three_prompts_side_by_side(page: Page) -> None:
         expect(page.locator("#compare-gallery").get_by_text(caption, exact=True)).to_have_count(1)
     expect(page.locator("#compare-grid img")).to_be_visible()
     expect(page.locator("#compare-diff mark")).to_have_text(["snow", "rain", "fog"])
+
+
+def test_the_token_count_follows_the_prompt(page: Page, served_studio: Studio) -> None:
+    """A1111's counter under the prompt boxes: the chunks of 75 tokens a prompt takes, as it is typed."""
+    served_studio.manager.current()
+    page.locator("#txt2img-prompt textarea").fill("a (red:1.3) house")
+    expect(page.locator("#txt2img-prompt-tokens")).to_contain_text("Prompt: 3/75 tokens")
+    page.locator("#txt2img-prompt textarea").fill("a red house on the sea " * 14)
+    expect(page.locator("#txt2img-prompt-tokens")).to_contain_text("Prompt: 84/150 tokens")
+    page.locator("#txt2img-negative-prompt textarea").fill("sea")
+    expect(page.locator("#txt2img-negative-prompt-tokens")).to_contain_text("Negative prompt: 1/75 tokens")

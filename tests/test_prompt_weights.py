@@ -172,3 +172,14 @@ def test_the_picture_and_its_parameters_keep_the_syntax(studio: Studio) -> None:
     made = draw(studio, "a (red:1.3) house, [fog]")
     assert made.images[0].parameters.startswith("a (red:1.3) house, [fog]\n")  # type: ignore[attr-defined]
     assert isinstance(made.images[0].image, Image.Image)  # type: ignore[attr-defined]
+
+
+def test_the_token_count_says_how_many_chunks_a_prompt_takes(studio: Studio) -> None:
+    counter = studio.service.tokens
+    assert counter.count("a red house") is None, "no model loaded: no count (counting loads none)"
+    studio.manager.current()
+    assert counter.count("a red house").describe() == "3/75"  # type: ignore[union-attr]
+    assert counter.count("a (red:1.5) house <lora:ink:0.5>").describe() == "3/75", "syntax and LoRA tags left out"  # type: ignore[union-attr]
+    assert counter.count(LONG).describe() == "84/150"  # type: ignore[union-attr]
+    assert counter.count("a red BREAK house").describe() == "3/150"  # type: ignore[union-attr]
+    assert counter.count("").describe() == "0/75"  # type: ignore[union-attr]

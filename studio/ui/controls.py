@@ -75,12 +75,37 @@ def build_prompt_row(tab: str, studio: Studio) -> PromptRow:
     with gr.Row(equal_height=True):
         with gr.Column(scale=5):
             prompt, negative = _build_prompts(tab, prompt_placeholder(studio, tab))
+            with gr.Row():
+                counts = [
+                    gr.Markdown("", elem_id=f"{tab}-{which}-tokens", elem_classes="token-count")
+                    for which in ("prompt", "negative-prompt")
+                ]
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button("Generate", variant="primary", size="lg", elem_id=f"{tab}-generate")
             stop = gr.Button("Stop", variant="stop", elem_id=f"{tab}-stop")
             picker = build_style_picker(tab, studio)
     wire_style_picker(picker, prompt, negative, studio)
+    for box, count, label in zip((prompt, negative), counts, ("Prompt", "Negative prompt"), strict=True):
+        wire_token_count(box, count, label, studio)
     return PromptRow(prompt, negative, generate, stop, picker)
+
+
+def wire_token_count(box: gr.Textbox, count: gr.Markdown, label: str, studio: Studio) -> None:
+    """A1111's token count under a prompt box ("84/150": two chunks of 75), as it is typed or filled in."""
+
+    def counted(text: str | None) -> str:
+        tokens = studio.service.tokens.count(text or "")
+        return "" if tokens is None else f"{label}: {tokens.describe()} tokens"
+
+    box.change(
+        counted,
+        inputs=box,
+        outputs=count,
+        queue=False,
+        show_progress="hidden",
+        trigger_mode="always_last",
+        api_visibility="private",
+    )
 
 
 def _build_prompts(tab: str, placeholder: str) -> tuple[gr.Textbox, gr.Textbox]:

@@ -29,6 +29,7 @@ CSS = """
 #studio-header h1 { margin-bottom: 0; }
 #studio-header p { margin-top: 0.25rem; opacity: 0.8; }
 .prompt-diff mark { background: #fde68a; border-radius: 3px; padding: 0 2px; }
+.token-count { font-size: 0.8rem; opacity: 0.7; min-height: 0; }
 """
 THEME = gr.themes.Soft(primary_hue="indigo")
 

@@ -1,0 +1,67 @@
+"""The token count beside a prompt box, as A1111 shows it: "84/150" is 84 tokens, read in two chunks of 75.
+
+It tells a person when a prompt crosses into another chunk (``studio/prompt_encoding.py``), counting as the
+encoding does: emphasis taken out, LoRA tags left out, an embedding's name as its vectors. It counts with the
+loaded model's tokenizer and loads no model for it (before the first generation there is no count). A job's
+pipeline calls its tokenizer with settings that change the tokenizer's state, so the counts use a copy of their own,
+taken again when the model or its vocabulary (new embeddings) changes, one count at a time.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from studio.loras import strip_loras
+from studio.model_manager import ModelManager
+from studio.prompt_encoding import into_chunks, weighted_tokens
+from studio.validation import MAX_PROMPT_CHARS
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    tokens: int
+    capacity: int
+    """The tokens the prompt's chunks hold: 75 for one chunk, 150 for two..."""
+
+    def describe(self) -> str:
+        return f"{self.tokens}/{self.capacity}"
+
+
+class TokenCounter:
+    """Counts a prompt's tokens with the loaded model's tokenizer (a copy of it)."""
+
+    def __init__(self, manager: ModelManager) -> None:
+        self.manager = manager
+        self._lock = threading.Lock()
+        self._copy: tuple[int, int, Any] | None = None  # (pipeline id, vocabulary size, tokenizer copy)
+
+    def count(self, prompt: str) -> TokenCount | None:
+        """``prompt``'s tokens and its chunks' room; None while no model is loaded or for a prompt too long to be
+        a request's."""
+        model = self.manager.loaded
+        if model is None or not isinstance(prompt, str) or len(prompt) > MAX_PROMPT_CHARS:
+            return None
+        pipe = model.pipeline
+        with self._lock:
+            tokenizer = self._tokenizer(pipe)
+            if tokenizer is None:
+                return None
+            tokens = weighted_tokens(pipe, tokenizer, strip_loras(prompt))
+            capacity = int(tokenizer.model_max_length) - 2
+            comma = tokenizer(",", add_special_tokens=False).input_ids
+            chunks = into_chunks(tokens, capacity, comma[0] if len(comma) == 1 else None)
+        return TokenCount(sum(token is not None for token in tokens), capacity * len(chunks))
+
+    def _tokenizer(self, pipe: Any) -> Any:
+        """The copy for ``pipe``'s tokenizer, taken again when the model or its vocabulary changed; None when the
+        tokenizer is busy in a job at that moment (the next keystroke counts)."""
+        try:
+            size = len(pipe.tokenizer)
+            if self._copy is None or self._copy[:2] != (id(pipe), size):
+                self._copy = (id(pipe), size, copy.deepcopy(pipe.tokenizer))
+        except RuntimeError:  # the tokenizers library's "Already borrowed", while a job tokenizes
+            return None
+        return self._copy[2]
