@@ -246,6 +246,16 @@ def test_filmstrip_frames_and_the_last_frame_is_the_final_image(studio: Studio) 
     assert np.array_equal(pixels(result.image), pixels(txt2img.images[0].image)), "the same picture txt2img makes"
 
 
+def test_the_lab_reads_a1111_prompt_syntax_as_txt2img_does(studio: Studio) -> None:
+    prompt = "a (red:2) house BREAK sea"
+    request = lab.TrajectoryRequest(prompt=prompt, sampler="Euler", num_inference_steps=3, seed=4, every=3, **SMALL)
+    filmed = lab.Lab(studio.manager, studio.service.limits).trajectory(request)
+    made = studio.service.txt2img(
+        Txt2ImgRequest(prompt=prompt, sampler="Euler", num_inference_steps=3, seed=4, **SMALL)
+    )
+    assert np.array_equal(pixels(filmed.image), pixels(made.images[0].image))
+
+
 def test_second_order_samplers_count_model_calls(studio: Studio) -> None:
     request = lab.TrajectoryRequest(prompt="a tree", sampler="Heun", num_inference_steps=3, seed=2, every=2, **FAST)
     result = lab.Lab(studio.manager, studio.service.limits).trajectory(request)
