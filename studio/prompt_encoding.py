@@ -104,7 +104,10 @@ class _Reader:
         ids = [tokenizer.bos_token_id, *(t.id for t in chunk), tokenizer.eos_token_id]
         ids += [pad] * (self.capacity + 2 - len(ids))
         weights = [1.0, *(t.weight for t in chunk)] + [1.0] * (self.capacity + 1 - len(chunk))
-        output = self.encoder(torch.tensor([ids], device=device), output_hidden_states=True)
+        mask = None  # as diffusers: only a text encoder whose config asks for one gets the padding masked
+        if getattr(self.encoder.config, "use_attention_mask", False):
+            mask = torch.tensor([[1] * (len(chunk) + 2) + [0] * (self.capacity - len(chunk))], device=device)
+        output = self.encoder(torch.tensor([ids], device=device), attention_mask=mask, output_hidden_states=True)
         if self.penultimate:
             hidden = output.hidden_states[-(skipped + 2)]
         else:
