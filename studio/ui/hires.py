@@ -81,19 +81,15 @@ def build_hires_controls(tab: str, settings: Settings, controls: GenerationContr
         sampler = gr.Dropdown(
             [SAME_SAMPLER, *SAMPLER_NAMES], value=SAME_SAMPLER, label="Hires sampler", elem_id=f"{tab}-hires-sampler"
         )
-        prompt = gr.Textbox(
-            "",
-            label="Hires prompt",
-            placeholder="The hires pass's own prompt; empty for the same prompt as the first pass",
-            lines=2,
-            elem_id=f"{tab}-hires-prompt",
-        )
-        negative_prompt = gr.Textbox(
-            "",
-            label="Hires negative prompt",
-            placeholder="The hires pass's own negative prompt; empty for the same as the first pass",
-            lines=2,
-            elem_id=f"{tab}-hires-negative-prompt",
+        prompt, negative_prompt = (
+            gr.Textbox(
+                "",
+                label=f"Hires {which}",
+                placeholder=f"The hires pass's own {which}; empty for the first pass's",
+                lines=2,
+                elem_id=f"{tab}-hires-{which.replace(' ', '-')}",
+            )
+            for which in ("prompt", "negative prompt")
         )
         note = gr.Markdown(
             size_note(controls.width.value, controls.height.value, DEFAULT_HR_SCALE), elem_id=f"{tab}-hires-size"
