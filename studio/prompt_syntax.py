@@ -95,8 +95,3 @@ def plain_text(prompt: str) -> str:
     """The words of ``prompt`` without its syntax: what a prompt whose weights are all 1 says to the text encoder
     (``(red:1)`` is ``red``, ``\\(`` is ``(``)."""
     return "".join(piece.text for piece in parse_prompt(prompt))
-
-
-def has_syntax(prompt: str) -> bool:
-    """Whether ``prompt`` uses emphasis or ``BREAK`` at all (a prompt without either is encoded as diffusers does)."""
-    return any(piece.is_break or piece.weight != 1.0 for piece in parse_prompt(prompt)) or "\\" in prompt

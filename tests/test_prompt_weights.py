@@ -17,7 +17,7 @@ from studio import prompt_encoding
 from studio.composition import Studio, build_studio
 from studio.model_manager import Task
 from studio.prompt_encoding import Token, encode_weighted, into_chunks, reweighed, with_prompt_embeddings
-from studio.prompt_syntax import Piece, has_syntax, parse_prompt
+from studio.prompt_syntax import Piece, parse_prompt, plain_text
 from studio.requests import CompareRequest, Txt2ImgRequest
 from tests.conftest import SMALL, make_settings
 from tests.tiny_model import save_tiny_sdxl_model
@@ -51,9 +51,9 @@ def test_the_syntax_is_taken_apart_as_a1111_does(prompt: str, expected: list[tup
     assert pieces(prompt) == expected
 
 
-def test_only_prompts_using_the_syntax_are_read_the_studios_way() -> None:
-    assert not has_syntax("a red house, at night") and not has_syntax("a (red:1) house")
-    assert has_syntax("a (red) house") and has_syntax("a BREAK b") and has_syntax(r"\(a\)")
+def test_the_words_without_the_syntax() -> None:
+    assert plain_text("a (red:1) house, [at] night") == "a red house, at night"
+    assert plain_text(r"\(a\) BREAK b") == "(a)  b"
     assert parse_prompt("[x]")[0] == Piece("x", 1 / 1.1)
 
 
