@@ -51,6 +51,7 @@ def main() -> None:
     ImageDraw.Draw(drawing).polygon([(32, 8), (56, 52), (8, 52)], fill="black")
     drawing.save(scratch / "drawing.png")
     studio = build_studio(Settings(model="micro", outputs=None, device="cpu", port=7899))
+    studio.manager.current()  # loaded before the page opens, so the token counts show as the prompts are typed
     demo = create_demo(studio)
     launch(demo, studio, prevent_thread_lock=True, quiet=True)
     OUT.mkdir(parents=True, exist_ok=True)
