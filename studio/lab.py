@@ -38,7 +38,7 @@ from studio.errors import Cancelled, InvalidRequest, OutOfMemory
 from studio.loading import looks_local
 from studio.loras import AppliedLora, LoraLibrary, parse_loras, strip_loras
 from studio.model_manager import Job, ModelManager, Task
-from studio.prompt_encoding import with_prompt_embeddings
+from studio.prompt_encoding import StepCallback, prompt_switch, switching, with_prompt_embeddings
 from studio.requests import RANDOM_SEED
 from studio.schedulers import DEFAULT_SAMPLER, SAMPLER_NAMES, check_sampler, check_sampler_steps
 from studio.vae_decode import decode_latents, float32_vae
@@ -687,23 +687,26 @@ def _model_name(source: str) -> str:
     return Path(source).stem if looks_local(source) else source
 
 
-def _generation_arguments(pipe: DiffusionPipeline, request: Any, steps: int) -> dict[str, Any]:
+def _generation_arguments(
+    pipe: DiffusionPipeline, request: Any, steps: int, on_step_end: StepCallback
+) -> dict[str, Any]:
     """The pipeline arguments a Lab generation shares with txt2img (which makes the same picture from them), its
-    prompts encoded as txt2img encodes them (emphasis, long prompts)."""
-    return with_prompt_embeddings(
-        pipe,
-        {
-            "prompt": strip_loras(request.prompt),
-            "negative_prompt": request.negative_prompt or None,
-            "num_inference_steps": steps,
-            "guidance_scale": request.guidance_scale,
-            "width": request.width,
-            "height": request.height,
-            "num_images_per_prompt": 1,
-            "output_type": "latent",
-            "callback_on_step_end_tensor_inputs": ["latents"],
-        },
-    )
+    prompts encoded as txt2img encodes them (emphasis, long prompts, prompt editing), and its step callback."""
+    arguments = {
+        "prompt": strip_loras(request.prompt),
+        "negative_prompt": request.negative_prompt or None,
+        "num_inference_steps": steps,
+        "guidance_scale": request.guidance_scale,
+        "width": request.width,
+        "height": request.height,
+        "num_images_per_prompt": 1,
+        "output_type": "latent",
+        "callback_on_step_end_tensor_inputs": ["latents"],
+    }
+    return {
+        **with_prompt_embeddings(pipe, arguments),
+        "callback_on_step_end": switching(on_step_end, prompt_switch(arguments)),
+    }
 
 
 # --- The sampler race --------------------------------------------------------------------------------------------
@@ -885,8 +888,7 @@ class Lab:
             started = time.perf_counter()
             output = pipe(
                 generator=[torch.Generator("cpu").manual_seed(request.seed)],
-                callback_on_step_end=on_step_end,
-                **_generation_arguments(pipe, request, request.num_inference_steps),
+                **_generation_arguments(pipe, request, request.num_inference_steps, on_step_end),
             )
             if cancel is not None and cancel.is_set():
                 raise Cancelled("Stopped: the generation was interrupted and nothing was kept.")
@@ -996,8 +998,7 @@ class Lab:
                 latents=latents,
                 generator=[generator],
                 eta=request.eta,
-                callback_on_step_end=on_step_end,
-                **_generation_arguments(pipe, request, request.steps_of(sampler)),
+                **_generation_arguments(pipe, request, request.steps_of(sampler), on_step_end),
             )
             if cancel is not None and cancel.is_set():
                 raise Cancelled("Stopped: the race was interrupted and nothing was kept.")

@@ -19,7 +19,7 @@ asks for that (``force_zeros_for_empty_prompt``), as in diffusers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from diffusers import DiffusionPipeline
 
 from studio import clip_skip
 from studio.errors import InvalidRequest
+from studio.prompt_schedule import changes_over_steps, text_at
 from studio.prompt_syntax import parse_prompt, plain_text
 
 COMMA_BACKTRACK = 20
@@ -196,6 +197,83 @@ def encode_weighted(
     }
 
 
+def _prompt_lists(arguments: Mapping[str, Any]) -> tuple[list[str], list[str | None]]:
+    prompt = arguments["prompt"]
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    negative = arguments.get("negative_prompt")
+    negatives = [negative] * len(prompts) if negative is None or isinstance(negative, str) else list(negative)
+    return prompts, negatives
+
+
+def _steps_run(arguments: Mapping[str, Any]) -> int:
+    """The denoising steps a call runs, as its first step's prompt edits count them (image to image runs the
+    last ``strength`` of them)."""
+    steps = int(arguments.get("num_inference_steps") or 1)
+    return max(1, int(steps * float(arguments.get("strength", 1.0))))
+
+
+def _texts_at(texts: Sequence[str | None], step: int, steps: int) -> list[str | None]:
+    return [text_at(text, step, steps) if text else text for text in texts]
+
+
+class PromptSwitch:
+    """A1111's prompt editing during one pipeline call (``studio/prompt_schedule.py``): after each step, the
+    embeddings of the texts the next step reads, when they differ from the ones in use. diffusers' step callback
+    hands them back to the pipeline (with classifier-free guidance, the negative's first, as the pipeline holds
+    them; SDXL's pooled embeddings as ``add_text_embeds``)."""
+
+    def __init__(self, arguments: Mapping[str, Any]) -> None:
+        self.prompts, self.negatives = _prompt_lists(arguments)
+        self.skipped = int(arguments.get("clip_skip") or 0)
+        self.repeats = int(arguments.get("num_images_per_prompt") or 1)
+        first = _steps_run(arguments)
+        self.current = (_texts_at(self.prompts, 1, first), _texts_at(self.negatives, 1, first))
+
+    def __call__(self, pipe: DiffusionPipeline, step: int) -> dict[str, torch.Tensor]:
+        total = int(pipe.num_timesteps)
+        if step + 2 > total:
+            return {}
+        texts = (_texts_at(self.prompts, step + 2, total), _texts_at(self.negatives, step + 2, total))
+        if texts == self.current:
+            return {}
+        self.current = texts
+        prompts = [text or "" for text in texts[0]]
+        embeds = encode_weighted(pipe, prompts, texts[1], self.skipped)
+        guided = bool(getattr(pipe, "do_classifier_free_guidance", True))
+
+        def held(positive: str, negative: str) -> torch.Tensor:
+            pair = [embeds[negative], embeds[positive]] if guided else [embeds[positive]]
+            return torch.cat([tensor.repeat_interleave(self.repeats, dim=0) for tensor in pair])
+
+        switched = {"prompt_embeds": held("prompt_embeds", "negative_prompt_embeds")}
+        if "pooled_prompt_embeds" in embeds:
+            switched["add_text_embeds"] = held("pooled_prompt_embeds", "negative_pooled_prompt_embeds")
+        return switched
+
+
+StepCallback = Callable[[DiffusionPipeline, int, Any, dict[str, Any]], dict[str, Any]]
+"""diffusers' ``callback_on_step_end``."""
+
+
+def switching(callback: StepCallback, switch: PromptSwitch | None) -> StepCallback:
+    """``callback``, then the prompt editing's next embeddings handed back to the pipeline."""
+    if switch is None:
+        return callback
+
+    def on_step_end(pipe: DiffusionPipeline, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        return {**callback(pipe, step, timestep, tensors), **switch(pipe, step)}
+
+    return on_step_end
+
+
+def prompt_switch(arguments: Mapping[str, Any]) -> PromptSwitch | None:
+    """The switch a call's prompts need, or None when none of them changes over the steps."""
+    prompts, negatives = _prompt_lists(arguments)
+    if not any(changes_over_steps(text) for text in [*prompts, *negatives] if text):
+        return None
+    return PromptSwitch(arguments)
+
+
 def with_prompt_embeddings(pipe: DiffusionPipeline, arguments: Mapping[str, Any]) -> dict[str, Any]:
     """Pipeline ``arguments`` whose prompts are encoded as A1111 reads them: with emphasis, ``BREAK`` or more than
     75 tokens, as weighted chunks (here); with clip skip (diffusers' count, ``clip_skip``) on SD 1.x/2.x, read from
@@ -207,13 +285,15 @@ def with_prompt_embeddings(pipe: DiffusionPipeline, arguments: Mapping[str, Any]
             f"clip skip {skipped + 1} reaches past this model's text encoder, which has {layers} layers: choose 1 to "
             f"{layers}"
         )
-    prompt = arguments["prompt"]
-    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    negative = arguments.get("negative_prompt")
-    negatives = [negative] * len(prompts) if negative is None or isinstance(negative, str) else list(negative)
+    prompt, negative = arguments["prompt"], arguments.get("negative_prompt")
+    prompts, negatives = _prompt_lists(arguments)
     rest = {key: value for key, value in arguments.items() if key not in ("prompt", "negative_prompt", "clip_skip")}
     sdxl = getattr(pipe, "text_encoder_2", None) is not None
     with torch.no_grad():
+        switch = prompt_switch(arguments)
+        if switch is not None:  # the first step's texts; the switch changes them as the steps go
+            first = [text or "" for text in switch.current[0]]
+            return {**rest, **encode_weighted(pipe, first, switch.current[1], skipped)}
         if needs_own_encoding(pipe, [*prompts, *(n for n in negatives if n)]):
             return {**rest, **encode_weighted(pipe, prompts, negatives, skipped)}
         prompts = [plain_text(text) for text in prompts]  # "(red:1)" and "\\(" say their words only

@@ -36,7 +36,7 @@ from studio.metadata import (
 from studio.model_manager import Job, LoadedModel, ModelManager, Task
 from studio.outputs import OutputStore
 from studio.preview import PreviewOptions, approximate, decode_first
-from studio.prompt_encoding import with_prompt_embeddings
+from studio.prompt_encoding import PromptSwitch, prompt_switch, switching, with_prompt_embeddings
 from studio.requests import (
     RANDOM_SEED,
     CompareCell,
@@ -860,24 +860,27 @@ class StudioService:
             ):
                 after = hires.steps_run if hires is not None else 0
                 call = with_prompt_embeddings(job.pipeline, arguments)
+                switch = prompt_switch(arguments)
                 seed_generators = generators(seeds)
                 if variation is not None:
                     call = {**call, **self._varied(task, job.pipeline, seed_generators, variation, call)}
                 output = job.pipeline(
                     generator=seed_generators,
                     output_type="latent",
-                    callback_on_step_end=_step_callback(progress, cancel, preview, self.previews, size, after=after),
+                    callback_on_step_end=switching(
+                        _step_callback(progress, cancel, preview, self.previews, size, after=after), switch
+                    ),
                     **call,
                 )
                 _stop_if_asked(cancel)
                 latents, notes = output.images, []
                 if hires is not None:
-                    own_prompts = hires_prompts(hires)
-                    second_call = (
-                        with_prompt_embeddings(job.pipeline, {**arguments, **own_prompts}) if own_prompts else call
-                    )
+                    own = hires_prompts(hires)
+                    second = {**arguments, **own, "num_inference_steps": hires.steps, "strength": hires.strength}
+                    second_switch = prompt_switch(second)
+                    second_call = with_prompt_embeddings(job.pipeline, second) if own or second_switch else call
                     latents, notes = self._hires_pass(
-                        job, hires, latents, seeds, second_call, progress, cancel, preview, variation
+                        job, hires, latents, seeds, second_call, progress, cancel, preview, variation, second_switch
                     )
                 decoded, more = decode_latents(
                     job.pipeline.vae, job.pipeline.image_processor, latents, upcast=job.model.upcasts_vae
@@ -919,6 +922,7 @@ class StudioService:
         cancel: threading.Event | None,
         preview: PreviewCallback | None,
         variation: Variation | None = None,
+        switch: PromptSwitch | None = None,
     ) -> tuple[torch.Tensor, list[str]]:
         """The hires fix's second pass, inside the first pass's job: upscale what it made (the latents, or the
         decoded pictures), then image to image on the same modules at ``hires.strength``, each image with a
@@ -937,15 +941,16 @@ class StudioService:
         pipe = self.manager.image_to_image_of(job, hires.sampler, seeds)
         if variation is not None:
             vary_added_noise(pipe.scheduler, variation, pipe.vae_scale_factor)
-        second = {key: value for key, value in arguments.items() if key not in ("width", "height", "latents")}
+        dropped = ("width", "height", "latents", "strength")
+        second = {key: value for key, value in arguments.items() if key not in dropped}
         second["num_inference_steps"] = hires.steps
         output = pipe(
             image=start,
             strength=hires.strength,
             generator=generators(seeds),
             output_type="latent",
-            callback_on_step_end=_step_callback(
-                progress, cancel, preview, self.previews, size, before=first.num_timesteps
+            callback_on_step_end=switching(
+                _step_callback(progress, cancel, preview, self.previews, size, before=first.num_timesteps), switch
             ),
             **second,
         )

@@ -1,7 +1,8 @@
 """The token count beside a prompt box, as A1111 shows it: "84/150" is 84 tokens, read in two chunks of 75.
 
 It tells a person when a prompt crosses into another chunk (``studio/prompt_encoding.py``), counting as the
-encoding does: emphasis taken out, LoRA tags left out, an embedding's name as its vectors. It counts with the
+encoding does: emphasis taken out, LoRA tags left out, an embedding's name as its vectors, and of a prompt that
+changes over the steps its longest text. It counts with the
 loaded model's tokenizer and loads no model for it (before the first generation there is no count). A job's
 pipeline calls its tokenizer with settings that change the tokenizer's state, so the counts use a copy of their own,
 taken again when the model or its vocabulary (new embeddings) changes, one count at a time.
@@ -17,6 +18,7 @@ from typing import Any
 from studio.loras import strip_loras
 from studio.model_manager import ModelManager
 from studio.prompt_encoding import into_chunks, weighted_tokens
+from studio.prompt_schedule import changes_over_steps, texts_by_step
 from studio.validation import MAX_PROMPT_CHARS
 
 
@@ -28,6 +30,17 @@ class TokenCount:
 
     def describe(self) -> str:
         return f"{self.tokens}/{self.capacity}"
+
+
+def _texts(prompt: str) -> set[str]:
+    """The texts a prompt reads over its steps (prompt editing: the longest one counts), for up to the most steps
+    a request may ask for."""
+    if not changes_over_steps(prompt):
+        return {prompt}
+    return {text for _, text in texts_by_step(prompt, MAX_SCHEDULED_STEPS)}
+
+
+MAX_SCHEDULED_STEPS = 150
 
 
 class TokenCounter:
@@ -49,11 +62,14 @@ class TokenCounter:
             tokenizer = self._tokenizer(pipe)
             if tokenizer is None:
                 return None
-            tokens = weighted_tokens(pipe, tokenizer, strip_loras(prompt))
             capacity = int(tokenizer.model_max_length) - 2
             comma = tokenizer(",", add_special_tokens=False).input_ids
-            chunks = into_chunks(tokens, capacity, comma[0] if len(comma) == 1 else None)
-        return TokenCount(sum(token is not None for token in tokens), capacity * len(chunks))
+            counts = []
+            for text in _texts(strip_loras(prompt)):
+                tokens = weighted_tokens(pipe, tokenizer, text)
+                chunks = into_chunks(tokens, capacity, comma[0] if len(comma) == 1 else None)
+                counts.append(TokenCount(sum(token is not None for token in tokens), capacity * len(chunks)))
+        return max(counts, key=lambda count: (count.capacity, count.tokens))
 
     def _tokenizer(self, pipe: Any) -> Any:
         """The copy for ``pipe``'s tokenizer, taken again when the model or its vocabulary changed; None when the

@@ -183,3 +183,4 @@ def test_the_token_count_says_how_many_chunks_a_prompt_takes(studio: Studio) -> 
     assert counter.count(LONG).describe() == "84/150"  # type: ignore[union-attr]
     assert counter.count("a red BREAK house").describe() == "3/150"  # type: ignore[union-attr]
     assert counter.count("").describe() == "0/75"  # type: ignore[union-attr]
+    assert counter.count("a [red:blue sky:0.5] house").describe() == "4/75", "prompt editing: its longest text"  # type: ignore[union-attr]

@@ -141,7 +141,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
                 mask is wherever the layers are not transparent.
             mask: an optional separate mask image, white where the picture should change.
             prompt: what to paint in the masked region.
-                A1111's syntax works: "(word:1.3)", "[word]", "BREAK", and more than 75 tokens.
+                A1111's syntax works: "(word:1.3)", "[word]", "[a:b:0.5]", "BREAK", more than 75 tokens.
             negative_prompt: what to avoid ("" for nothing).
             sampler: an A1111 sampler name, e.g. "DPM++ 2M Karras", "Euler a", "DDIM".
             steps: denoising steps; strength x steps of them run.

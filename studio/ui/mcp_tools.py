@@ -71,7 +71,7 @@ def add_mcp_tools(studio: Studio) -> list[object]:
 
         Args:
             prompt: what to draw, e.g. "a watercolor painting of a lighthouse at dawn".
-                A1111's syntax works: "(word:1.3)", "[word]", "BREAK", and more than 75 tokens.
+                A1111's syntax works: "(word:1.3)", "[word]", "[a:b:0.5]", "BREAK", more than 75 tokens.
             negative_prompt: what to avoid, e.g. "blurry, text" ("" for nothing).
             sampler: an A1111 sampler name: "DPM++ 2M Karras" (default), "Euler a", "Euler", "DDIM", "UniPC"...
             steps: denoising steps, 20-30 is usual.
