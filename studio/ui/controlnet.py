@@ -143,7 +143,8 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
 
         Args:
             image: the control picture (or a ready edge map with preprocessor "none").
-            prompt: what to draw. A1111's syntax works: "(word:1.3)", "[word]", "[a:b:0.5]", "BREAK", more than 75 tokens.
+            prompt: what to draw.
+                A1111's syntax works: "(word:1.3)", "[word]", "[a:b:0.5]", "BREAK", more than 75 tokens.
             negative_prompt: what to avoid ("" for nothing).
             sampler: an A1111 sampler name, e.g. "DPM++ 2M Karras", "Euler a", "DDIM".
             steps: denoising steps.

@@ -65,7 +65,8 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         """Generate images from a text prompt.
 
         Args:
-            prompt: what to draw. A1111's syntax works: "(word:1.3)", "[word]", "[a:b:0.5]", "BREAK", more than 75 tokens.
+            prompt: what to draw.
+                A1111's syntax works: "(word:1.3)", "[word]", "[a:b:0.5]", "BREAK", more than 75 tokens.
             negative_prompt: what to avoid ("" for nothing).
             sampler: an A1111 sampler name, e.g. "DPM++ 2M Karras", "Euler a", "DDIM".
             steps: denoising steps (25 is a good default).
