@@ -307,3 +307,6 @@ def test_the_token_count_follows_the_prompt(page: Page, served_studio: Studio) -
     expect(page.locator("#txt2img-prompt-tokens")).to_contain_text("Prompt: 84/150 tokens")
     page.locator("#txt2img-negative-prompt textarea").fill("sea")
     expect(page.locator("#txt2img-negative-prompt-tokens")).to_contain_text("Negative prompt: 1/75 tokens")
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-prompts textarea").fill("a red house\n" + "a red house on the sea " * 14)
+    expect(page.locator("#compare-prompts-tokens")).to_contain_text("Longest prompt: 84/150 tokens")

@@ -13,7 +13,7 @@ from studio.compare import AXES, NO_AXIS, format_axis_value, parse_axis, parse_p
 from studio.composition import Studio
 from studio.requests import CompareCell, CompareRequest, CompareResult
 from studio.service import CompareProgress
-from studio.ui.controls import build_generation_controls, wire_reuse_last_seed
+from studio.ui.controls import build_generation_controls, wire_reuse_last_seed, wire_token_count
 from studio.ui.errors import user_errors
 from studio.ui.examples import add_examples
 from studio.ui.jobs import GPU_QUEUE, run_job, wire_stop
@@ -79,11 +79,18 @@ def build_compare_tab(studio: Studio) -> tuple[gr.Textbox, gr.Textbox]:
                     elem_id="compare-prompts",
                 )
                 negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="compare-negative-prompt")
+                with gr.Row():
+                    counts = [
+                        gr.Markdown("", elem_id=f"compare-{which}-tokens", elem_classes="token-count")
+                        for which in ("prompts", "negative-prompt")
+                    ]
             with gr.Column(scale=1, min_width=160):
                 generate = gr.Button("Compare", variant="primary", size="lg", elem_id="compare-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
                 picker = build_style_picker("compare", studio)
         wire_style_picker(picker, prompts, negative, studio, one_per_line=True)
+        wire_token_count(prompts, counts[0], "Longest prompt", studio, one_per_line=True)
+        wire_token_count(negative, counts[1], "Negative prompt", studio)
         with gr.Row():
             with gr.Column():
                 with gr.Row():

@@ -90,12 +90,19 @@ def build_prompt_row(tab: str, studio: Studio) -> PromptRow:
     return PromptRow(prompt, negative, generate, stop, picker)
 
 
-def wire_token_count(box: gr.Textbox, count: gr.Markdown, label: str, studio: Studio) -> None:
-    """A1111's token count under a prompt box ("84/150": two chunks of 75), as it is typed or filled in."""
+def wire_token_count(
+    box: gr.Textbox, count: gr.Markdown, label: str, studio: Studio, *, one_per_line: bool = False
+) -> None:
+    """A1111's token count under a prompt box ("84/150": two chunks of 75), as it is typed or filled in; with
+    ``one_per_line`` (Compare's prompts), the longest line's."""
 
     def counted(text: str | None) -> str:
-        tokens = studio.service.tokens.count(text or "")
-        return "" if tokens is None else f"{label}: {tokens.describe()} tokens"
+        lines = [line for line in (text or "").splitlines() if line.strip()] if one_per_line else [text or ""]
+        counts = [tokens for tokens in map(studio.service.tokens.count, lines or [""]) if tokens is not None]
+        if not counts:
+            return ""
+        longest = max(counts, key=lambda tokens: (tokens.capacity, tokens.tokens))
+        return f"{label}: {longest.describe()} tokens"
 
     box.change(
         counted,
