@@ -38,7 +38,7 @@ from studio.errors import Cancelled, InvalidRequest, OutOfMemory
 from studio.loading import looks_local
 from studio.loras import AppliedLora, LoraLibrary, parse_loras, strip_loras
 from studio.model_manager import Job, ModelManager, Task
-from studio.prompt_encoding import StepCallback, prompt_switch, switching, with_prompt_embeddings
+from studio.prompt_encoding import StepCallback, prompt_arguments, switching
 from studio.requests import RANDOM_SEED
 from studio.schedulers import DEFAULT_SAMPLER, SAMPLER_NAMES, check_sampler, check_sampler_steps
 from studio.vae_decode import decode_latents, float32_vae
@@ -703,10 +703,8 @@ def _generation_arguments(
         "output_type": "latent",
         "callback_on_step_end_tensor_inputs": ["latents"],
     }
-    return {
-        **with_prompt_embeddings(pipe, arguments),
-        "callback_on_step_end": switching(on_step_end, prompt_switch(arguments)),
-    }
+    call, switch = prompt_arguments(pipe, arguments)
+    return {**call, "callback_on_step_end": switching(on_step_end, switch)}
 
 
 # --- The sampler race --------------------------------------------------------------------------------------------

@@ -266,7 +266,7 @@ def switching(callback: StepCallback, switch: PromptSwitch | None) -> StepCallba
     return on_step_end
 
 
-def prompt_switch(arguments: Mapping[str, Any]) -> PromptSwitch | None:
+def _prompt_switch(arguments: Mapping[str, Any]) -> PromptSwitch | None:
     """The switch a call's prompts need, or None when none of them changes over the steps."""
     prompts, negatives = _prompt_lists(arguments)
     if not any(changes_over_steps(text) for text in [*prompts, *negatives] if text):
@@ -274,10 +274,14 @@ def prompt_switch(arguments: Mapping[str, Any]) -> PromptSwitch | None:
     return PromptSwitch(arguments)
 
 
-def with_prompt_embeddings(pipe: DiffusionPipeline, arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """Pipeline ``arguments`` whose prompts are encoded as A1111 reads them: with emphasis, ``BREAK`` or more than
-    75 tokens, as weighted chunks (here); with clip skip (diffusers' count, ``clip_skip``) on SD 1.x/2.x, read from
-    that layer (``studio/clip_skip.py``); otherwise as they are, for diffusers."""
+def prompt_arguments(
+    pipe: DiffusionPipeline, arguments: Mapping[str, Any]
+) -> tuple[dict[str, Any], PromptSwitch | None]:
+    """Pipeline ``arguments`` whose prompts are encoded as A1111 reads them, and the switch for their prompt
+    editing (None without any): with prompt editing, the first step's texts and the switch for the later ones;
+    with emphasis, ``BREAK`` or more than 75 tokens, as weighted chunks (here); with clip skip (diffusers' count,
+    ``clip_skip``) on SD 1.x/2.x, read from that layer (``studio/clip_skip.py``); otherwise as they are, for
+    diffusers."""
     skipped = int(arguments.get("clip_skip") or 0)
     layers = pipe.text_encoder.config.num_hidden_layers
     if skipped >= layers:
@@ -290,12 +294,12 @@ def with_prompt_embeddings(pipe: DiffusionPipeline, arguments: Mapping[str, Any]
     rest = {key: value for key, value in arguments.items() if key not in ("prompt", "negative_prompt", "clip_skip")}
     sdxl = getattr(pipe, "text_encoder_2", None) is not None
     with torch.no_grad():
-        switch = prompt_switch(arguments)
+        switch = _prompt_switch(arguments)
         if switch is not None:  # the first step's texts; the switch changes them as the steps go
             first = [text or "" for text in switch.current[0]]
-            return {**rest, **encode_weighted(pipe, first, switch.current[1], skipped)}
+            return {**rest, **encode_weighted(pipe, first, switch.current[1], skipped)}, switch
         if needs_own_encoding(pipe, [*prompts, *(n for n in negatives if n)]):
-            return {**rest, **encode_weighted(pipe, prompts, negatives, skipped)}
+            return {**rest, **encode_weighted(pipe, prompts, negatives, skipped)}, None
         prompts = [plain_text(text) for text in prompts]  # "(red:1)" and "\\(" say their words only
         negatives = [plain_text(text) if text else text for text in negatives]
         if not skipped or sdxl:  # diffusers' own encoding (SDXL's takes clip_skip itself)
@@ -303,9 +307,9 @@ def with_prompt_embeddings(pipe: DiffusionPipeline, arguments: Mapping[str, Any]
                 **arguments,
                 "prompt": prompts[0] if isinstance(prompt, str) else prompts,
                 "negative_prompt": negatives[0] if negative is None or isinstance(negative, str) else negatives,
-            }
+            }, None
         return {
             **rest,
             "prompt_embeds": clip_skip.encode(pipe, prompts, skipped),
             "negative_prompt_embeds": clip_skip.encode(pipe, [n or "" for n in negatives], skipped),
-        }
+        }, None

@@ -36,7 +36,7 @@ from studio.metadata import (
 from studio.model_manager import Job, LoadedModel, ModelManager, Task
 from studio.outputs import OutputStore
 from studio.preview import PreviewOptions, approximate, decode_first
-from studio.prompt_encoding import PromptSwitch, prompt_switch, switching, with_prompt_embeddings
+from studio.prompt_encoding import PromptSwitch, prompt_arguments, switching
 from studio.requests import (
     RANDOM_SEED,
     CompareCell,
@@ -859,8 +859,7 @@ class StudioService:
                 tiled(job.pipeline, tiling),
             ):
                 after = hires.steps_run if hires is not None else 0
-                call = with_prompt_embeddings(job.pipeline, arguments)
-                switch = prompt_switch(arguments)
+                call, switch = prompt_arguments(job.pipeline, arguments)
                 seed_generators = generators(seeds)
                 if variation is not None:
                     call = {**call, **self._varied(task, job.pipeline, seed_generators, variation, call)}
@@ -875,10 +874,13 @@ class StudioService:
                 _stop_if_asked(cancel)
                 latents, notes = output.images, []
                 if hires is not None:
+                    # The first pass's embeddings serve again unless the second pass's texts are its own or
+                    # change over its own steps.
                     own = hires_prompts(hires)
-                    second = {**arguments, **own, "num_inference_steps": hires.steps, "strength": hires.strength}
-                    second_switch = prompt_switch(second)
-                    second_call = with_prompt_embeddings(job.pipeline, second) if own or second_switch else call
+                    second_call, second_switch = call, None
+                    if own or switch is not None:
+                        second = {**arguments, **own, "num_inference_steps": hires.steps, "strength": hires.strength}
+                        second_call, second_switch = prompt_arguments(job.pipeline, second)
                     latents, notes = self._hires_pass(
                         job, hires, latents, seeds, second_call, progress, cancel, preview, variation, second_switch
                     )

@@ -16,7 +16,7 @@ from PIL import Image
 from studio import prompt_encoding
 from studio.composition import Studio, build_studio
 from studio.model_manager import Task
-from studio.prompt_encoding import Token, encode_weighted, into_chunks, reweighed, with_prompt_embeddings
+from studio.prompt_encoding import Token, encode_weighted, into_chunks, prompt_arguments, reweighed
 from studio.prompt_syntax import Piece, parse_prompt, plain_text
 from studio.requests import CompareRequest, Txt2ImgRequest
 from tests.conftest import SMALL, make_settings
@@ -156,13 +156,13 @@ def test_sdxl_reads_both_encoders_and_its_empty_negative_stays_zeros(tmp_path: P
         pipe = job.pipeline
         own = pipe.encode_prompt("a red house", device=pipe._execution_device, do_classifier_free_guidance=True)
         ours = encode_weighted(pipe, ["a red house"], [None], 0)
-        long = with_prompt_embeddings(pipe, {"prompt": LONG, "negative_prompt": None, "guidance_scale": 7})
+        long, switch = prompt_arguments(pipe, {"prompt": LONG, "negative_prompt": None, "guidance_scale": 7})
     embeds, negative, pooled, negative_pooled = own
     assert torch.allclose(ours["prompt_embeds"], embeds, atol=1e-5)
     assert torch.allclose(ours["pooled_prompt_embeds"], pooled, atol=1e-5)
     assert torch.equal(ours["negative_prompt_embeds"], negative) and not negative.any(), "zeros, as diffusers'"
     assert torch.equal(ours["negative_pooled_prompt_embeds"], negative_pooled)
-    assert long["prompt_embeds"].shape[1] == 154 and "prompt" not in long
+    assert long["prompt_embeds"].shape[1] == 154 and "prompt" not in long and switch is None
     plain = pixels(draw(studio, "a red house"))
     assert np.abs(pixels(draw(studio, "a (red:3) house")) - plain).mean() > 0.2  # the tiny SDXL reads text weakly
     assert draw(studio, LONG, negative_prompt="(fog:1.2)").images[0].image.size == (64, 64)  # type: ignore[attr-defined]
