@@ -29,10 +29,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import AddedToken
 
+from studio.loras import SHORT_HASH_DIGITS
+
 log = logging.getLogger(__name__)
 
 EMBEDDING_SUFFIXES = (".safetensors", ".pt", ".bin")
-SHORT_HASH_DIGITS = 12
 
 
 @dataclass(frozen=True)

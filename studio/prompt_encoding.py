@@ -59,6 +59,17 @@ def weighted_tokens(pipe: DiffusionPipeline, tokenizer: Any, prompt: str) -> lis
     return tokens
 
 
+def chunk_capacity(tokenizer: Any) -> int:
+    """The prompt tokens one chunk holds: the tokenizer's length less the start and end tokens (75 for CLIP)."""
+    return int(tokenizer.model_max_length) - 2
+
+
+def comma_token(tokenizer: Any) -> int | None:
+    """The comma's token, where chunks prefer to be cut (None when the tokenizer has no single one)."""
+    ids = tokenizer(",", add_special_tokens=False).input_ids
+    return int(ids[0]) if len(ids) == 1 else None
+
+
 def into_chunks(tokens: Sequence[Token | None], capacity: int, comma: int | None) -> list[Chunk]:
     """``tokens`` in chunks of at most ``capacity``: a full chunk ends after its last comma if that is among its
     last ``COMMA_BACKTRACK`` tokens (the rest starts the next chunk), and a None (``BREAK``) ends one early."""
@@ -92,11 +103,7 @@ class _Reader:
 
     @property
     def capacity(self) -> int:
-        return int(self.tokenizer.model_max_length) - 2
-
-    def comma(self) -> int | None:
-        ids = self.tokenizer(",", add_special_tokens=False).input_ids
-        return int(ids[0]) if len(ids) == 1 else None
+        return chunk_capacity(self.tokenizer)
 
     def read(self, chunk: Chunk, skipped: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One chunk's embeddings (weighted, back to their mean) and the encoder's pooled output if it has one."""
@@ -162,8 +169,12 @@ def encode_weighted(
     readers = _readers(pipe)
     texts = [*prompts, *(negative or "" for negative in negatives)]
     device = pipe._execution_device
+    commas = [comma_token(reader.tokenizer) for reader in readers]
     chunked = [
-        [into_chunks(weighted_tokens(pipe, r.tokenizer, text), r.capacity, r.comma()) for r in readers]
+        [
+            into_chunks(weighted_tokens(pipe, reader.tokenizer, text), reader.capacity, comma)
+            for reader, comma in zip(readers, commas, strict=True)
+        ]
         for text in texts
     ]
     length = max(len(chunks) for per_reader in chunked for chunks in per_reader)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from studio.loras import strip_loras
 from studio.model_manager import ModelManager
-from studio.prompt_encoding import into_chunks, weighted_tokens
+from studio.prompt_encoding import chunk_capacity, comma_token, into_chunks, weighted_tokens
 from studio.prompt_schedule import changes_over_steps, texts_by_step
 from studio.validation import MAX_PROMPT_CHARS
 
@@ -54,20 +55,25 @@ class TokenCounter:
     def count(self, prompt: str) -> TokenCount | None:
         """``prompt``'s tokens and its chunks' room; None while no model is loaded or for a prompt too long to be
         a request's."""
+        return self.longest([prompt])
+
+    def longest(self, prompts: Sequence[str]) -> TokenCount | None:
+        """The count of the longest of ``prompts`` (Compare's lines; none is an empty prompt), those too long to be
+        a request's left out; None while no model is loaded or when every one is too long."""
         model = self.manager.loaded
-        if model is None or not isinstance(prompt, str) or len(prompt) > MAX_PROMPT_CHARS:
+        kept = [p for p in prompts if isinstance(p, str) and len(p) <= MAX_PROMPT_CHARS] if prompts else [""]
+        if model is None or not kept:
             return None
         pipe = model.pipeline
         with self._lock:
             tokenizer = self._tokenizer(pipe)
             if tokenizer is None:
                 return None
-            capacity = int(tokenizer.model_max_length) - 2
-            comma = tokenizer(",", add_special_tokens=False).input_ids
+            capacity, comma = chunk_capacity(tokenizer), comma_token(tokenizer)
             counts = []
-            for text in _texts(strip_loras(prompt)):
+            for text in {text for prompt in kept for text in _texts(strip_loras(prompt))}:
                 tokens = weighted_tokens(pipe, tokenizer, text)
-                chunks = into_chunks(tokens, capacity, comma[0] if len(comma) == 1 else None)
+                chunks = into_chunks(tokens, capacity, comma)
                 counts.append(TokenCount(sum(token is not None for token in tokens), capacity * len(chunks)))
         return max(counts, key=lambda count: (count.capacity, count.tokens))
 

@@ -98,11 +98,8 @@ def wire_token_count(
 
     def counted(text: str | None) -> str:
         lines = [line for line in (text or "").splitlines() if line.strip()] if one_per_line else [text or ""]
-        counts = [tokens for tokens in map(studio.service.tokens.count, lines or [""]) if tokens is not None]
-        if not counts:
-            return ""
-        longest = max(counts, key=lambda tokens: (tokens.capacity, tokens.tokens))
-        return f"{label}: {longest.describe()} tokens"
+        longest = studio.service.tokens.longest(lines)
+        return "" if longest is None else f"{label}: {longest.describe()} tokens"
 
     box.change(
         counted,
