@@ -28,13 +28,9 @@ from studio.ui.jobs import GPU_QUEUE
 
 TABS_ID = "studio-tabs"
 # The Add buttons read which tab is open from the page: the first selected tab button is the outer tab bar's.
-_OPEN_TAB_JS = f"""(name, weight, tab, ...prompts) => {{
+_OPEN_TAB_JS = f"""(tab, ...values) => {{
     const open = document.querySelector('#{TABS_ID} [role="tab"][aria-selected="true"]');
-    return [name, weight, open ? open.dataset.tabId : tab, ...prompts];
-}}"""
-_OPEN_TAB_ONLY_JS = f"""(name, tab, ...prompts) => {{
-    const open = document.querySelector('#{TABS_ID} [role="tab"][aria-selected="true"]');
-    return [name, open ? open.dataset.tabId : tab, ...prompts];
+    return [open ? open.dataset.tabId : tab, ...values];
 }}"""
 DEFAULT_LORA_WEIGHT = 0.8
 
@@ -125,6 +121,42 @@ def build_header(studio: Studio) -> Header:
     )
 
 
+def _wire_add_to_open_tab(
+    button: gr.Button,
+    open_tab: gr.Textbox,
+    choices: Sequence[gr.components.Component],
+    boxes: Mapping[str, gr.Textbox],
+    insert: Callable[..., str],
+    warnings: tuple[str, str],
+) -> None:
+    """``button`` writes what ``choices`` hold (a name first, and what else ``insert`` takes) into the open tab's box
+    of ``boxes`` (by tab id), through ``insert(text, *chosen)``. ``warnings``: when nothing is chosen, and when the
+    open tab has no such box."""
+    tab_ids = list(boxes)
+
+    def add(tab: str, *values: Any) -> tuple[Any, ...]:
+        chosen, texts = values[: len(choices)], values[len(choices) :]
+        skipped = [gr.skip() for _ in texts]
+        if not chosen[0]:
+            gr.Warning(warnings[0])
+            return tuple(skipped)
+        if tab not in boxes:
+            gr.Warning(warnings[1])
+            return tuple(skipped)
+        index = tab_ids.index(tab)
+        skipped[index] = insert(texts[index] or "", *chosen)
+        return tuple(skipped)
+
+    button.click(
+        add,
+        inputs=[open_tab, *choices, *boxes.values()],
+        outputs=list(boxes.values()),
+        js=_OPEN_TAB_JS,
+        queue=False,
+        api_visibility="private",
+    )
+
+
 def wire_header(
     demo: gr.Blocks,
     header: Header,
@@ -182,57 +214,24 @@ def wire_header(
     header.refresh.click(refresh_lists, outputs=listed, **on_gpu_queue)
     demo.load(lists, outputs=listed, queue=False, **private)
 
-    tab_ids = list(prompts)
-
-    def add_lora(name: str | None, weight: float, tab: str, *texts: str) -> tuple[Any, ...]:
-        skipped = [gr.skip() for _ in texts]
-        if not name:
-            gr.Warning("Choose a LoRA first (put .safetensors LoRAs in the LoRA folder and press 🔄).")
-            return tuple(skipped)
-        if tab not in prompts:
-            gr.Warning("Open a generation tab (Text to image, Image to image, Inpaint, ControlNet or Compare) first.")
-            return tuple(skipped)
-        index = tab_ids.index(tab)
-        skipped[index] = insert_lora(texts[index] or "", name, float(weight))
-        return tuple(skipped)
-
-    header.add_lora.click(
-        add_lora,
-        inputs=[header.lora, header.lora_weight, header.open_tab, *prompts.values()],
-        outputs=list(prompts.values()),
-        js=_OPEN_TAB_JS,
-        queue=False,
-        **private,
+    lora_missing = "Choose a LoRA first (put .safetensors LoRAs in the LoRA folder and press 🔄)."
+    no_tab = "Open a generation tab (Text to image, Image to image, Inpaint, ControlNet or Compare) first."
+    _wire_add_to_open_tab(
+        header.add_lora,
+        header.open_tab,
+        [header.lora, header.lora_weight],
+        prompts,
+        lambda text, name, weight: insert_lora(text, name, float(weight)),
+        (lora_missing, no_tab),
     )
-
-    def embedding_adder(boxes: Mapping[str, gr.Textbox], where: str) -> Callable[..., tuple[Any, ...]]:
-        """The click handler that adds the chosen embedding to the open tab's box of ``boxes``."""
-
-        def add(name: str | None, tab: str, *texts: str) -> tuple[Any, ...]:
-            skipped = [gr.skip() for _ in texts]
-            if not name:
-                gr.Warning("Choose an embedding first (put its file in the embeddings folder and press 🔄).")
-                return tuple(skipped)
-            if tab not in boxes:
-                gr.Warning(f"Open a generation tab or Compare first: the embedding goes into its {where}.")
-                return tuple(skipped)
-            index = list(boxes).index(tab)
-            skipped[index] = insert_embedding(texts[index] or "", name)
-            return tuple(skipped)
-
-        return add
-
+    embedding_missing = "Choose an embedding first (put its file in the embeddings folder and press 🔄)."
     for button, boxes, where in (
         (header.add_embedding, prompts, "prompt"),
         (header.add_negative_embedding, negative_prompts, "negative prompt"),
     ):
-        button.click(
-            embedding_adder(boxes, where),
-            inputs=[header.embedding, header.open_tab, *boxes.values()],
-            outputs=list(boxes.values()),
-            js=_OPEN_TAB_ONLY_JS,
-            queue=False,
-            **private,
+        no_box = f"Open a generation tab or Compare first: the embedding goes into its {where}."
+        _wire_add_to_open_tab(
+            button, header.open_tab, [header.embedding], boxes, insert_embedding, (embedding_missing, no_box)
         )
 
     def memory() -> str:
