@@ -28,7 +28,7 @@ from diffusers import DiffusionPipeline
 
 from studio import clip_skip
 from studio.errors import InvalidRequest
-from studio.prompt_schedule import changes_over_steps, text_at
+from studio.prompt_schedule import EditedPrompt, changes_over_steps
 from studio.prompt_syntax import parse_prompt, plain_text
 
 COMMA_BACKTRACK = 20
@@ -223,8 +223,8 @@ def _steps_run(arguments: Mapping[str, Any]) -> int:
     return max(1, int(steps * float(arguments.get("strength", 1.0))))
 
 
-def _texts_at(texts: Sequence[str | None], step: int, steps: int) -> list[str | None]:
-    return [text_at(text, step, steps) if text else text for text in texts]
+def _texts_at(edited: Sequence[EditedPrompt | None], step: int, steps: int) -> list[str | None]:
+    return [prompt.text_at(step, steps) if prompt is not None else None for prompt in edited]
 
 
 class PromptSwitch:
@@ -234,7 +234,9 @@ class PromptSwitch:
     them; SDXL's pooled embeddings as ``add_text_embeds``)."""
 
     def __init__(self, arguments: Mapping[str, Any]) -> None:
-        self.prompts, self.negatives = _prompt_lists(arguments)
+        prompts, negatives = _prompt_lists(arguments)
+        self.prompts = [EditedPrompt(text) for text in prompts]  # taken apart once, read after every step
+        self.negatives = [EditedPrompt(text) if text else None for text in negatives]
         self.skipped = int(arguments.get("clip_skip") or 0)
         self.repeats = int(arguments.get("num_images_per_prompt") or 1)
         first = _steps_run(arguments)

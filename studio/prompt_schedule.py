@@ -133,23 +133,34 @@ def _render(parts: list[object], step: int, steps: int) -> str:
     return "".join(out)
 
 
+class EditedPrompt:
+    """A prompt taken apart once, to be read at any step (a pipeline call reads it after every step)."""
+
+    def __init__(self, prompt: str) -> None:
+        self._parts = _parse(prompt)
+
+    @property
+    def changes(self) -> bool:
+        """Whether the prompt uses prompt editing or alternation at all."""
+        return any(not isinstance(part, str) for part in self._parts)
+
+    def text_at(self, step: int, steps: int) -> str:
+        """The text the prompt reads at ``step`` (1-based) of ``steps``."""
+        return _render(self._parts, step, steps)
+
+
 def changes_over_steps(prompt: str) -> bool:
     """Whether ``prompt`` uses prompt editing or alternation at all."""
-    return any(not isinstance(part, str) for part in _parse(prompt))
-
-
-def text_at(prompt: str, step: int, steps: int) -> str:
-    """The text ``prompt`` reads at ``step`` (1-based) of ``steps``."""
-    return _render(_parse(prompt), step, steps)
+    return EditedPrompt(prompt).changes
 
 
 def texts_by_step(prompt: str, steps: int) -> list[tuple[int, str]]:
     """``prompt``'s texts as runs: (last step of the run, text), in order; one run for a prompt that never
     changes."""
-    parts = _parse(prompt)
+    edited = EditedPrompt(prompt)
     runs: list[tuple[int, str]] = []
     for step in range(1, max(1, steps) + 1):
-        text = _render(parts, step, steps)
+        text = edited.text_at(step, steps)
         if runs and runs[-1][1] == text:
             runs[-1] = (step, text)
         else:
