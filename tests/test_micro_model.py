@@ -10,6 +10,7 @@ one whose prompt never reached the UNet, finds the named background one time in 
 
 import numpy as np
 import pytest
+from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
 from PIL import Image, ImageDraw
 
 from studio import images
@@ -18,6 +19,7 @@ from studio.composition import Studio, build_studio
 from studio.examples import examples_for
 from studio.micro.detect import colour_labels, detect, edge_f1, edge_map
 from studio.micro.evaluate import score_text_to_image
+from studio.micro.location import CONTROLNET_SUBFOLDER, MICRO_FOLDER
 from studio.micro.scenes import COLOURS, PALETTE, parse_caption, scene_for_seed
 from studio.micro.train import EVAL_SEED_BASE
 from studio.requests import CompareRequest, ControlNetRequest, Img2ImgRequest, InpaintRequest, Txt2ImgRequest
@@ -171,3 +173,18 @@ def test_the_hires_fix_keeps_the_first_passs_composition(micro: Studio) -> None:
             assert set(moved) == set(placed) == {"yellow", "red"}, (seed, upscaler, moved)
             for colour, (x, y) in placed.items():
                 assert abs(moved[colour][0] - x) < 4 and abs(moved[colour][1] - y) < 4, (seed, upscaler, colour)
+
+
+def test_the_micro_model_loads_and_runs_as_any_sd_model_does_with_no_dtype() -> None:
+    """What a diffusers user tries first: ``from_pretrained`` with no dtype, then a call on the CPU (with float16
+    weights this failed with "mat1 and mat2 must have the same dtype"), the ControlNet too."""
+    pipe = StableDiffusionPipeline.from_pretrained(MICRO_FOLDER)
+    pipe.set_progress_bar_config(disable=True)
+    picture = pipe("a red circle on a blue background", num_inference_steps=2, output_type="np").images[0]
+    assert picture.shape == (64, 64, 3)
+    assert np.isfinite(picture).all()
+    controlnet = ControlNetModel.from_pretrained(MICRO_FOLDER / CONTROLNET_SUBFOLDER)
+    guided = StableDiffusionControlNetPipeline.from_pipe(pipe, controlnet=controlnet)
+    edges = Image.new("RGB", (64, 64))
+    guided_picture = guided("a red circle", image=edges, num_inference_steps=2, output_type="np").images[0]
+    assert np.isfinite(guided_picture).all()
