@@ -78,7 +78,7 @@ def build_compare_tab(studio: Studio) -> tuple[gr.Textbox, gr.Textbox]:
                     else "a red fox in the snow\na red fox in the rain",
                     elem_id="compare-prompts",
                 )
-                negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="compare-negative-prompt")
+                negative = gr.Textbox("", label="Negative prompt", lines=1, elem_id="compare-negative-prompt")
                 with gr.Row():
                     counts = [
                         gr.Markdown("", elem_id=f"compare-{which}-tokens", elem_classes="token-count")
@@ -96,7 +96,7 @@ def build_compare_tab(studio: Studio) -> tuple[gr.Textbox, gr.Textbox]:
                 with gr.Row():
                     axis = gr.Dropdown(list(AXES), value=NO_AXIS, label="Rows axis", elem_id="compare-axis", scale=1)
                     axis_values = gr.Textbox(
-                        label="Row values, separated by commas", elem_id="compare-axis-values", scale=3
+                        "", label="Row values, separated by commas", elem_id="compare-axis-values", scale=3
                     )
                 with gr.Row():
                     column_axis = gr.Dropdown(

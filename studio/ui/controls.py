@@ -120,6 +120,7 @@ def _build_prompts(tab: str, placeholder: str) -> tuple[gr.Textbox, gr.Textbox]:
         elem_id=f"{tab}-prompt",
     )
     negative = gr.Textbox(
+        "",  # a value, so API callers may leave it out (an input without one is required by gradio_client and MCP)
         label="Negative prompt",
         lines=2,
         placeholder="What to avoid, e.g. blurry, low quality",

@@ -258,7 +258,7 @@ def build_lab_tab(studio: Studio) -> None:
                     placeholder=prompt_placeholder(studio, "lab"),
                     elem_id="lab-prompt",
                 )
-                negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="lab-negative-prompt")
+                negative = gr.Textbox("", label="Negative prompt", lines=1, elem_id="lab-negative-prompt")
             with gr.Column(scale=1, min_width=180):
                 run = gr.Button("Run the reverse process", variant="primary", elem_id="lab-trajectory-run")
                 stop = gr.Button("Stop", variant="stop", elem_id="lab-trajectory-stop")
