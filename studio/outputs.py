@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
 from studio.metadata import FILE_SUFFIXES, check_image_format, write_image
 
@@ -70,11 +69,20 @@ class OutputStore:
         write_image(image, str(path), image_format, parameters, record)
         return path
 
-    def save_beside(self, path: Path | None, image: Image.Image, suffix: str, pnginfo: PngInfo) -> Path | None:
-        """Write ``image`` next to an image already saved at ``path``, named ``<its name>-<suffix>.png`` (the
-        edge map a ControlNet followed, say); nothing when saving is off."""
+    def save_beside(
+        self,
+        path: Path | None,
+        image: Image.Image,
+        suffix: str,
+        parameters: str,
+        record: Mapping[str, Any],
+        image_format: str = "png",
+    ) -> Path | None:
+        """Write ``image`` with its metadata next to an image already saved at ``path``, named ``<its
+        name>-<suffix>`` (the edge map a ControlNet followed, a comparison's grid) as ``image_format``; nothing when
+        saving is off."""
         if path is None:
             return None
-        beside = path.with_name(f"{path.stem}-{suffix}.png")
-        image.save(beside, format="PNG", pnginfo=pnginfo)
+        beside = path.with_name(f"{path.stem}-{suffix}{FILE_SUFFIXES[check_image_format(image_format)]}")
+        write_image(image, str(beside), image_format, parameters, record)
         return beside

@@ -31,7 +31,6 @@ from studio.metadata import (
     format_parameters,
     format_value,
     parse_parameters,
-    png_info,
 )
 from studio.model_manager import Job, LoadedModel, ModelManager, Task
 from studio.outputs import OutputStore
@@ -655,11 +654,14 @@ class StudioService:
         progress: CompareProgress | None = None,
         cancel: threading.Event | None = None,
         preview: PreviewCallback | None = None,
+        image_format: str | None = None,
     ) -> CompareResult:
         """Every prompt crossed with every axis value, all else equal (the seed too), so differences come from
         the prompt or the value alone. Cells that share their settings run as one batched pipeline call, each
-        with its own generator, so a cell matches what txt2img (or img2img) makes for the same settings."""
+        with its own generator, so a cell matches what txt2img (or img2img) makes for the same settings. The
+        cells and the grid are saved as ``image_format`` (by default ``--save-format``)."""
         request = validate_compare(request, self.limits)
+        image_format = self.check_image_format(image_format)
         values: tuple[compare.AxisValue | None, ...] = request.axis_values or (None,)
         columns: list[tuple[str, compare.AxisValue | None]] = (
             [(request.prompts[0], column) for column in request.column_values]
@@ -745,9 +747,11 @@ class StudioService:
         for index, ((value, prompt, column), cell) in enumerate(zip(cells, requests, strict=True)):
             named = tuple(served.used_in(cell.prompt, cell.negative_prompt))
             plan = replace(self._cell_plan(cell), loras=applied[cell.loras], embeddings=named)
-            generated = self._finish(plan, [images_of[index]], [cell.seed], model, [], folder="compare").images[0]
+            generated = self._finish(
+                plan, [images_of[index]], [cell.seed], model, [], folder="compare", image_format=image_format
+            ).images[0]
             results.append(CompareCell(prompt=prompt, axis_value=value, image=generated, column_value=column))
-        grid = self._grid(request, results, model)
+        grid = self._grid(request, results, model, image_format)
         diff = tuple(tuple(words) for words in compare.differing_words(request.prompts))
         return CompareResult(request, tuple(results), grid, diff, model, tuple(all_notes))
 
@@ -808,7 +812,9 @@ class StudioService:
             )
         return _Plan(Task.TXT2IMG, cell, {}, (cell.width, cell.height))
 
-    def _grid(self, request: CompareRequest, cells: Sequence[CompareCell], model: str) -> GeneratedImage:
+    def _grid(
+        self, request: CompareRequest, cells: Sequence[CompareCell], model: str, image_format: str
+    ) -> GeneratedImage:
         """The labelled grid (prompts or the column axis's values across, axis values down), saved beside the first
         cell, with metadata that names the axes."""
         columns = len(request.column_values) or len(request.prompts)
@@ -830,8 +836,8 @@ class StudioService:
         )
         record = {"request": request.to_record(), "model": model, "version": VERSION_TAG}
         attach(grid, parameters, record)
-        path = self.outputs.save_beside(first.path, grid, "grid", png_info(parameters, record))
-        return GeneratedImage(image=grid, seed=first.seed, parameters=parameters, path=path)
+        path = self.outputs.save_beside(first.path, grid, "grid", parameters, record, image_format)
+        return GeneratedImage(image=grid, seed=first.seed, parameters=parameters, path=path, image_format=image_format)
 
     def _denoise(
         self,
@@ -1098,7 +1104,7 @@ class StudioService:
             first = items[0]
             attach(plan.control_image, first.parameters, {"control_image_of": first.seed, "model": model})
             path = self.outputs.save_beside(
-                first.path, plan.control_image, str(request.preprocessor), png_info(first.parameters, {})
+                first.path, plan.control_image, str(request.preprocessor), first.parameters, {}
             )
             control = GeneratedImage(image=plan.control_image, seed=first.seed, parameters=first.parameters, path=path)
         return GenerationResult(

@@ -27,7 +27,7 @@ ENDPOINT_PARAMETERS = {
     "/compare": [
         "prompts", "negative_prompt", "sampler", "steps", "guidance_scale", "width", "height", "seed", "axis",
         "axis_values", "image", "strength", "clip_skip", "subseed", "subseed_strength", "tiling", "styles",
-        "column_axis", "column_values",
+        "column_axis", "column_values", "image_format",
     ],
     "/controlnet": [
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "low_threshold", "high_threshold",
@@ -250,6 +250,22 @@ def test_compare_endpoint_returns_cells_then_the_grid(client: Client) -> None:
         assert image.width > 2 * 64 and image.height > 2 * 64
         assert read_metadata(image).parameters is not None
     assert "<mark>red</mark>" in diff and "<mark>blue</mark>" in diff
+
+
+def test_compare_saves_and_offers_its_cells_and_grid_as_jpeg(client: Client, served_studio: Studio) -> None:
+    gallery, grid, _diff, _notes = client.predict(
+        prompts="a jpeg of a plum\na jpeg of a pear", negative_prompt="", sampler="Euler", steps=2,
+        guidance_scale=7, width=64, height=64, seed=2718, axis="None", axis_values="", image_format="jpeg",
+        api_name="/compare",
+    )  # fmt: skip
+    for path in [item["image"] for item in gallery] + [grid]:
+        with Image.open(path) as image:
+            assert image.format == "JPEG"
+            assert read_metadata(image).parameters is not None, "the parameters in EXIF"
+    outputs = served_studio.settings.outputs
+    assert outputs is not None
+    assert len(list((outputs / "compare").rglob("*-2718.jpg"))) == 2
+    assert len(list((outputs / "compare").rglob("*-2718-grid.jpg"))) == 1
 
 
 def test_styles_reach_every_prompt_through_the_endpoints(client: Client) -> None:

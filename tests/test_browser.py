@@ -296,6 +296,13 @@ def test_compare_three_prompts_side_by_side(page: Page) -> None:
         expect(page.locator("#compare-gallery").get_by_text(caption, exact=True)).to_have_count(1)
     expect(page.locator("#compare-grid img")).to_be_visible()
     expect(page.locator("#compare-diff mark")).to_have_text(["snow", "rain", "fog"])
+    # The second cell, sent to image to image: its picture and its own prompt, not the three.
+    thumbnails.nth(1).click()
+    page.locator("#compare-send-to-img2img").click()
+    expect(page.get_by_role("tab", name="Image to image")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#img2img-prompt textarea")).to_have_value("a red fox in rain")
+    expect(page.locator("#img2img-image img").first).to_be_visible()
+    expect(page.locator("#img2img-width input[type=number]")).to_have_value("64")
 
 
 def test_the_token_count_follows_the_prompt(page: Page, served_studio: Studio) -> None:

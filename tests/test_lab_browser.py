@@ -89,3 +89,8 @@ def run_the_reverse_process_and_see_the_filmstrip(page: Page) -> None:
     expect(page.locator("#lab-seed input")).to_have_value(used.group(1))
     page.get_by_text("Every frame at full size").click()
     expect(page.locator("#lab-frames .thumbnail-item")).to_have_count(4)
+    # The final image, sent on to ControlNet with the Lab's prompt.
+    page.locator("#lab-final-send-to-controlnet").click()
+    expect(page.get_by_role("tab", name="ControlNet")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#controlnet-prompt textarea")).to_have_value("a red house by the sea")
+    expect(page.locator("#controlnet-image img").first).to_be_visible()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -17,7 +18,9 @@ from studio.ui.controls import build_generation_controls, wire_reuse_last_seed, 
 from studio.ui.errors import user_errors
 from studio.ui.examples import add_examples
 from studio.ui.jobs import GPU_QUEUE, run_job, wire_stop
+from studio.ui.results import FORMAT_CHOICES, build_send_buttons, downloadable, selected_index
 from studio.ui.styles import build_style_picker, wire_style_picker
+from studio.ui.tabs import SendSource
 from studio.ui.uploads import CheckedImage
 from studio.ui.zerogpu import compare_seconds, gpu
 
@@ -42,10 +45,27 @@ def diff_html(words: Sequence[Sequence[tuple[str, bool]]]) -> str:
     return f'<ol class="prompt-diff">{"".join(lines)}</ol>'
 
 
+@dataclass(frozen=True)
+class CompareTab:
+    """What the rest of the app uses of the Compare tab: the prompt boxes (the header's pickers write into them)
+    and the cells that "Send to" carries into another tab."""
+
+    prompts: gr.Textbox
+    negative_prompt: gr.Textbox
+    cells: SendSource
+
+
+COMPARE_OUTPUTS = 7
+
+
 def present_comparison(result: CompareResult) -> tuple[Any, ...]:
-    gallery = [(cell.image.image, caption(result.request, cell)) for cell in result.cells]
+    """The gallery of cells, the grid, the marked prompts, the notes, the seed, and each cell's prompt (for "Send
+    to"), with the selection back on the first cell; JPEG and WebP are offered as such, with their EXIF."""
+    gallery = [(downloadable(cell.image), caption(result.request, cell)) for cell in result.cells]
     notes = "\n".join(f"⚠️ {note}" for note in result.notes)
-    return gallery, result.grid.image, diff_html(result.prompt_diff), notes, result.request.seed
+    prompts = [cell.prompt for cell in result.cells]
+    grid = downloadable(result.grid)
+    return gallery, grid, diff_html(result.prompt_diff), notes, result.request.seed, prompts, 0
 
 
 def caption(request: CompareRequest, cell: CompareCell) -> str:
@@ -64,8 +84,8 @@ def progress_of_cells(progress: gr.Progress) -> CompareProgress:
     return report
 
 
-def build_compare_tab(studio: Studio) -> tuple[gr.Textbox, gr.Textbox]:
-    """The Compare tab; returns its prompts and negative prompt boxes (the header's pickers write into them)."""
+def build_compare_tab(studio: Studio) -> CompareTab:
+    """The Compare tab, and what the rest of the app wires to it."""
     examples = studio.examples.get("compare", ())
     with gr.Tab("Compare", id="compare") as tab:
         with gr.Row(equal_height=True):
@@ -129,10 +149,19 @@ def build_compare_tab(studio: Studio) -> tuple[gr.Textbox, gr.Textbox]:
                 gallery = gr.Gallery(
                     label="Cells", format="png", columns=3, height="auto", elem_id="compare-gallery", interactive=False
                 )
+                send_buttons = build_send_buttons("compare")
                 grid = gr.Image(label="Grid", type="pil", format="png", interactive=False, elem_id="compare-grid")
                 diff = gr.HTML(elem_id="compare-diff")
                 notes = gr.Markdown(elem_id="compare-notes")
+                chosen_format = gr.Radio(
+                    FORMAT_CHOICES,
+                    value=studio.settings.save_format,
+                    label="Save and download as (JPEG and WebP keep the parameters in EXIF, as A1111 does)",
+                    elem_id="compare-format",
+                )
                 last_seed = gr.State(None)
+                cell_prompts = gr.State([])
+                selected = gr.State(0)
     assert controls.width is not None and controls.height is not None
 
     for chosen_axis, its_values in ((axis, axis_values), (column_axis, column_values)):
@@ -145,9 +174,10 @@ def build_compare_tab(studio: Studio) -> tuple[gr.Textbox, gr.Textbox]:
         )
 
     wire_reuse_last_seed(controls, last_seed)
+    gallery.select(selected_index, outputs=selected, queue=False, api_visibility="private")
 
     @gpu(compare_seconds)
-    @user_errors(outputs=5)
+    @user_errors(outputs=COMPARE_OUTPUTS)
     def compare(
         prompts: str,
         negative_prompt: str,
@@ -168,6 +198,7 @@ def build_compare_tab(studio: Studio) -> tuple[gr.Textbox, gr.Textbox]:
         styles: list[str] | None = None,
         column_axis: str = NO_AXIS,
         column_values: str = "",
+        image_format: str | None = None,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -193,6 +224,8 @@ def build_compare_tab(studio: Studio) -> tuple[gr.Textbox, gr.Textbox]:
             styles: names of prompt styles (the studio's styles.csv) to add to every prompt, in order.
             column_axis: an axis for the columns too (A1111's X/Y plot), with one prompt; "None": prompts across.
             column_values: the column axis values separated by commas.
+            image_format: "png" (default: lossless, with the parameters and a JSON record), "jpeg" or "webp" (the
+                parameters in EXIF, as A1111 writes them), for the cells and the grid; none for --save-format.
         Returns:
             The gallery of cells (captioned with prompt and value), the labelled grid image, the prompts with the
             differing words marked, and notes.
@@ -219,7 +252,14 @@ def build_compare_tab(studio: Studio) -> tuple[gr.Textbox, gr.Textbox]:
             tiling=tiling,
         )
         yield from run_job(
-            studio, request, studio.service.compare, job, progress_of_cells(progress), present_comparison, 5
+            studio,
+            request,
+            studio.service.compare,
+            job,
+            progress_of_cells(progress),
+            present_comparison,
+            COMPARE_OUTPUTS,
+            image_format=image_format,
         )
 
     inputs = [
@@ -236,8 +276,9 @@ def build_compare_tab(studio: Studio) -> tuple[gr.Textbox, gr.Textbox]:
         picker.styles,
         column_axis,
         column_values,
+        chosen_format,
     ]
-    outputs = [gallery, grid, diff, notes, last_seed]
+    outputs = [gallery, grid, diff, notes, last_seed, cell_prompts, selected]
     event = gr.on(
         triggers=[generate.click],
         fn=compare,
@@ -249,4 +290,4 @@ def build_compare_tab(studio: Studio) -> tuple[gr.Textbox, gr.Textbox]:
     )
     wire_stop(stop, event, notes, studio)
     add_examples(tab, "compare", compare, inputs, outputs, examples)
-    return prompts, negative
+    return CompareTab(prompts, negative, SendSource(gallery, selected, cell_prompts, negative, send_buttons))

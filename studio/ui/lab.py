@@ -38,6 +38,8 @@ from studio.schedulers import SAMPLER_NAMES
 from studio.ui.controls import build_generation_controls, prompt_placeholder, wire_reuse_last_seed
 from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
+from studio.ui.results import build_send_buttons, selected_index
+from studio.ui.tabs import SendSource
 from studio.ui.uploads import CheckedImage
 from studio.ui.zerogpu import gpu, race_seconds, trajectory_seconds, vae_seconds
 
@@ -70,7 +72,7 @@ every step and do not."""
 
 RACE_COLUMNS = ["Sampler", "Steps", "Model calls", "Seconds", "ms per call", "η", "Same picture from the same x_T"]
 TRAJECTORY_OUTPUTS = 5
-RACE_OUTPUTS = 4
+RACE_OUTPUTS = 5
 
 
 def describe_point(point: SchedulePoint, seed: int) -> str:
@@ -167,7 +169,7 @@ def present_race(result: RaceResult) -> tuple[Any, ...]:
         "generation after the model loads also pays for warming up."
     ]
     notes.extend(f"⚠️ {note}" for note in result.notes)
-    return gallery, pd.DataFrame(rows, columns=RACE_COLUMNS), "\n\n".join(notes), request.seed
+    return gallery, pd.DataFrame(rows, columns=RACE_COLUMNS), "\n\n".join(notes), request.seed, 0
 
 
 def progress_of_race(progress: gr.Progress) -> RaceProgress:
@@ -177,8 +179,9 @@ def progress_of_race(progress: gr.Progress) -> RaceProgress:
     return report
 
 
-def build_lab_tab(studio: Studio) -> None:
-    """The Lab: the forward process explorer, the reverse-process filmstrip and the sampler race."""
+def build_lab_tab(studio: Studio) -> list[SendSource]:
+    """The Lab: the forward process explorer, the reverse-process filmstrip and the sampler race. Returns the
+    pictures "Send to" carries into other tabs: the reverse process's final image and the race's images."""
     lab = Lab(studio.manager, studio.service.limits, studio.service.loras)
     settings = studio.settings
     with gr.Tab("Lab", id="lab") as tab:
@@ -289,6 +292,7 @@ def build_lab_tab(studio: Studio) -> None:
                         scale=1,
                     )
                     trajectory_notes = gr.Markdown(elem_id="lab-trajectory-notes")
+                final_sends = build_send_buttons("lab-final")
                 with gr.Accordion("Every frame at full size", open=False):
                     frames = gr.Gallery(
                         label="Frames", format="png", columns=4, height="auto", interactive=False, elem_id="lab-frames"
@@ -324,11 +328,14 @@ def build_lab_tab(studio: Studio) -> None:
                     interactive=False,
                     elem_id="lab-race-gallery",
                 )
+                race_sends = build_send_buttons("lab-race")
                 race_table = gr.Dataframe(
                     headers=RACE_COLUMNS, interactive=False, label="Steps and wall time", elem_id="lab-race-table"
                 )
                 race_notes = gr.Markdown(elem_id="lab-race-notes")
         last_seed = gr.State(None)
+        race_selected = gr.State(0)
+        only_one = gr.State(0)
         offered_latents = gr.State(False)
         latent_ticket = gr.State(0)
     assert controls.width is not None and controls.height is not None
@@ -562,9 +569,14 @@ def build_lab_tab(studio: Studio) -> None:
             eta,
             rerun,
         ],
-        outputs=[race_gallery, race_table, race_notes, last_seed],
+        outputs=[race_gallery, race_table, race_notes, last_seed, race_selected],
         api_name="sampler_race",
         concurrency_id=GPU_QUEUE,
         concurrency_limit=1,
     )
     wire_stop(race_stop, race_event, race_notes, studio)
+    race_gallery.select(selected_index, outputs=race_selected, queue=False, api_visibility="private")
+    return [
+        SendSource(final, only_one, prompt, negative, final_sends),
+        SendSource(race_gallery, race_selected, prompt, negative, race_sends),
+    ]

@@ -49,6 +49,15 @@ RESULT_OUTPUTS = 7
 SEND_TARGETS = {"img2img": "Send to img2img", "inpaint": "Send to inpaint", "controlnet": "Send to ControlNet"}
 
 
+def build_send_buttons(source: str) -> dict[str, gr.Button]:
+    """A row of "Send to <tab>" buttons under the pictures of ``source`` (``wire_send_to`` wires them)."""
+    with gr.Row():
+        return {
+            target: gr.Button(label, size="sm", elem_id=f"{source}-send-to-{target}")
+            for target, label in SEND_TARGETS.items()
+        }
+
+
 def build_results(tab: str, image_format: str = "png") -> ResultsPanel:
     """The panel for ``tab``; ``image_format`` is the format offered first (``--save-format``)."""
     # PNG, not Gradio's default WebP: lossless, and it keeps the parameters text for PNG Info and other tools.
@@ -63,11 +72,7 @@ def build_results(tab: str, image_format: str = "png") -> ResultsPanel:
         buttons=["download", "fullscreen"],
         interactive=False,
     )
-    with gr.Row():
-        send_buttons = {
-            target: gr.Button(label, size="sm", elem_id=f"{tab}-send-to-{target}")
-            for target, label in SEND_TARGETS.items()
-        }
+    send_buttons = build_send_buttons(tab)
     seeds = gr.Textbox(label="Seeds", interactive=False, elem_id=f"{tab}-seeds")
     parameters = gr.Textbox(
         label="Generation parameters", lines=4, interactive=False, buttons=["copy"], elem_id=f"{tab}-parameters"
@@ -104,6 +109,11 @@ def downloadable(item: GeneratedImage) -> Any:
     return save_bytes_to_cache(data.getvalue(), name, get_upload_folder())
 
 
+def selected_index(event: gr.SelectData) -> int:
+    """Which picture of a gallery was selected (the first when Gradio does not say)."""
+    return event.index if isinstance(event.index, int) else 0
+
+
 def present(result: GenerationResult) -> tuple[Any, ...]:
     """A result as the values of ``ResultsPanel.outputs()``."""
     gallery = [(downloadable(item), caption(item)) for item in result.images]
@@ -127,7 +137,7 @@ def wire_results(panel: ResultsPanel, controls: GenerationControls) -> None:
     its variation seed (when it was made with one) into the variation seed box."""
 
     def on_select(all_parameters: list[str], event: gr.SelectData) -> tuple[str, int]:
-        index = event.index if isinstance(event.index, int) else 0
+        index = selected_index(event)
         text = all_parameters[index] if 0 <= index < len(all_parameters) else ""
         return text, index
 

@@ -49,13 +49,13 @@ def create_demo(studio: Studio) -> gr.Blocks:
                 build_inpaint_tab(studio),
                 build_controlnet_tab(studio),
             ]
-            compare_prompts, compare_negative = build_compare_tab(studio)
-            build_lab_tab(studio)
+            compare = build_compare_tab(studio)
+            lab_pictures = build_lab_tab(studio)
             pnginfo = build_pnginfo_tab(studio)
-        wire_send_to(tabs, generation_tabs, studio.settings.max_pixels)
+        wire_send_to(tabs, generation_tabs, [compare.cells, *lab_pictures], studio.settings.max_pixels)
         wire_pnginfo_send_to(tabs, pnginfo, generation_tabs, studio)
-        prompts = {tab.tab_id: tab.prompt for tab in generation_tabs} | {"compare": compare_prompts}
-        negatives = {tab.tab_id: tab.negative_prompt for tab in generation_tabs} | {"compare": compare_negative}
+        prompts = {tab.tab_id: tab.prompt for tab in generation_tabs} | {"compare": compare.prompts}
+        negatives = {tab.tab_id: tab.negative_prompt for tab in generation_tabs} | {"compare": compare.negative_prompt}
         wire_header(demo, header, studio, prompts, negatives, [tab.event for tab in generation_tabs])
     if studio.settings.mcp:
         keep_only_mcp_tools(demo, mcp_tools)

@@ -80,14 +80,40 @@ def wire_generation_tab(tab: gr.Tab, parts: TabParts, studio: Studio) -> Generat
     )
 
 
-def selected_image(gallery: Sequence[Any] | None, selected: int) -> Image.Image | None:
-    """The picture selected in a result gallery (the first when nothing was selected)."""
-    if not gallery:
+@dataclass(frozen=True)
+class SendSource:
+    """Pictures that "Send to" buttons carry into another tab: a gallery (or one image), which of its pictures is
+    selected, and the prompts they were made from: a text box, or a ``gr.State`` holding one prompt per picture
+    (Compare's cells each have their own)."""
+
+    pictures: gr.components.Component
+    selected: gr.State
+    prompt: gr.components.Component
+    negative_prompt: gr.components.Component
+    buttons: dict[str, gr.Button]
+
+    @classmethod
+    def of_tab(cls, tab: GenerationTab) -> SendSource:
+        return cls(tab.results.gallery, tab.results.selected, tab.prompt, tab.negative_prompt, tab.results.send_buttons)
+
+
+def selected_image(pictures: Sequence[Any] | Image.Image | None, selected: int) -> Image.Image | None:
+    """The picture selected in a result gallery (the first when nothing was selected), or the one image shown."""
+    if isinstance(pictures, Image.Image):
+        return pictures.convert("RGB")
+    if not pictures:
         return None
-    item = gallery[selected] if 0 <= selected < len(gallery) else gallery[0]
+    item = pictures[selected] if 0 <= selected < len(pictures) else pictures[0]
     path = item[0] if isinstance(item, list | tuple) else item
     with Image.open(path) as image:
         return image.convert("RGB")
+
+
+def selected_prompt(prompt: str | Sequence[str] | None, selected: int) -> str:
+    """The prompt of the selected picture: the box's text, or the selected picture's own prompt."""
+    if isinstance(prompt, str) or prompt is None:
+        return prompt or ""
+    return prompt[selected] if 0 <= selected < len(prompt) else (prompt[0] if prompt else "")
 
 
 def size_outputs(tab: GenerationTab) -> list[gr.components.Component]:
@@ -96,34 +122,37 @@ def size_outputs(tab: GenerationTab) -> list[gr.components.Component]:
     return [controls.width, controls.height] if controls.width is not None and controls.height is not None else []
 
 
-def wire_send_to(tabs: gr.Tabs, all_tabs: Sequence[GenerationTab], max_pixels: int) -> None:
-    """Every tab's "Send to <tab>" buttons put the selected image and the prompts into that tab, set its size
-    sliders to the picture's size, and open it."""
+def wire_send_to(
+    tabs: gr.Tabs, all_tabs: Sequence[GenerationTab], sources: Sequence[SendSource], max_pixels: int
+) -> None:
+    """Every "Send to <tab>" button (under each generation tab's results and under ``sources``: Compare's cells,
+    the Lab's pictures) puts the selected picture and its prompts into that tab, sets its size sliders to the
+    picture's size, and opens it."""
     targets = {tab.tab_id: tab for tab in all_tabs if tab.image is not None}
-    for source in all_tabs:
-        for target_id, button in source.results.send_buttons.items():
+    for source in [*map(SendSource.of_tab, all_tabs), *sources]:
+        for target_id, button in source.buttons.items():
             target = targets[target_id]
             target_image = target.image
             assert target_image is not None
             sizes = size_outputs(target)
 
             def send(
-                gallery: list[Any] | None,
+                pictures: Sequence[Any] | Image.Image | None,
                 selected: int,
-                prompt: str,
+                prompt: str | Sequence[str] | None,
                 negative: str,
                 to: str = target_id,
                 with_size: bool = bool(sizes),
             ) -> tuple[Any, ...]:
-                image = selected_image(gallery, selected)
+                image = selected_image(pictures, selected)
                 if image is None:
                     raise gr.Error("Generate an image first, then send it.", print_exception=False)
                 size = fit_within(image.width, image.height, max_pixels) if with_size else ()
-                return (image, prompt, negative, *size, gr.Tabs(selected=to))
+                return (image, selected_prompt(prompt, selected), negative, *size, gr.Tabs(selected=to))
 
             button.click(
                 send,
-                inputs=[source.results.gallery, source.results.selected, source.prompt, source.negative_prompt],
+                inputs=[source.pictures, source.selected, source.prompt, source.negative_prompt],
                 outputs=[target_image, target.prompt, target.negative_prompt, *sizes, tabs],
                 queue=False,
                 api_visibility="private",
