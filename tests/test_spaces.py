@@ -52,7 +52,7 @@ def space_card() -> dict[str, object]:
 def requirement(name: str) -> Requirement:
     for line in (ROOT / "requirements.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if line and Requirement(line).name == name:
+        if line and not line.startswith("-") and Requirement(line).name == name:
             return Requirement(line)
     raise AssertionError(f"{name} is not in requirements.txt")
 
