@@ -16,16 +16,47 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="studio-tests-hf-home-")  # an e
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 import pytest
-from playwright.sync_api import Browser, sync_playwright
 
 from studio.composition import Studio, build_studio
 from studio.settings import Settings
 from studio.ui import create_demo, launch
-from tests.browser_helpers import CHROMIUM, CHROMIUM_ARGS
 from tests.tiny_model import save_tiny_controlnet, save_tiny_model
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+BROWSER_MODULES = frozenset(
+    {"test_browser.py", "test_lab_browser.py", "test_models_browser.py", "test_pnginfo_browser.py"}
+)
+"""The modules whose every test drives Chromium (other browser tests are told by their ``browser`` fixture)."""
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """``pytest -m "not browser"`` runs without Playwright installed: the browser modules, which import it, are
+    not even read then. Without that mark expression a missing Playwright is an import error, as it should be."""
+    if collection_path.name in BROWSER_MODULES and "not browser" in (config.option.markexpr or ""):
+        return not _playwright_installed() or None
+    return None
+
+
+def _playwright_installed() -> bool:
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that drives Chromium is marked ``browser`` (a quick run skips them with ``-m "not browser"``)."""
+    for item in items:
+        if item.path.name in BROWSER_MODULES or "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 4}
 
@@ -88,6 +119,10 @@ def server(served_studio: Studio) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_helpers import CHROMIUM, CHROMIUM_ARGS
+
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

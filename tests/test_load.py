@@ -1,5 +1,7 @@
 """Correct under load: fixed seeds under concurrency, a full queue, one user's Stop, memory over many runs."""
 
+from __future__ import annotations
+
 import gc
 import os
 import threading
@@ -7,6 +9,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 import numpy as np
@@ -15,14 +18,15 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 from PIL import Image
-from playwright.sync_api import Browser, expect
 
 from studio.composition import Studio, build_studio
 from studio.model_manager import Task
 from studio.requests import Txt2ImgRequest
 from studio.ui import create_demo, launch
-from tests.browser_helpers import set_number
 from tests.conftest import make_settings
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 
 def txt2img_arguments(prompt: str, seed: int) -> dict[str, object]:
@@ -82,6 +86,10 @@ def test_a_full_queue_says_so_and_the_server_stays_responsive(small_queue_server
 
 
 def test_stop_interrupts_only_the_job_of_the_user_who_pressed_it(browser: Browser, server: str) -> None:
+    from playwright.sync_api import expect
+
+    from tests.browser_helpers import set_number
+
     first, second = browser.new_page(), browser.new_page()
     for page in (first, second):
         page.goto(server)
