@@ -21,7 +21,7 @@ from studio.micro.detect import colour_labels, detect, edge_f1, edge_map
 from studio.micro.evaluate import score_text_to_image
 from studio.micro.location import CONTROLNET_SUBFOLDER, MICRO_FOLDER
 from studio.micro.scenes import COLOURS, PALETTE, parse_caption, scene_for_seed
-from studio.micro.train import EVAL_SEED_BASE
+from studio.micro.training.config import EVAL_SEED_BASE
 from studio.requests import CompareRequest, ControlNetRequest, Img2ImgRequest, InpaintRequest, Txt2ImgRequest
 from studio.settings import Settings
 

@@ -38,7 +38,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from studio.micro.detect import colour_labels, detect, edge_f1, edge_map
 from studio.micro.location import CONTROLNET_SUBFOLDER, MICRO_FOLDER
 from studio.micro.scenes import COLOURS, Scene, caption_for, parse_caption, scene_for_seed
-from studio.micro.train import EVAL_SEED_BASE
+from studio.micro.training.config import EVAL_SEED_BASE
 from studio.schedulers import DEFAULT_SAMPLER, build_scheduler
 
 STEPS = 20
