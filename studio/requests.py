@@ -141,6 +141,8 @@ class InpaintRequest:
     guidance_scale: float = 7.0
     strength: float = 0.75
     mask_blur: int = 4
+    mask_blur_y: int | None = None
+    """The vertical blur when it differs from ``mask_blur`` (A1111's ``mask_blur_y``); None: the same."""
     masked_content: str = "original"
     inpaint_only_masked: bool = False
     padding: int = 32

@@ -33,6 +33,7 @@ from studio.metadata import (
     parse_parameters,
     png_info,
 )
+from studio.model_hash import sha256_of, short_hash
 from studio.model_manager import Job, LoadedModel, ModelManager, Task
 from studio.outputs import OutputStore
 from studio.preview import PreviewOptions, approximate, decode_first
@@ -269,6 +270,9 @@ def validate_inpaint(request: InpaintRequest, limits: Limits) -> InpaintRequest:
         mask_image=mask,
         strength=check_strength(request.strength, common["num_inference_steps"]),
         mask_blur=check_range("mask_blur", request.mask_blur, 0, MAX_MASK_BLUR),
+        mask_blur_y=None
+        if request.mask_blur_y is None
+        else check_range("mask_blur_y", request.mask_blur_y, 0, MAX_MASK_BLUR),
         masked_content=check_choice("masked_content", request.masked_content, images.MASKED_CONTENT),
         inpaint_only_masked=check_flag("inpaint_only_masked", request.inpaint_only_masked),
         padding=check_range("padding", request.padding, 0, MAX_PADDING),
@@ -563,7 +567,7 @@ class StudioService:
             region = images.fill_masked(region, region_mask)
         elif request.masked_content == "latent noise":
             region = images.noise_masked(region, region_mask, request.seed)
-        soft_mask = images.blur(mask, request.mask_blur)
+        soft_mask = images.blur(mask, request.mask_blur, request.mask_blur_y)
 
         def paste_back(generated: Image.Image) -> Image.Image:
             pasted = image.copy()
@@ -571,6 +575,9 @@ class StudioService:
             return images.composite(image, pasted, soft_mask)
 
         fields: dict[str, object] = {"Denoising strength": request.strength, "Mask blur": request.mask_blur}
+        if request.mask_blur_y not in (None, request.mask_blur):
+            fields = {"Denoising strength": request.strength, "Mask blur X": request.mask_blur}
+            fields["Mask blur Y"] = request.mask_blur_y
         if request.inpaint_only_masked:
             fields.update({"Inpaint area": "Only masked", "Masked area padding": request.padding})
         fields["Masked content"] = request.masked_content
@@ -735,6 +742,7 @@ class StudioService:
                 tiling=first.tiling,
             )
             model, served = model_name(loaded.source), loaded.embeddings
+            model_hash = short_hash(sha256_of(loaded.source))
             all_notes.extend(note for note in notes if note not in all_notes)
             images_of.update(zip(chunk, decoded, strict=True))
             done_steps += steps
@@ -745,7 +753,9 @@ class StudioService:
         for index, ((value, prompt, column), cell) in enumerate(zip(cells, requests, strict=True)):
             named = tuple(served.used_in(cell.prompt, cell.negative_prompt))
             plan = replace(self._cell_plan(cell), loras=applied[cell.loras], embeddings=named)
-            generated = self._finish(plan, [images_of[index]], [cell.seed], model, [], folder="compare").images[0]
+            generated = self._finish(
+                plan, [images_of[index]], [cell.seed], model, [], folder="compare", model_hash=model_hash
+            ).images[0]
             results.append(CompareCell(prompt=prompt, axis_value=value, image=generated, column_value=column))
         grid = self._grid(request, results, model)
         diff = tuple(tuple(words) for words in compare.differing_words(request.prompts))
@@ -1027,7 +1037,10 @@ class StudioService:
             prompts += [text for text in (plan.hires.prompt, plan.hires.negative_prompt) if text is not None]
         plan = replace(plan, embeddings=tuple(served.embeddings.used_in(*prompts)))
         finished = [plan.finish(image) for image in decoded]
-        return self._finish(plan, finished, seeds, model, [*plan.notes, *notes], image_format=image_format)
+        model_hash = short_hash(sha256_of(served.source))
+        return self._finish(
+            plan, finished, seeds, model, [*plan.notes, *notes], image_format=image_format, model_hash=model_hash
+        )
 
     def _finish(
         self,
@@ -1038,9 +1051,11 @@ class StudioService:
         notes: Sequence[str],
         folder: str | None = None,
         image_format: str | None = None,
+        model_hash: str | None = None,
     ) -> GenerationResult:
         """Attach metadata to each image and save it (under ``folder``, by default the request's task) as
-        ``image_format`` (by default ``--save-format``)."""
+        ``image_format`` (by default ``--save-format``). ``model_hash`` is A1111's ``Model hash``
+        (studio/model_hash.py), which lets civitai and PNG readers find the model."""
         request = plan.request
         image_format = image_format or self.outputs.image_format
         items = []
@@ -1057,6 +1072,7 @@ class StudioService:
                         "CFG scale": request.guidance_scale,
                         "Seed": seed,
                         "Size": f"{plan.size[0]}x{plan.size[1]}",
+                        **({"Model hash": model_hash} if model_hash else {}),
                         "Model": model,
                         **(
                             {"Variation seed": subseed, "Variation seed strength": request.subseed_strength}

@@ -142,3 +142,39 @@ def _understood(unit: UnitBody, where: str, controlnet_name: str, max_megapixels
         guidance_end=unit.guidance_end,
         resize_mode=resize,
     )
+
+
+def module_details() -> dict[str, dict[str, Any]]:
+    """``/controlnet/module_list``'s ``module_detail``: each preprocessor's sliders (the extension's shape)."""
+    resolution = {"name": "Resolution", "value": 512, "min": 64, "max": 2048, "step": 8}
+    return {
+        "none": {"model_free": False, "sliders": []},
+        "canny": {
+            "model_free": False,
+            "sliders": [
+                resolution,
+                {"name": "Low Threshold", "value": CANNY_DEFAULTS[0], "min": 1, "max": 255, "step": 1},
+                {"name": "High Threshold", "value": CANNY_DEFAULTS[1], "min": 1, "max": 255, "step": 1},
+            ],
+        },
+    }
+
+
+def control_types(models: list[str]) -> dict[str, dict[str, Any]]:
+    """``/controlnet/control_types``: the extension's categories for the studio's one kind of ControlNet,
+    Canny (defaulting to the canny preprocessor and the studio's model), and All."""
+    modules = list(PREPROCESSORS)
+    return {
+        "All": {
+            "module_list": modules,
+            "model_list": ["None", *models],
+            "default_option": "none",
+            "default_model": "None",
+        },
+        "Canny": {
+            "module_list": modules,
+            "model_list": ["None", *models],
+            "default_option": "canny",
+            "default_model": models[0] if models else "None",
+        },
+    }
