@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
-MASKED_CONTENT = ("original", "fill", "latent noise")
+MASKED_CONTENT = ("original", "fill", "latent noise", "latent nothing")
 
 
 def multiple_of_8(value: float) -> int:

@@ -127,7 +127,8 @@ class Img2ImgRequest:
 class InpaintRequest:
     """Inpainting: repaint where ``mask_image`` is white, keep the rest of ``image`` pixel for pixel.
 
-    ``masked_content`` is what the model starts from in the mask ("original", "fill", "latent noise");
+    ``masked_content`` is what the model starts from in the mask ("original", "fill", "latent noise",
+    "latent nothing");
     ``inpaint_only_masked`` repaints a crop around the mask (plus ``padding`` pixels) at full resolution and pastes
     it back; ``mask_blur`` softens the mask's edge so the repainted region meets the rest without a seam.
     """

@@ -22,6 +22,7 @@ from studio.embeddings import LoadedEmbedding, ModelEmbeddings, ti_hashes_field
 from studio.errors import Cancelled, InvalidRequest, OutOfMemory
 from studio.fast_paths import watch_compiles
 from studio.hires import HiresPass, check_hires, upscale_latents, upscale_pictures
+from studio.latent_fill import LATENT_NOTHING, latent_nothing
 from studio.loading import looks_local
 from studio.loras import AppliedLora, LoraLibrary, lora_hashes_field, parse_loras, strip_loras, with_loras
 from studio.metadata import (
@@ -475,6 +476,9 @@ class _Plan:
     hires: HiresPass | None = None
     embeddings: tuple[LoadedEmbedding, ...] = ()
     """The textual inversions its prompts named (for ``TI hashes``), known once the model that served is."""
+    prepare: Callable[[DiffusionPipeline, Mapping[str, Any]], Mapping[str, Any]] | None = None
+    """Arguments that need the job's own pipeline (latents its VAE encodes), made from the call's arguments
+    inside the job and added to them."""
 
 
 class StudioService:
@@ -595,6 +599,7 @@ class StudioService:
             finish=paste_back,
             fields=fields,
             notes=tuple(notes),
+            prepare=latent_nothing if request.masked_content == LATENT_NOTHING else None,
         )
         return self._run(plan, progress, cancel, preview, image_format)
 
@@ -857,6 +862,7 @@ class StudioService:
         hires: HiresPass | None = None,
         variation: Variation | None = None,
         tiling: bool = False,
+        prepare: Callable[[DiffusionPipeline, Mapping[str, Any]], Mapping[str, Any]] | None = None,
     ) -> tuple[list[Image.Image], list[str], LoadedModel]:
         """One pipeline call on the GPU: one CPU generator per image, latents out, decoded here (with the float32
         retry); with ``hires``, the hires fix's second pass in the same job. ``loras`` apply to this call only;
@@ -870,6 +876,8 @@ class StudioService:
             ):
                 after = hires.steps_run if hires is not None else 0
                 call, switch = prompt_arguments(job.pipeline, arguments)
+                if prepare is not None:
+                    call = {**call, **prepare(job.pipeline, call)}
                 seed_generators = generators(seeds)
                 if variation is not None:
                     call = {**call, **self._varied(task, job.pipeline, seed_generators, variation, call)}
@@ -1030,6 +1038,7 @@ class StudioService:
             plan.hires,
             variation,
             request.tiling,
+            plan.prepare,
         )
         model = model_name(served.source)
         prompts = [request.prompt, request.negative_prompt]

@@ -34,8 +34,8 @@ from studio.requests import (
 from studio.styles import StyleLibrary
 from studio.validation import Limits, check_size, check_variation, resolve_seed
 
-INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise"}
-"""A1111's ``inpainting_fill`` numbers -> the studio's masked content (3, "latent nothing", is not offered)."""
+INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise", 3: "latent nothing"}
+"""A1111's ``inpainting_fill`` numbers -> the studio's masked content."""
 
 SAME_VAE = (None, "", "Automatic", "None")
 """``override_settings.sd_vae`` values that keep the model's own VAE (the studio has no other)."""
@@ -268,7 +268,8 @@ def img2img_job(body: Img2ImgBody, facts: ServerFacts) -> A1111Job:
     mask: Image.Image = decode_image(body.mask, "mask", facts.max_upload_megapixels)
     if body.inpainting_fill not in INPAINTING_FILL:
         raise InvalidRequest(
-            f"inpainting_fill must be 0 (fill), 1 (original) or 2 (latent noise), got {body.inpainting_fill}"
+            "inpainting_fill must be 0 (fill), 1 (original), 2 (latent noise) or 3 (latent nothing), "
+            f"got {body.inpainting_fill}"
         )
     if body.inpainting_mask_invert not in (0, 1):
         raise InvalidRequest(f"inpainting_mask_invert must be 0 or 1, got {body.inpainting_mask_invert}")
