@@ -391,3 +391,14 @@ def test_png_info_reads_the_model_hash_back(api: tuple[TestClient, Studio]) -> N
     assert sent is not None and sent.seed == 5 and sent.steps == 3, "the UI's PNG Info reads it as before"
     theirs = parse_parameters("a castle\nSteps: 20, Sampler: Euler, Model hash: 6ce0161689, Model: v1-5")
     assert theirs.fields["Model hash"] == "6ce0161689"
+
+
+def test_a_controlnet_unit_s_control_mode_other_than_balanced_is_refused(api: tuple[TestClient, Studio]) -> None:
+    client, _studio = api
+    unit = {**CONTROLNET_UNIT, "control_mode": "ControlNet is more important"}
+    body = {"prompt": "a box", **SMALL, "alwayson_scripts": {"controlnet": {"args": [unit]}}}
+    answer = client.post("/sdapi/v1/txt2img", json=body)
+    assert answer.status_code == 422 and "control_mode" in answer.json()["detail"]
+    balanced = {**CONTROLNET_UNIT, "control_mode": 0}
+    body["alwayson_scripts"] = {"controlnet": {"args": [balanced]}}
+    assert client.post("/sdapi/v1/txt2img", json=body).status_code == 200

@@ -35,8 +35,8 @@ RESIZE_MODES = {
 
 
 class UnitBody(BaseModel):
-    """One unit. Fields the studio has no use for (``processor_res``, ``control_mode``, ``pixel_perfect``,
-    ``low_vram``...) are ignored."""
+    """One unit. Fields that change nothing here (``processor_res``, ``pixel_perfect``, ``low_vram``...) are
+    ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -51,6 +51,7 @@ class UnitBody(BaseModel):
     guidance_start: float = 0.0
     guidance_end: float = 1.0
     resize_mode: str | int = Field("Crop and Resize")
+    control_mode: str | int = Field("Balanced", description="only Balanced (0): the others reweigh the guidance")
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,8 @@ def _understood(unit: UnitBody, where: str, controlnet_name: str, max_megapixels
         raise InvalidRequest(
             f"{where}.resize_mode {unit.resize_mode!r} is unknown; use Just Resize, Crop and Resize or Resize and Fill"
         )
+    if str(unit.control_mode).strip().lower() not in ("balanced", "0"):
+        raise InvalidRequest(f"{where}.control_mode {unit.control_mode!r} is not available; only Balanced (0) is")
     picture = unit.image if unit.image is not None else unit.input_image
     if isinstance(picture, dict):
         picture = picture.get("image")
