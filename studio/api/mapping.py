@@ -94,7 +94,7 @@ def _refuse_unsupported(body: GenerationBody, sampler: str) -> None:
     noisy = sampler.endswith(" a") or "SDE" in sampler or sampler == "DDPM"
     own_eta = 0.0 if sampler == "DDIM" else 1.0 if noisy else None
     if own_eta is not None and not _off(body.eta, own_eta):
-        asked[f"eta {body.eta} (the {sampler} sampler here uses {own_eta:g})"] = True
+        asked[f"eta {body.eta} (the {sampler} sampler here uses {own_eta:g}: send that, or no eta)"] = True
     if noisy and not _off(body.s_noise, 1):
         asked["s_noise"] = True
     if isinstance(body, Txt2ImgBody):

@@ -7,6 +7,7 @@ Stop. Every route requires the caller to be a user when the studio has passwords
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import anyio
@@ -61,6 +62,9 @@ def build_router(studio: Studio) -> APIRouter:
     models = KnownModels(studio)
     runner = Runner(studio, board, models)
     settings = studio.settings
+    # Hash the serving model now, in the background, so that the first client to connect (options, sd-models)
+    # does not wait for a large checkpoint to be read.
+    threading.Thread(target=sha256_of, args=(studio.manager.source,), name="model-hash", daemon=True).start()
 
     def facts() -> ServerFacts:
         return ServerFacts(
