@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
-MASKED_CONTENT = ("original", "fill", "latent noise")
+MASKED_CONTENT = ("original", "fill", "latent noise", "latent nothing")
 
 
 def multiple_of_8(value: float) -> int:
@@ -99,9 +99,20 @@ def invert(mask: Image.Image) -> Image.Image:
     return ImageOps.invert(mask.convert("L"))
 
 
-def blur(mask: Image.Image, radius: int) -> Image.Image:
-    """The mask with soft edges, so the repainted region blends into the kept one without a seam."""
-    return mask.filter(ImageFilter.GaussianBlur(radius)) if radius > 0 else mask
+def blur(mask: Image.Image, radius: int, radius_y: int | None = None) -> Image.Image:
+    """The mask with soft edges, so the repainted region blends into the kept one without a seam: a Gaussian of
+    standard deviation ``radius`` across and ``radius_y`` (by default the same) down, each direction on its own
+    as A1111 blurs it (OpenCV, a kernel 2.5 deviations wide either side), so its ``mask_blur_x``/``_y`` mean the
+    same here."""
+    radius_y = radius if radius_y is None else radius_y
+    if radius <= 0 and radius_y <= 0:
+        return mask
+    pixels = np.asarray(mask.convert("L"))
+    if radius > 0:
+        pixels = cv2.GaussianBlur(pixels, (2 * int(2.5 * radius + 0.5) + 1, 1), radius)
+    if radius_y > 0:
+        pixels = cv2.GaussianBlur(pixels, (1, 2 * int(2.5 * radius_y + 0.5) + 1), radius_y)
+    return Image.fromarray(pixels)
 
 
 def is_empty(mask: Image.Image) -> bool:

@@ -127,7 +127,8 @@ class Img2ImgRequest:
 class InpaintRequest:
     """Inpainting: repaint where ``mask_image`` is white, keep the rest of ``image`` pixel for pixel.
 
-    ``masked_content`` is what the model starts from in the mask ("original", "fill", "latent noise");
+    ``masked_content`` is what the model starts from in the mask ("original", "fill", "latent noise",
+    "latent nothing");
     ``inpaint_only_masked`` repaints a crop around the mask (plus ``padding`` pixels) at full resolution and pastes
     it back; ``mask_blur`` softens the mask's edge so the repainted region meets the rest without a seam.
     """
@@ -141,6 +142,8 @@ class InpaintRequest:
     guidance_scale: float = 7.0
     strength: float = 0.75
     mask_blur: int = 4
+    mask_blur_y: int | None = None
+    """The vertical blur when it differs from ``mask_blur`` (A1111's ``mask_blur_y``); None: the same."""
     masked_content: str = "original"
     inpaint_only_masked: bool = False
     padding: int = 32

@@ -22,6 +22,7 @@ from studio.embeddings import LoadedEmbedding, ModelEmbeddings, ti_hashes_field
 from studio.errors import Cancelled, InvalidRequest, OutOfMemory
 from studio.fast_paths import watch_compiles
 from studio.hires import HiresPass, check_hires, upscale_latents, upscale_pictures
+from studio.latent_fill import LATENT_NOTHING, latent_nothing
 from studio.loading import looks_local
 from studio.loras import AppliedLora, LoraLibrary, lora_hashes_field, parse_loras, strip_loras, with_loras
 from studio.metadata import (
@@ -32,6 +33,7 @@ from studio.metadata import (
     format_value,
     parse_parameters,
 )
+from studio.model_hash import sha256_of, short_hash
 from studio.model_manager import Job, LoadedModel, ModelManager, Task
 from studio.outputs import OutputStore
 from studio.preview import PreviewOptions, approximate, decode_first
@@ -268,6 +270,9 @@ def validate_inpaint(request: InpaintRequest, limits: Limits) -> InpaintRequest:
         mask_image=mask,
         strength=check_strength(request.strength, common["num_inference_steps"]),
         mask_blur=check_range("mask_blur", request.mask_blur, 0, MAX_MASK_BLUR),
+        mask_blur_y=None
+        if request.mask_blur_y is None
+        else check_range("mask_blur_y", request.mask_blur_y, 0, MAX_MASK_BLUR),
         masked_content=check_choice("masked_content", request.masked_content, images.MASKED_CONTENT),
         inpaint_only_masked=check_flag("inpaint_only_masked", request.inpaint_only_masked),
         padding=check_range("padding", request.padding, 0, MAX_PADDING),
@@ -470,6 +475,9 @@ class _Plan:
     hires: HiresPass | None = None
     embeddings: tuple[LoadedEmbedding, ...] = ()
     """The textual inversions its prompts named (for ``TI hashes``), known once the model that served is."""
+    prepare: Callable[[DiffusionPipeline, Mapping[str, Any]], Mapping[str, Any]] | None = None
+    """Arguments that need the job's own pipeline (latents its VAE encodes), made from the call's arguments
+    inside the job and added to them."""
 
 
 class StudioService:
@@ -562,7 +570,7 @@ class StudioService:
             region = images.fill_masked(region, region_mask)
         elif request.masked_content == "latent noise":
             region = images.noise_masked(region, region_mask, request.seed)
-        soft_mask = images.blur(mask, request.mask_blur)
+        soft_mask = images.blur(mask, request.mask_blur, request.mask_blur_y)
 
         def paste_back(generated: Image.Image) -> Image.Image:
             pasted = image.copy()
@@ -570,6 +578,9 @@ class StudioService:
             return images.composite(image, pasted, soft_mask)
 
         fields: dict[str, object] = {"Denoising strength": request.strength, "Mask blur": request.mask_blur}
+        if request.mask_blur_y not in (None, request.mask_blur):
+            fields = {"Denoising strength": request.strength, "Mask blur X": request.mask_blur}
+            fields["Mask blur Y"] = request.mask_blur_y
         if request.inpaint_only_masked:
             fields.update({"Inpaint area": "Only masked", "Masked area padding": request.padding})
         fields["Masked content"] = request.masked_content
@@ -587,6 +598,7 @@ class StudioService:
             finish=paste_back,
             fields=fields,
             notes=tuple(notes),
+            prepare=latent_nothing if request.masked_content == LATENT_NOTHING else None,
         )
         return self._run(plan, progress, cancel, preview, image_format)
 
@@ -737,6 +749,7 @@ class StudioService:
                 tiling=first.tiling,
             )
             model, served = model_name(loaded.source), loaded.embeddings
+            model_hash = short_hash(sha256_of(loaded.source))
             all_notes.extend(note for note in notes if note not in all_notes)
             images_of.update(zip(chunk, decoded, strict=True))
             done_steps += steps
@@ -748,7 +761,14 @@ class StudioService:
             named = tuple(served.used_in(cell.prompt, cell.negative_prompt))
             plan = replace(self._cell_plan(cell), loras=applied[cell.loras], embeddings=named)
             generated = self._finish(
-                plan, [images_of[index]], [cell.seed], model, [], folder="compare", image_format=image_format
+                plan,
+                [images_of[index]],
+                [cell.seed],
+                model,
+                [],
+                folder="compare",
+                image_format=image_format,
+                model_hash=model_hash,
             ).images[0]
             results.append(CompareCell(prompt=prompt, axis_value=value, image=generated, column_value=column))
         grid = self._grid(request, results, model, image_format)
@@ -853,6 +873,7 @@ class StudioService:
         hires: HiresPass | None = None,
         variation: Variation | None = None,
         tiling: bool = False,
+        prepare: Callable[[DiffusionPipeline, Mapping[str, Any]], Mapping[str, Any]] | None = None,
     ) -> tuple[list[Image.Image], list[str], LoadedModel]:
         """One pipeline call on the GPU: one CPU generator per image, latents out, decoded here (with the float32
         retry); with ``hires``, the hires fix's second pass in the same job. ``loras`` apply to this call only;
@@ -866,6 +887,8 @@ class StudioService:
             ):
                 after = hires.steps_run if hires is not None else 0
                 call, switch = prompt_arguments(job.pipeline, arguments)
+                if prepare is not None:
+                    call = {**call, **prepare(job.pipeline, call)}
                 seed_generators = generators(seeds)
                 if variation is not None:
                     call = {**call, **self._varied(task, job.pipeline, seed_generators, variation, call)}
@@ -1026,6 +1049,7 @@ class StudioService:
             plan.hires,
             variation,
             request.tiling,
+            plan.prepare,
         )
         model = model_name(served.source)
         prompts = [request.prompt, request.negative_prompt]
@@ -1033,7 +1057,10 @@ class StudioService:
             prompts += [text for text in (plan.hires.prompt, plan.hires.negative_prompt) if text is not None]
         plan = replace(plan, embeddings=tuple(served.embeddings.used_in(*prompts)))
         finished = [plan.finish(image) for image in decoded]
-        return self._finish(plan, finished, seeds, model, [*plan.notes, *notes], image_format=image_format)
+        model_hash = short_hash(sha256_of(served.source))
+        return self._finish(
+            plan, finished, seeds, model, [*plan.notes, *notes], image_format=image_format, model_hash=model_hash
+        )
 
     def _finish(
         self,
@@ -1044,9 +1071,11 @@ class StudioService:
         notes: Sequence[str],
         folder: str | None = None,
         image_format: str | None = None,
+        model_hash: str | None = None,
     ) -> GenerationResult:
         """Attach metadata to each image and save it (under ``folder``, by default the request's task) as
-        ``image_format`` (by default ``--save-format``)."""
+        ``image_format`` (by default ``--save-format``). ``model_hash`` is A1111's ``Model hash``
+        (studio/model_hash.py), which lets civitai and PNG readers find the model."""
         request = plan.request
         image_format = image_format or self.outputs.image_format
         items = []
@@ -1063,6 +1092,7 @@ class StudioService:
                         "CFG scale": request.guidance_scale,
                         "Seed": seed,
                         "Size": f"{plan.size[0]}x{plan.size[1]}",
+                        **({"Model hash": model_hash} if model_hash else {}),
                         "Model": model,
                         **(
                             {"Variation seed": subseed, "Variation seed strength": request.subseed_strength}

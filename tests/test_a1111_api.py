@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import shutil
 from pathlib import Path
@@ -362,19 +363,35 @@ def test_controlnet_through_alwayson_scripts(server: str) -> None:
 
 
 def test_controlnet_lists(server: str) -> None:
-    assert httpx.get(server + "controlnet/module_list").json() == {"module_list": ["canny", "none"]}
+    modules = httpx.get(server + "controlnet/module_list").json()
+    assert modules["module_list"] == ["canny", "none"]
+    sliders = {slider["name"]: slider["value"] for slider in modules["module_detail"]["canny"]["sliders"]}
+    assert sliders["Low Threshold"] == 100 and sliders["High Threshold"] == 200, "the extension's canny defaults"
     assert httpx.get(server + "controlnet/model_list").json() == {"model_list": ["tiny-controlnet"]}
 
 
-def test_model_sampler_scheduler_option_and_memory_routes(server: str) -> None:
+def folder_sha256(folder: Path) -> str:
+    """The documented hash of a diffusers folder: its weight files' bytes, in the order of their relative paths."""
+    files = sorted((p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin")), key=lambda p: str(p))
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def test_model_sampler_scheduler_option_and_memory_routes(server: str, tiny_model: Path) -> None:
+    sha256 = folder_sha256(tiny_model)
     models = httpx.get(server + "sdapi/v1/sd-models").json()
-    assert [model["title"] for model in models] == ["tiny-sd"]
+    assert [model["title"] for model in models] == [f"tiny-sd [{sha256[:10]}]"], "A1111's title: name [short hash]"
+    assert models[0]["sha256"] == sha256 and models[0]["hash"] == sha256[:10] and models[0]["model_name"] == "tiny-sd"
     assert all("/" not in str(model["filename"]) for model in models), "names, never paths"
+    options = httpx.get(server + "sdapi/v1/options").json()
+    assert options["sd_checkpoint_hash"] == sha256 and options["sd_model_hash"] == sha256[:10]
     samplers = {sampler["name"]: sampler["aliases"] for sampler in httpx.get(server + "sdapi/v1/samplers").json()}
     assert samplers["Euler a"] == ["k_euler_a", "k_euler_ancestral"] and "DPM++ 2M Karras" in samplers
     schedulers = httpx.get(server + "sdapi/v1/schedulers").json()
     assert [s["label"] for s in schedulers] == ["Automatic", "Uniform", "Karras"]
-    assert httpx.get(server + "sdapi/v1/options").json()["sd_model_checkpoint"] == "tiny-sd"
+    assert options["sd_model_checkpoint"] == f"tiny-sd [{sha256[:10]}]"
     memory = httpx.get(server + "sdapi/v1/memory").json()
     assert memory["ram"]["total"] >= memory["ram"]["used"] > 0
     assert "cuda" in memory
@@ -435,14 +452,20 @@ def test_options_switch_the_model_and_keep_the_old_one_on_failure(
     def model_of(response: httpx.Response) -> str:
         return parse_parameters(info_of(response)["infotexts"][0]).fields["Model"]
 
+    def listed() -> list[str]:
+        return [m["model_name"] for m in client.get("/sdapi/v1/sd-models").json()]
+
     body = {"prompt": "a cat", "seed": 1, **SMALL}
-    assert [m["title"] for m in client.get("/sdapi/v1/sd-models").json()] == ["tiny-startup", "tiny-sd-other"]
-    assert serving() == "tiny-sd-other"
+    assert listed() == ["tiny-startup", "tiny-sd-other"]
+    assert serving().startswith("tiny-sd-other [")
     once = client.post("/sdapi/v1/txt2img", json={**body, "override_settings": {"sd_model_checkpoint": "tiny-startup"}})
-    assert model_of(once) == "tiny-startup" and serving() == "tiny-sd-other", "override_settings: this request only"
+    assert model_of(once) == "tiny-startup" and serving().startswith("tiny-sd-other"), "this request only"
 
     assert client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "tiny-startup [0123abcd]"}).status_code == 200
-    assert serving() == "tiny-startup" and model_of(client.post("/sdapi/v1/txt2img", json=body)) == "tiny-startup"
+    assert (
+        serving().startswith("tiny-startup [")
+        and model_of(client.post("/sdapi/v1/txt2img", json=body)) == "tiny-startup"
+    )
     unknown = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "someone/else"})
     assert unknown.status_code == 422
     assert unknown.json()["detail"].startswith("'someone/else' is not one of this studio's models (tiny-startup, ")
@@ -452,7 +475,11 @@ def test_options_switch_the_model_and_keep_the_old_one_on_failure(
     failed = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "tiny-startup"})
     assert failed.status_code == 503 and "'tiny-startup'" in failed.json()["detail"]
     assert str(tmp_path) not in failed.text, "the model is named, its path is not"
-    assert serving() == "tiny-sd-other" and model_of(client.post("/sdapi/v1/txt2img", json=body)) == "tiny-sd-other"
+    assert (
+        serving().startswith("tiny-sd-other")
+        and model_of(client.post("/sdapi/v1/txt2img", json=body)) == "tiny-sd-other"
+    )
+    assert listed() == ["tiny-sd-other"], "a model that failed to load is no longer offered"
 
 
 def test_no_api_serves_none_of_it(tiny_model: Path) -> None:

@@ -29,8 +29,10 @@ def test_type_a_prompt_click_generate_and_see_the_image(page: Page) -> None:
     expect(page.locator("#txt2img-gallery img").first).to_be_visible(timeout=60_000)
     expect(page.locator("#txt2img-seeds textarea, #txt2img-seeds input").first).to_have_value("314")
     expect(page.locator("#txt2img-parameters textarea")).to_have_value(
-        "a red house by the sea\nSteps: 4, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 314, Size: 64x64, "
-        "Model: tiny-sd, Version: Diffusion Studio 0.1.0"
+        re.compile(
+            r"^a red house by the sea\nSteps: 4, Sampler: DPM\+\+ 2M Karras, CFG scale: 7, Seed: 314, Size: 64x64, "
+            r"Model hash: [0-9a-f]{10}, Model: tiny-sd, Version: Diffusion Studio 0\.1\.0$"
+        )
     )
 
 

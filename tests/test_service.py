@@ -12,6 +12,7 @@ from PIL import Image
 from studio.composition import Studio, build_studio
 from studio.errors import Cancelled, InvalidRequest, ModelLoadError
 from studio.metadata import read_metadata
+from studio.model_hash import sha256_of, short_hash
 from studio.requests import Txt2ImgRequest
 from studio.vae_decode import UPCAST_NOTE
 from tests.conftest import SMALL, make_settings
@@ -106,9 +107,11 @@ def test_images_carry_and_save_their_metadata(studio: Studio) -> None:
         )
     )
     second = result.images[1]
+    short = short_hash(sha256_of(studio.manager.source))
+    assert short is not None and len(short) == 10
     assert second.parameters == (
         "a green forest\nNegative prompt: blurry\n"
-        "Steps: 4, Sampler: Euler, CFG scale: 6.5, Seed: 78, Size: 64x64, Model: tiny-sd, "
+        f"Steps: 4, Sampler: Euler, CFG scale: 6.5, Seed: 78, Size: 64x64, Model hash: {short}, Model: tiny-sd, "
         "Version: Diffusion Studio 0.1.0"
     )
     assert second.path is not None

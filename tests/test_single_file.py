@@ -3,6 +3,7 @@ offline, into the very same weights, and generates the very same image as the di
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,8 @@ def test_the_studio_loads_a_single_file_checkpoint(tiny_model: Path, checkpoint:
     b = from_folder.service.txt2img(request).images[0]
     assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
     assert "Model: tiny-sd," in a.parameters, "named by its file name, without the path"
+    short = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:10]
+    assert f"Model hash: {short}, Model: tiny-sd," in a.parameters, "A1111's hash of the file"
 
 
 def test_sdxl_single_files_are_told_apart_by_their_keys(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """The models the REST API may name: what ``/sd-models`` lists and ``sd_model_checkpoint`` may switch to.
 
-A REST client may switch between the model the studio was started with and every model it has served since
-(switched to by the operator's model picker, say); it cannot make the server load an arbitrary path or download
-an arbitrary Hub repository. Models are named as the metadata names them (a Hub id, or a local model's folder
-or file name), never by their path.
+They are the models the UI's picker offers (the model that serves and the loadable models of ``--models-dir``) and
+every model that has served since start-up; a REST client cannot make the server load an arbitrary path or download
+an arbitrary Hub repository. A model that failed to load (a configured default the studio could not reach, a file
+that went missing) is left out until it loads again. Models are named as the metadata names them (a Hub id, or a
+local model's folder or file name), never by their path, with A1111's ``[short hash]`` once it is known.
 """
 
 from __future__ import annotations
@@ -12,45 +13,102 @@ import json
 import re
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from safetensors import safe_open
 
 from studio.composition import Studio
 from studio.errors import InvalidRequest
+from studio.loading import looks_local
 from studio.loras import LoraFile, LoraLibrary
+from studio.model_hash import cached_sha256, sha256_of, short_hash
 from studio.model_manager import DEFAULT_CONTROLNETS
 from studio.service import model_name
 
 _HASH_SUFFIX = re.compile(r"\s*\[[0-9a-fA-F]+\]$")
 
 
+def _identity(source: str) -> str:
+    """The same model named two ways (a relative and an absolute path) is one model."""
+    if not looks_local(source):
+        return source
+    try:
+        return str(Path(source).expanduser().resolve())
+    except (OSError, RuntimeError):
+        return source
+
+
 class KnownModels:
-    """The start-up model and every model seen serving since, in that order."""
+    """The models a REST client may choose: the serving one, the picker's, and every model seen serving since, in
+    that order, without those that failed to load."""
 
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
-        self._sources = [studio.settings.model]
+        self._served = [studio.manager.source]
+        self._failed: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def sources(self) -> list[str]:
+    def failed(self, source: str, reason: str) -> None:
+        """Record that ``source`` could not be loaded: it is not listed until it loads."""
         with self._lock:
-            current = self.studio.manager.source
-            if current not in self._sources:
-                self._sources.append(current)
-            return list(self._sources)
+            self._failed[_identity(source)] = reason
+
+    def loaded(self, source: str) -> None:
+        """Record that ``source`` served a job (a model that failed before is listed again)."""
+        with self._lock:
+            self._failed.pop(_identity(source), None)
+            if source not in self._served:
+                self._served.append(source)
+
+    def sources(self) -> list[str]:
+        """The models to list, each once (the folder of ``--models-dir`` is read again on every call)."""
+        current = self.studio.manager.source
+        with self._lock:
+            if current not in self._served:
+                self._served.append(current)
+            candidates = list(self._served)
+            failed = set(self._failed)
+        candidates += [entry.source for entry in self.studio.system.models() if entry.refused is None]
+        seen: set[str] = set()
+        listed = []
+        for source in candidates:
+            key = _identity(source)
+            if key in seen or key in failed:
+                continue
+            seen.add(key)
+            listed.append(source)
+        return listed
 
 
-def model_entry(source: str) -> dict[str, object]:
-    """One ``/sd-models`` entry, in A1111's shape (no hash: the studio does not hash weights)."""
-    name = model_name(source)
-    return {"title": name, "model_name": name, "hash": None, "sha256": None, "filename": name, "config": None}
+def checkpoint_title(source: str, sha256: str | None) -> str:
+    """A1111's title of a model: its name, then ``[short hash]`` once the hash is known."""
+    short = short_hash(sha256)
+    return f"{model_name(source)} [{short}]" if short else model_name(source)
+
+
+def model_entry(source: str, serving: str) -> dict[str, object]:
+    """One ``/sd-models`` entry, in A1111's shape. The serving model is hashed (once); the others show the hash
+    when it is known already, as A1111 lists models it has not hashed yet without one (hashing a folder of large
+    checkpoints on every listing would take minutes). Call from a worker thread."""
+    sha256 = sha256_of(source) if source == serving else cached_sha256(source)
+    return {
+        "title": checkpoint_title(source, sha256),
+        "model_name": model_name(source),
+        "hash": short_hash(sha256),
+        "sha256": sha256,
+        "filename": Path(source).name if looks_local(source) else source,
+        "config": None,
+    }
 
 
 def resolve_checkpoint(name: str, sources: Sequence[str]) -> str:
-    """The source ``name`` stands for: a listed model by its title (A1111's trailing ``[hash]`` allowed)."""
-    wanted = _HASH_SUFFIX.sub("", name.strip())
+    """The source ``name`` stands for: a listed model by its title (A1111's trailing ``[hash]`` allowed), its file
+    name or its short hash."""
+    text = name.strip()
+    wanted = _HASH_SUFFIX.sub("", text)
     for source in sources:
-        if wanted in (model_name(source), source):
+        names = {model_name(source), source, *([Path(source).name] if looks_local(source) else [])}
+        if wanted in names or text == short_hash(cached_sha256(source)):
             return source
     titles = ", ".join(model_name(source) for source in sources)
     raise InvalidRequest(

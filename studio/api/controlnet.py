@@ -35,8 +35,8 @@ RESIZE_MODES = {
 
 
 class UnitBody(BaseModel):
-    """One unit. Fields the studio has no use for (``processor_res``, ``control_mode``, ``pixel_perfect``,
-    ``low_vram``...) are ignored."""
+    """One unit. Fields that change nothing here (``processor_res``, ``pixel_perfect``, ``low_vram``...) are
+    ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -51,6 +51,7 @@ class UnitBody(BaseModel):
     guidance_start: float = 0.0
     guidance_end: float = 1.0
     resize_mode: str | int = Field("Crop and Resize")
+    control_mode: str | int = Field("Balanced", description="only Balanced (0): the others reweigh the guidance")
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,8 @@ def _understood(unit: UnitBody, where: str, controlnet_name: str, max_megapixels
         raise InvalidRequest(
             f"{where}.resize_mode {unit.resize_mode!r} is unknown; use Just Resize, Crop and Resize or Resize and Fill"
         )
+    if str(unit.control_mode).strip().lower() not in ("balanced", "0"):
+        raise InvalidRequest(f"{where}.control_mode {unit.control_mode!r} is not available; only Balanced (0) is")
     picture = unit.image if unit.image is not None else unit.input_image
     if isinstance(picture, dict):
         picture = picture.get("image")
@@ -142,3 +145,39 @@ def _understood(unit: UnitBody, where: str, controlnet_name: str, max_megapixels
         guidance_end=unit.guidance_end,
         resize_mode=resize,
     )
+
+
+def module_details() -> dict[str, dict[str, Any]]:
+    """``/controlnet/module_list``'s ``module_detail``: each preprocessor's sliders (the extension's shape)."""
+    resolution = {"name": "Resolution", "value": 512, "min": 64, "max": 2048, "step": 8}
+    return {
+        "none": {"model_free": False, "sliders": []},
+        "canny": {
+            "model_free": False,
+            "sliders": [
+                resolution,
+                {"name": "Low Threshold", "value": CANNY_DEFAULTS[0], "min": 1, "max": 255, "step": 1},
+                {"name": "High Threshold", "value": CANNY_DEFAULTS[1], "min": 1, "max": 255, "step": 1},
+            ],
+        },
+    }
+
+
+def control_types(models: list[str]) -> dict[str, dict[str, Any]]:
+    """``/controlnet/control_types``: the extension's categories for the studio's one kind of ControlNet,
+    Canny (defaulting to the canny preprocessor and the studio's model), and All."""
+    modules = list(PREPROCESSORS)
+    return {
+        "All": {
+            "module_list": modules,
+            "model_list": ["None", *models],
+            "default_option": "none",
+            "default_model": "None",
+        },
+        "Canny": {
+            "module_list": modules,
+            "model_list": ["None", *models],
+            "default_option": "canny",
+            "default_model": models[0] if models else "None",
+        },
+    }

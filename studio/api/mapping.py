@@ -9,6 +9,7 @@ picture than it asked for without being told.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +34,16 @@ from studio.requests import (
 from studio.styles import StyleLibrary
 from studio.validation import Limits, check_size, check_variation, resolve_seed
 
-INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise"}
-"""A1111's ``inpainting_fill`` numbers -> the studio's masked content (3, "latent nothing", is not offered)."""
+INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise", 3: "latent nothing"}
+"""A1111's ``inpainting_fill`` numbers -> the studio's masked content."""
+
+SAME_VAE = (None, "", "Automatic", "None")
+"""``override_settings.sd_vae`` values that keep the model's own VAE (the studio has no other)."""
+
+
+def create_task_id(task: str) -> str:
+    """A job id in A1111's shape, ``task(txt2img-1a2b3c4d5e6f7a8)``, for a request without ``force_task_id``."""
+    return f"task({task}-{secrets.token_hex(8)[:15]})"
 
 
 @dataclass(frozen=True)
@@ -60,16 +69,44 @@ class A1111Job:
     restore_checkpoint: bool
     send_images: bool
     save_images: bool
+    task_id: str = ""
 
     def batch(self, index: int) -> GenerationRequest:
         return nth_batch(self.request, index)
 
 
-def _refuse_unsupported(body: GenerationBody) -> None:
+def _off(value: object, *defaults: object) -> bool:
+    return value is None or value in defaults
+
+
+def _refuse_unsupported(body: GenerationBody, sampler: str) -> None:
+    """Refuse every A1111 field that would change the picture in a way the studio cannot, naming it (the fields
+    that change no pixels are listed in the README's A1111 section)."""
     asked = {
         "restore_faces": bool(body.restore_faces),
         f"script_name {body.script_name!r}": bool(body.script_name),
+        "infotext": bool(body.infotext),
+        "s_min_uncond": not _off(body.s_min_uncond, 0),
+        "s_churn": not _off(body.s_churn, 0),
+        "refiner_checkpoint": bool(body.refiner_checkpoint) and body.refiner_checkpoint != "None",
+        "disable_extra_networks": body.disable_extra_networks,
     }
+    noisy = sampler.endswith(" a") or "SDE" in sampler or sampler == "DDPM"
+    own_eta = 0.0 if sampler == "DDIM" else 1.0 if noisy else None
+    if own_eta is not None and not _off(body.eta, own_eta):
+        asked[f"eta {body.eta} (the {sampler} sampler here uses {own_eta:g}: send that, or no eta)"] = True
+    if noisy and not _off(body.s_noise, 1):
+        asked["s_noise"] = True
+    if isinstance(body, Txt2ImgBody):
+        asked["firstphase_width/firstphase_height"] = bool(body.firstphase_width or body.firstphase_height)
+        asked["firstpass_image"] = bool(body.firstpass_image)
+    if isinstance(body, Img2ImgBody):
+        asked["initial_noise_multiplier"] = not _off(body.initial_noise_multiplier, 1)
+        asked["latent_mask"] = bool(body.latent_mask)
+    vae = body.override_settings.get("sd_vae")
+    asked[f"override_settings.sd_vae {vae!r} (the model's own VAE serves)"] = vae not in SAME_VAE
+    delta = body.override_settings.get("eta_noise_seed_delta", 0)
+    asked["override_settings.eta_noise_seed_delta"] = not _off(delta, 0)
     refused = [name for name, wanted in asked.items() if wanted]
     if refused:
         raise InvalidRequest(f"not supported by this studio: {', '.join(refused)}; leave them off or empty")
@@ -77,7 +114,8 @@ def _refuse_unsupported(body: GenerationBody) -> None:
 
 def _common(body: GenerationBody, facts: ServerFacts) -> dict[str, Any]:
     """The request fields every task shares, with the seed resolved once for all batches."""
-    _refuse_unsupported(body)
+    sampler = sampler_for(body.sampler_name or body.sampler_index, body.scheduler)
+    _refuse_unsupported(body, sampler)
     max_batches = facts.limits.max_batch
     if not 1 <= body.n_iter <= max_batches:
         raise InvalidRequest(f"n_iter must be between 1 and {max_batches} (--max-batch), got {body.n_iter}")
@@ -90,7 +128,7 @@ def _common(body: GenerationBody, facts: ServerFacts) -> dict[str, Any]:
     return {
         "prompt": prompt,
         "negative_prompt": negative_prompt,
-        "sampler": sampler_for(body.sampler_name or body.sampler_index, body.scheduler),
+        "sampler": sampler,
         "num_inference_steps": body.steps,
         "guidance_scale": body.cfg_scale,
         "seed": seed,
@@ -124,6 +162,7 @@ def _job(task: str, request: GenerationRequest, body: GenerationBody) -> A1111Jo
         restore_checkpoint=body.override_settings_restore_afterwards,
         send_images=body.send_images,
         save_images=body.save_images,
+        task_id=body.force_task_id or create_task_id(task if task != "inpaint" else "img2img"),
     )
 
 
@@ -229,7 +268,8 @@ def img2img_job(body: Img2ImgBody, facts: ServerFacts) -> A1111Job:
     mask: Image.Image = decode_image(body.mask, "mask", facts.max_upload_megapixels)
     if body.inpainting_fill not in INPAINTING_FILL:
         raise InvalidRequest(
-            f"inpainting_fill must be 0 (fill), 1 (original) or 2 (latent noise), got {body.inpainting_fill}"
+            "inpainting_fill must be 0 (fill), 1 (original), 2 (latent noise) or 3 (latent nothing), "
+            f"got {body.inpainting_fill}"
         )
     if body.inpainting_mask_invert not in (0, 1):
         raise InvalidRequest(f"inpainting_mask_invert must be 0 or 1, got {body.inpainting_mask_invert}")
@@ -238,11 +278,14 @@ def img2img_job(body: Img2ImgBody, facts: ServerFacts) -> A1111Job:
         mask = mask_from_image(mask, picture.size)
         picture = resize_image(picture, body.width, body.height, mode)
         mask = resize_image(mask.convert("RGB"), body.width, body.height, mode)
+    # As A1111: mask_blur, when given, blurs both ways; otherwise each direction has its own.
+    blur_x, blur_y = (body.mask_blur,) * 2 if body.mask_blur is not None else (body.mask_blur_x, body.mask_blur_y)
     request = InpaintRequest(
         image=picture,
         mask_image=mask,
         strength=body.denoising_strength,
-        mask_blur=body.mask_blur,
+        mask_blur=blur_x,
+        mask_blur_y=blur_y,
         masked_content=INPAINTING_FILL[body.inpainting_fill],
         inpaint_only_masked=body.inpaint_full_res,
         padding=body.inpaint_full_res_padding,

@@ -36,6 +36,9 @@ class Tracker:
     owner: str
     task: str
     job_count: int
+    task_id: str = ""
+    """The job's id, as ``/progress`` reports it in ``current_task`` (the request's ``force_task_id``, or one
+    made up in A1111's ``task(...)`` shape)."""
     started: float = field(default_factory=time.monotonic)
     timestamp: str = field(default_factory=lambda: dt.datetime.now().strftime("%Y%m%d%H%M%S"))
     job_no: int = 0
@@ -104,8 +107,8 @@ class JobBoard:
                     self._waiting[owner] -= 1
 
     @contextmanager
-    def running(self, owner: str, task: str, job_count: int) -> Iterator[Tracker]:
-        tracker = Tracker(owner=owner, task=task, job_count=job_count)
+    def running(self, owner: str, task: str, job_count: int, task_id: str = "") -> Iterator[Tracker]:
+        tracker = Tracker(owner=owner, task=task, job_count=job_count, task_id=task_id)
         with self._lock:
             self._running = tracker
         try:

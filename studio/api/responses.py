@@ -15,25 +15,40 @@ from studio.metadata import PARAMETERS_KEY, parse_parameters, read_metadata
 from studio.requests import GeneratedImage
 
 
-def generation(body: GenerationBody, job: A1111Job, outcome: Outcome, model: str) -> dict[str, Any]:
+def generation(
+    body: GenerationBody, job: A1111Job, outcome: Outcome, model: str, model_hash: str | None
+) -> dict[str, Any]:
     """The response to txt2img/img2img. As the sd-webui-controlnet extension does, a ControlNet job's edge
-    maps follow its images."""
+    maps follow its images. ``model_hash`` is the serving model's, for a job that made nothing."""
     made: list[GeneratedImage] = [item for result in outcome.results for item in result.images]
     maps = [result.control_image for result in outcome.results if result.control_image is not None]
     images = [encode_png(item.image) for item in [*made, *maps]] if job.send_images else []
     parameters = body.model_dump()
     if not parameters.get("include_init_images", True):
         parameters.update(init_images=None, mask=None)
-    info = {**_info(job, outcome, made, model), "styles": list(body.styles)}
+    if made:  # the model that made them (an override_settings checkpoint may serve no longer)
+        model_hash = parse_parameters(made[0].parameters).fields.get("Model hash", model_hash)
+    info = {**_info(job, outcome, made, model, model_hash), "styles": list(body.styles)}
     return {"images": images, "parameters": parameters, "info": json.dumps(info)}
 
 
-def _info(job: A1111Job, outcome: Outcome, made: list[GeneratedImage], model: str) -> dict[str, Any]:
+def _info(
+    job: A1111Job, outcome: Outcome, made: list[GeneratedImage], model: str, model_hash: str | None
+) -> dict[str, Any]:
+    """Every key A1111 1.10's ``Processed.js()`` sends, with its types (``sd_model_hash`` a string, ``sd_vae_name``
+    and ``sd_vae_hash`` null as A1111 sends them when the model's own VAE serves), for whole and interrupted jobs
+    alike; then the studio's own ``interrupted`` and ``notes``."""
     request = job.request
     seeds = [item.seed for item in made]
     subseeds = [item.subseed for item in made if item.subseed is not None]
     size = made[0].image.size if made else (getattr(request, "width", None), getattr(request, "height", None))
+    width, height = size
+    if width is None or height is None:  # an interrupted inpaint or ControlNet job: the input decides the size
+        width, height = request.image.size  # type: ignore[union-attr]
     notes = list(dict.fromkeys(note for result in outcome.results for note in result.notes))
+    strength = getattr(request, "strength", None)
+    if strength is None and getattr(request, "enable_hr", False):
+        strength = request.denoising_strength  # type: ignore[union-attr]
     return {
         "prompt": request.prompt,
         "all_prompts": [request.prompt] * len(made),
@@ -43,25 +58,26 @@ def _info(job: A1111Job, outcome: Outcome, made: list[GeneratedImage], model: st
         "all_seeds": seeds,
         "subseed": subseeds[0] if subseeds else request.subseed,
         "all_subseeds": subseeds or [-1] * len(made),
-        "subseed_strength": request.subseed_strength,
-        "width": size[0],
-        "height": size[1],
+        "subseed_strength": float(request.subseed_strength),
+        "width": int(width),
+        "height": int(height),
         "sampler_name": request.sampler,
-        "cfg_scale": request.guidance_scale,
+        "cfg_scale": float(request.guidance_scale),
         "steps": request.num_inference_steps,
         "batch_size": request.batch_size,
         "restore_faces": False,
         "face_restoration_model": None,
         "sd_model_name": model,
-        "sd_model_hash": None,
+        "sd_model_hash": model_hash or "",
+        "sd_vae_name": None,
+        "sd_vae_hash": None,
         "seed_resize_from_w": max(getattr(request, "seed_resize_from_w", 0), 0) or -1,  # txt2img's only
         "seed_resize_from_h": max(getattr(request, "seed_resize_from_h", 0), 0) or -1,
-        "denoising_strength": getattr(request, "strength", None)
-        or (request.denoising_strength if getattr(request, "enable_hr", False) else None),
+        "denoising_strength": None if strength is None else float(strength),
         "extra_generation_params": {},
         "index_of_first_image": 0,
         "infotexts": [item.parameters for item in made],
-        "job_timestamp": "",
+        "job_timestamp": outcome.timestamp,
         "clip_skip": getattr(request, "clip_skip", 1),
         "is_using_inpainting_conditioning": job.task == "inpaint",
         "version": f"Diffusion Studio {__version__}",
@@ -98,7 +114,7 @@ def progress(tracker: Tracker | None, waiting: int, with_image: bool) -> dict[st
         },
         "current_image": encode_png(preview) if with_image and preview is not None else None,
         "textinfo": None,
-        "current_task": tracker.task,
+        "current_task": tracker.task_id or tracker.task,
     }
 
 

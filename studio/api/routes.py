@@ -7,6 +7,7 @@ Stop. Every route requires the caller to be a user when the studio has passwords
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import anyio
@@ -14,7 +15,15 @@ from fastapi import APIRouter, Body, Depends
 
 from studio.api import responses
 from studio.api.auth import Caller
-from studio.api.catalog import KnownModels, controlnet_names, lora_entries, model_entry, resolve_checkpoint
+from studio.api.catalog import (
+    KnownModels,
+    checkpoint_title,
+    controlnet_names,
+    lora_entries,
+    model_entry,
+    resolve_checkpoint,
+)
+from studio.api.controlnet import control_types, module_details
 from studio.api.errors import StudioRoute
 from studio.api.images import decode_image
 from studio.api.mapping import A1111Job, ServerFacts, img2img_job, txt2img_job
@@ -31,9 +40,12 @@ from studio.api.schemas import (
     ProgressResponse,
     Txt2ImgBody,
 )
+from studio.api.scripts import script_info, scripts_list
 from studio.composition import Studio
 from studio.errors import InvalidRequest
+from studio.hires import LATENT_UPSCALERS
 from studio.images import PREPROCESSORS
+from studio.model_hash import sha256_of, short_hash
 from studio.service import model_name
 
 
@@ -50,6 +62,9 @@ def build_router(studio: Studio) -> APIRouter:
     models = KnownModels(studio)
     runner = Runner(studio, board, models)
     settings = studio.settings
+    # Hash the serving model now, in the background, so that the first client to connect (options, sd-models)
+    # does not wait for a large checkpoint to be read.
+    threading.Thread(target=sha256_of, args=(studio.manager.source,), name="model-hash", daemon=True).start()
 
     def facts() -> ServerFacts:
         return ServerFacts(
@@ -59,8 +74,13 @@ def build_router(studio: Studio) -> APIRouter:
     async def generate(job: A1111Job, body: GenerationBody, user: str | None) -> dict[str, Any]:
         async with board.turn(owner_of(user)):
             outcome = await anyio.to_thread.run_sync(runner.run, job, owner_of(user))
-        model = outcome.results[0].model if outcome.results else model_name(studio.manager.source)
-        return await anyio.to_thread.run_sync(responses.generation, body, job, outcome, model)
+        source = studio.manager.source
+        model = outcome.results[0].model if outcome.results else model_name(source)
+        return await anyio.to_thread.run_sync(lambda: responses.generation(body, job, outcome, model, model_hash()))
+
+    def model_hash() -> str | None:
+        """The serving model's short hash (hashed once; call from a worker thread)."""
+        return short_hash(sha256_of(studio.manager.source))
 
     @router.post("/sdapi/v1/txt2img", response_model=GenerationResponse, tags=["generation"])
     async def txt2img(body: Txt2ImgBody, user: str | None = Depends(caller)) -> dict[str, Any]:
@@ -91,8 +111,58 @@ def build_router(studio: Studio) -> APIRouter:
 
     @router.get("/sdapi/v1/sd-models", tags=["models"])
     async def sd_models() -> list[dict[str, object]]:
-        """The models ``sd_model_checkpoint`` may name."""
-        return [model_entry(source) for source in models.sources()]
+        """The models ``sd_model_checkpoint`` may name: the model picker's (the serving model and the loadable
+        files of ``--models-dir``) and every model served since, without those that failed to load."""
+
+        def listed() -> list[dict[str, object]]:
+            serving = studio.manager.source
+            return [model_entry(source, serving) for source in models.sources()]
+
+        return await anyio.to_thread.run_sync(listed)
+
+    @router.post("/sdapi/v1/refresh-checkpoints", tags=["models"])
+    async def refresh_checkpoints() -> None:
+        """A1111 rescans its models folder here; the studio reads ``--models-dir`` on every listing, so there is
+        nothing to do (the route answers so that clients that call it keep working)."""
+
+    @router.get("/sdapi/v1/latent-upscale-modes", tags=["models"])
+    async def latent_upscale_modes() -> list[dict[str, str]]:
+        """The hires fix's latent upscalers (``hr_upscaler``), in A1111's shape."""
+        return [{"name": name} for name in LATENT_UPSCALERS]
+
+    @router.get("/sdapi/v1/face-restorers", tags=["models"])
+    async def face_restorers() -> list[dict[str, object]]:
+        """None: the studio has no face restoration (``restore_faces`` is refused)."""
+        return []
+
+    @router.get("/sdapi/v1/scripts", tags=["models"])
+    async def scripts() -> dict[str, list[str]]:
+        """The scripts each tab honours (``alwayson_scripts``), by A1111 name."""
+        return scripts_list()
+
+    @router.get("/sdapi/v1/script-info", tags=["models"])
+    async def scripts_info() -> list[dict[str, object]]:
+        """Each script's arguments, in A1111's shape."""
+        return script_info()
+
+    @router.get("/sdapi/v1/cmd-flags", tags=["models"])
+    async def cmd_flags() -> dict[str, object]:
+        """The server's flags that clients read, under A1111's names (no paths: they are the server's own)."""
+        return {
+            "api": settings.api,
+            "nowebui": False,
+            "listen": settings.listen,
+            "share": settings.share,
+            "port": settings.port,
+            "lowvram": settings.cpu_offload,
+            "medvram": False,
+            "no_half": settings.dtype == "float32",
+            "no_half_vae": False,
+            "disable_safe_unpickle": settings.allow_pickle,
+            "api_auth": None,
+            "gradio_auth": None,
+            "enable_insecure_extension_access": False,
+        }
 
     @router.get("/sdapi/v1/loras", tags=["models"])
     async def loras() -> list[dict[str, object]]:
@@ -145,9 +215,12 @@ def build_router(studio: Studio) -> APIRouter:
     @router.get("/sdapi/v1/options", tags=["models"])
     async def get_options() -> dict[str, Any]:
         """The options the studio has, under A1111's names."""
+        source = studio.manager.source
+        sha256 = await anyio.to_thread.run_sync(sha256_of, source)
         return {
-            "sd_model_checkpoint": model_name(studio.manager.source),
-            "sd_checkpoint_hash": None,
+            "sd_model_checkpoint": checkpoint_title(source, sha256),
+            "sd_checkpoint_hash": sha256,
+            "sd_model_hash": short_hash(sha256),
             "samples_save": settings.save_outputs,
             "samples_format": "png",
             "live_previews_enable": settings.preview_every > 0,
@@ -174,7 +247,7 @@ def build_router(studio: Studio) -> APIRouter:
         if not isinstance(wanted, str):
             raise InvalidRequest("sd_model_checkpoint must be a model name from the sdapi/v1/sd-models route")
         source = resolve_checkpoint(wanted, models.sources())
-        await anyio.to_thread.run_sync(studio.manager.switch, source)
+        await anyio.to_thread.run_sync(runner.switch, source)
 
     @router.post("/sdapi/v1/png-info", response_model=PngInfoResponse, tags=["images"])
     async def png_info(body: ImageBody) -> dict[str, Any]:
@@ -192,7 +265,24 @@ def build_router(studio: Studio) -> APIRouter:
         return {"model_list": controlnet_names(studio)}
 
     @router.get("/controlnet/module_list", tags=["controlnet"])
-    async def controlnet_modules() -> dict[str, list[str]]:
-        return {"module_list": list(PREPROCESSORS)}
+    async def controlnet_modules() -> dict[str, object]:
+        """The preprocessors, with each one's sliders as the extension describes them (``module_detail``)."""
+        return {"module_list": list(PREPROCESSORS), "module_detail": module_details()}
+
+    @router.get("/controlnet/version", tags=["controlnet"])
+    async def controlnet_version() -> dict[str, int]:
+        """The sd-webui-controlnet API version whose units and routes the studio speaks."""
+        return {"version": 2}
+
+    @router.get("/controlnet/settings", tags=["controlnet"])
+    async def controlnet_settings() -> dict[str, int]:
+        """How many units a request may enable: one here."""
+        return {"control_net_unit_count": 1, "control_net_max_models_num": 1}
+
+    @router.get("/controlnet/control_types", tags=["controlnet"])
+    async def controlnet_control_types() -> dict[str, object]:
+        """The control types (All, Canny) with their modules, models and defaults, so a client can tell what
+        the studio's ControlNet is for."""
+        return {"control_types": control_types(controlnet_names(studio))}
 
     return router

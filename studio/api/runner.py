@@ -13,7 +13,7 @@ from studio.api.catalog import KnownModels, resolve_checkpoint
 from studio.api.mapping import A1111Job
 from studio.api.progress import JobBoard
 from studio.composition import Studio
-from studio.errors import Cancelled
+from studio.errors import Cancelled, ModelLoadError
 from studio.outputs import OutputStore
 from studio.requests import GenerationResult
 from studio.service import StudioService
@@ -27,6 +27,8 @@ class Outcome:
 
     results: tuple[GenerationResult, ...]
     interrupted: bool
+    timestamp: str = ""
+    """When the job started, as A1111's ``job_timestamp`` (``YYYYmmddHHMMSS``)."""
 
 
 def unsaved_service(service: StudioService) -> StudioService:
@@ -53,6 +55,27 @@ class Runner:
         }
         return methods[job.task]
 
+    def switch(self, source: str) -> None:
+        """Serve ``source`` from now on; when it cannot load, it is no longer listed (and the old model serves)."""
+        try:
+            self.studio.manager.switch(source)
+        except ModelLoadError as error:
+            self.models.failed(source, str(error))
+            raise
+        self.models.loaded(source)
+
+    def _generate(self, generate: Callable[..., GenerationResult], *args: object, **kwargs: object) -> GenerationResult:
+        """One batch; when the serving model fails to load for it, that model is no longer listed."""
+        manager = self.studio.manager
+        try:
+            result = generate(*args, **kwargs)
+        except ModelLoadError as error:
+            if manager.loaded is None:  # the model itself, not a ControlNet or inpainting UNet of it
+                self.models.failed(manager.source, str(error))
+            raise
+        self.models.loaded(manager.source)
+        return result
+
     @contextmanager
     def _checkpoint(self, job: A1111Job) -> Iterator[None]:
         """``override_settings.sd_model_checkpoint``: serve that model for this job, and the one before
@@ -63,12 +86,12 @@ class Runner:
         manager = self.studio.manager
         previous = manager.source
         wanted = resolve_checkpoint(job.checkpoint, self.models.sources())
-        manager.switch(wanted)
+        self.switch(wanted)
         try:
             yield
         finally:
             if job.restore_checkpoint and wanted != previous:
-                manager.switch(previous)
+                self.switch(previous)
 
     def run(self, job: A1111Job, owner: str) -> Outcome:
         """Every batch of ``job`` for ``owner`` (call from a worker thread; it holds the GPU while it runs)."""
@@ -77,7 +100,7 @@ class Runner:
         with (
             self._checkpoint(job),
             self.studio.cancels.job(owner) as cancel,
-            self.board.running(owner, job.task, job.n_iter) as tracker,
+            self.board.running(owner, job.task, job.n_iter, job.task_id) as tracker,
         ):
             for index in range(job.n_iter):
                 if cancel.is_set():
@@ -85,11 +108,13 @@ class Runner:
                 tracker.start_batch(index)
                 try:
                     results.append(
-                        generate(job.batch(index), progress=tracker.step, cancel=cancel, preview=tracker.show)
+                        self._generate(
+                            generate, job.batch(index), progress=tracker.step, cancel=cancel, preview=tracker.show
+                        )
                     )
                 except Cancelled:
                     break
             interrupted = cancel.is_set()
         if interrupted:
             log.info("REST job of %s interrupted after %d of %d batches", owner, len(results), job.n_iter)
-        return Outcome(tuple(results), interrupted)
+        return Outcome(tuple(results), interrupted, tracker.timestamp)

@@ -51,6 +51,20 @@ class GenerationBody(_Body):
     alwayson_scripts: dict[str, Any] = Field(
         default_factory=dict, description="only controlnet (sd-webui-controlnet units, canny or none)"
     )
+    force_task_id: str | None = Field(None, description="the job's id, as sdapi/v1/progress reports it")
+    infotext: str | None = Field(None, description="not supported: must be empty (send the fields themselves)")
+    do_not_save_samples: bool = Field(False, description="changes no pixels: the studio saves only with save_images")
+    do_not_save_grid: bool = Field(False, description="changes no pixels: the studio saves no grids from the API")
+    comments: dict[str, Any] | None = Field(None, description="changes no pixels: not written into the images")
+    eta: float | None = Field(None, description="only the sampler's own (DDIM 0, ancestral/SDE 1); others refused")
+    s_min_uncond: float | None = Field(None, description="not supported: must be 0 (negative guidance minimum sigma)")
+    s_churn: float | None = Field(None, description="not supported: must be 0")
+    s_tmin: float | None = Field(None, description="changes no pixels without s_churn")
+    s_tmax: float | None = Field(None, description="changes no pixels without s_churn")
+    s_noise: float | None = Field(None, description="not supported: must be 1")
+    refiner_checkpoint: str | None = Field(None, description="not supported: must be empty")
+    refiner_switch_at: float | None = Field(None, description="changes no pixels without refiner_checkpoint")
+    disable_extra_networks: bool = Field(False, description="not supported: must be false (LoRAs always apply)")
 
 
 class Txt2ImgBody(GenerationBody):
@@ -64,6 +78,9 @@ class Txt2ImgBody(GenerationBody):
     hr_sampler_name: str | None = Field(None, description="the hires pass's sampler; empty: the first pass's")
     hr_scheduler: str | None = Field(None, description="the hires pass's schedule (with hr_sampler_name)")
     hr_checkpoint_name: str | None = Field(None, description="another model for the hires pass is not supported")
+    firstphase_width: int = Field(0, description="A1111's old hires sizes: not supported, must be 0")
+    firstphase_height: int = Field(0, description="A1111's old hires sizes: not supported, must be 0")
+    firstpass_image: str | None = Field(None, description="not supported: must be empty")
     hr_prompt: str = Field("", description="the hires pass's own prompt; empty (or the prompt) for the prompt")
     hr_negative_prompt: str = Field(
         "", description="the hires pass's own negative prompt; empty (or the negative prompt) for the negative prompt"
@@ -77,12 +94,17 @@ class Img2ImgBody(GenerationBody):
     resize_mode: int = Field(0, description="0 just resize, 1 crop and resize, 2 resize and fill")
     denoising_strength: float = 0.75
     mask: str | None = Field(None, description="base64 mask, white = repaint; makes this an inpaint")
-    mask_blur: int = 4
-    inpainting_fill: int = Field(0, description="0 fill, 1 original, 2 latent noise")
+    mask_blur: int | None = Field(None, description="blurs the mask both ways; when given, sets mask_blur_x and _y")
+    mask_blur_x: int = Field(4, description="the mask's horizontal blur (standard deviation, pixels)")
+    mask_blur_y: int = Field(4, description="the mask's vertical blur (standard deviation, pixels)")
+    inpainting_fill: int = Field(0, description="0 fill, 1 original, 2 latent noise, 3 latent nothing")
     inpaint_full_res: bool = Field(True, description="inpaint only a crop around the mask, then paste it back")
     inpaint_full_res_padding: int = 0
     inpainting_mask_invert: int = Field(0, description="1 repaints everything but the mask")
     include_init_images: bool = False
+    image_cfg_scale: float | None = Field(None, description="changes no pixels: InstructPix2Pix models only")
+    initial_noise_multiplier: float | None = Field(None, description="not supported: must be 1")
+    latent_mask: str | None = Field(None, description="not supported: must be empty")
 
 
 class ImageBody(_Body):

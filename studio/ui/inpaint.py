@@ -151,7 +151,8 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
             mask_blur: pixels of softening at the mask's edge, so no seam shows.
             inpaint_only_masked: repaint only a crop around the mask, at the model's full resolution.
             padding: pixels of context around the mask in "only masked" mode.
-            masked_content: what the model starts from in the mask: "original", "fill" or "latent noise".
+            masked_content: what the model starts from in the mask: "original", "fill", "latent noise" or
+                "latent nothing".
             invert_mask: repaint everything except the mask.
             batch_size: how many images to make.
             image_format: "png" (default), "jpeg" or "webp" (the parameters in EXIF); none for --save-format.
