@@ -14,6 +14,7 @@ import re
 import stat
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +24,7 @@ import gradio as gr
 import gradio.networking
 import httpx
 import pytest
+from playwright.sync_api import Browser, expect
 from starlette.testclient import TestClient
 
 from studio.composition import Studio, build_studio
@@ -84,12 +86,31 @@ def test_the_login_page_shows_the_login_form_and_nothing_else(locked: tuple[str,
     page = httpx.get(base)
     assert page.status_code == 200
     assert '"auth_required":true' in page.text, "the login form is served"
-    assert "window.gradio_api_info = null;" in page.text
-    assert "named_endpoints" not in page.text and "txt2img" not in page.text and "max_steps" not in page.text
+    assert 'window.gradio_api_info = {"named_endpoints":{},"unnamed_endpoints":{}};' in page.text
+    assert "txt2img" not in page.text and "parameter_name" not in page.text and "max_steps" not in page.text
     runs = httpx.get(base + "gradio_api/runs")
     assert runs.status_code == 401 and "txt2img" not in runs.text
     with logged_in(base, "ann", "pw-ann") as ann:
         assert "named_endpoints" in ann.get("").text, "a user's page still describes the API"
+
+
+def test_a_person_logs_in_through_the_form_and_gets_the_studio(
+    locked: tuple[str, Studio, gr.Blocks], browser: Browser
+) -> None:
+    page = browser.new_page()
+    refused: list[str] = []
+    page.on("response", lambda r: refused.append(r.url) if r.status >= 400 else None)
+    try:
+        page.goto(locked[0])
+        expect(page.locator("input[type=password]")).to_be_visible(timeout=60_000)
+        assert page.evaluate("Object.keys(window.gradio_api_info.named_endpoints).length") == 0
+        assert refused == [], "the login form loads nothing it is refused"
+        page.locator("input[type=text]").first.fill("ann")
+        page.locator("input[type=password]").fill("pw-ann")
+        page.get_by_role("button", name="Login").click()
+        expect(page.locator("#txt2img-prompt textarea")).to_be_visible(timeout=60_000)
+    finally:
+        page.close()
 
 
 # --- 5. every route needs a login, but the login form ---------------------------------------------------
@@ -300,7 +321,8 @@ def test_the_rest_queue_counts_its_waiting_jobs_in_the_shared_room() -> None:
         hold.set()
         await asyncio.gather(running, waiting)
 
-    asyncio.run(scenario())
+    with ThreadPoolExecutor(1) as apart:  # a loop of its own: the browser tests keep one running in this thread
+        apart.submit(asyncio.run, scenario()).result()
 
 
 # --- 9. allowed hosts ------------------------------------------------------------------------------------

@@ -39,7 +39,8 @@ browser then asks for the password). Gradio's own routes get none, so the login 
 
 _API_INFO = re.compile(rb"<script>window\.gradio_api_info = .*?;</script>", re.DOTALL)
 """Gradio writes the description as JSON with ``<`` escaped, so ``;</script>`` can only close the script."""
-_NO_API_INFO = b"<script>window.gradio_api_info = null;</script>"
+_NO_API_INFO = b'<script>window.gradio_api_info = {"named_endpoints":{},"unnamed_endpoints":{}};</script>'
+"""An empty description, not none: with none the page would ask the server for one (and be refused)."""
 
 
 STARTUP = "/gradio_api/startup-events"
