@@ -34,6 +34,7 @@ from studio.ui.hosts import own_names
 from studio.ui.jobs import owner_of
 from studio.ui.server import server_app
 from studio.ui.sessions import SessionGuard, SessionOwners
+from tests.browser_helpers import ask_for_a_small_picture, set_number
 from tests.conftest import make_settings
 
 ACCOUNTS = (("ann", "pw-ann"), ("bob", "pw-bob"))
@@ -109,6 +110,16 @@ def test_a_person_logs_in_through_the_form_and_gets_the_studio(
         page.locator("input[type=password]").fill("pw-ann")
         page.get_by_role("button", name="Login").click()
         expect(page.locator("#txt2img-prompt textarea")).to_be_visible(timeout=60_000)
+        # Her own Stop still reaches her job through the session checks: it stops, and the next job runs.
+        page.locator("#txt2img-prompt textarea").fill("a long job")
+        set_number(page, "txt2img-steps", 150)
+        page.locator("#txt2img-generate").click()
+        expect(page.get_by_text("Denoising").first).to_be_visible(timeout=60_000)
+        page.locator("#txt2img-stop").click()
+        expect(page.locator("#txt2img-notes")).to_contain_text("Stopped")
+        ask_for_a_small_picture(page, "txt2img", "a red circle", steps=2)
+        page.locator("#txt2img-generate").click()
+        expect(page.locator("#txt2img-gallery img").first).to_be_visible(timeout=60_000)
     finally:
         page.close()
 
@@ -269,6 +280,17 @@ def test_the_studio_cleans_its_own_cache_by_its_own_rules(locked: tuple[str, Stu
         getattr(block, "GRADIO_CACHE", os.environ["GRADIO_TEMP_DIR"]) == os.environ["GRADIO_TEMP_DIR"]
         for block in demo.blocks.values()
     )
+
+
+def test_only_the_process_that_made_the_cache_removes_it(tmp_path: Path) -> None:
+    from studio.ui.cache import _remove_if_made_here
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    _remove_if_made_here(folder, os.getpid() + 1)  # a forked worker (ZeroGPU's) ending
+    assert folder.exists()
+    _remove_if_made_here(folder, os.getpid())  # the server ending
+    assert not folder.exists()
 
 
 # --- 8. one --max-queue ----------------------------------------------------------------------------------

@@ -33,8 +33,15 @@ def use_private_cache() -> Path:
         return Path(named)
     folder = Path(tempfile.mkdtemp(prefix="diffusion-studio-"))  # mode 0700: this user's only
     os.environ[ENV] = str(folder)
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    atexit.register(_remove_if_made_here, folder, os.getpid())
     return folder
+
+
+def _remove_if_made_here(folder: Path, maker: int) -> None:
+    """Remove ``folder`` at exit, in the process that made it only: a worker forked from it (ZeroGPU's) shares
+    the folder and must not take it away from the server when it ends."""
+    if os.getpid() == maker:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def serve_only_own_cache(demo: Any) -> Path:
