@@ -11,16 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 from studio.settings import LOOPBACK_HOSTS, Settings
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from studio.ui.asgi import ASGIApp, Receive, Scope, Send, answer
 
 _ROUTE_PROBE = ("192.0.2.1", 9)
 """A documentation address (RFC 5737): connecting a UDP socket to it sends nothing, but tells which local address
@@ -114,10 +108,8 @@ class HostCheck:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        body = (
+        refusal = (
             f"Invalid host header: this studio does not answer to {host_name(header) or 'no name'!r}. "
             "Its operator can allow the name with --allowed-hosts."
-        ).encode()
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 400, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        )
+        await answer(send, 400, refusal)

@@ -14,18 +14,12 @@ The user it finds is left in the request's state (``request.state.user``) for th
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from starlette.requests import HTTPConnection
 
 from studio.api.auth import CHALLENGE, NOT_LOGGED_IN, Accounts, basic_user, cookie_user
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from studio.ui.asgi import ASGIApp, Message, Receive, Scope, Send, answer
 
 LOGIN_PAGE = "/"
 LOGIN_ROUTES = ("/login", "/login/")
@@ -100,12 +94,8 @@ class LoginGate:
 
 async def refuse(send: Send, challenge: bool) -> None:
     """``401`` with the studio's message (and a Basic challenge for the routes programs call)."""
-    body = NOT_LOGGED_IN.encode()
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-    if challenge:
-        headers.append((b"www-authenticate", CHALLENGE["WWW-Authenticate"].encode()))
-    await send({"type": "http.response.start", "status": 401, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    headers = [(b"www-authenticate", CHALLENGE["WWW-Authenticate"].encode())] if challenge else []
+    await answer(send, 401, NOT_LOGGED_IN, headers)
 
 
 def rewriting(send: Send, change: Callable[[bytes], bytes]) -> Send:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -30,6 +30,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from studio.settings import Settings
+from studio.ui.asgi import ASGIApp, Message, Receive, Scope, Send, answer
 from studio.ui.cache import serve_only_own_cache
 from studio.ui.headers import ProtectiveHeaders, protective_headers
 from studio.ui.hosts import AllowedHosts, HostCheck, allowed_hosts
@@ -37,12 +38,6 @@ from studio.ui.login_gate import LoginGate
 from studio.ui.sessions import SessionGuard, SessionOwners
 
 log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BodySizeLimit:
@@ -55,18 +50,7 @@ class BodySizeLimit:
 
     async def _refuse(self, send: Send) -> None:
         limit_mb = self.max_bytes // 2**20
-        body = f"Request too large: the limit is {limit_mb} MB (--max-upload-mb).".encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await answer(send, 413, f"Request too large: the limit is {limit_mb} MB (--max-upload-mb).")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -14,15 +14,10 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from studio.ui.asgi import ASGIApp, Message, Receive, Scope, Send, answer
 
 API = "/gradio_api/"
 BODY_ROUTES = ("queue/join", "cancel", "reset", "run/", "api/", "call/")
@@ -151,7 +146,4 @@ class SessionGuard:
         if self._allowed(scope, user, sessions, events):
             await self.app(scope, receive, send)
             return
-        body_bytes = NOT_YOURS.encode()
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body_bytes)).encode())]
-        await send({"type": "http.response.start", "status": 403, "headers": headers})
-        await send({"type": "http.response.body", "body": body_bytes})
+        await answer(send, 403, NOT_YOURS)
