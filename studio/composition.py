@@ -25,6 +25,7 @@ from studio.settings import Settings
 from studio.styles import StyleLibrary
 from studio.system import SystemService
 from studio.validation import Limits
+from studio.waiting import WaitingRoom
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,16 @@ DEFAULT_SIDE = 512
 
 @dataclass(frozen=True)
 class Studio:
-    """The parts the web layers use: the settings, the model manager, the service, the Stop registry, and the
-    models on disk and in memory (``system``)."""
+    """The parts the web layers use: the settings, the model manager, the service, the Stop registry, the
+    models on disk and in memory (``system``), and the count of waiting jobs."""
 
     settings: Settings
     manager: ModelManager
     service: StudioService
     cancels: CancelRegistry
     system: SystemService
+    waiting: WaitingRoom
+    """The one ``--max-queue`` count over Gradio's queue and the REST API's."""
     model_note: str | None = None
     """Why the studio serves another model than the settings name (the micro fallback), for the header."""
     native_side: int = DEFAULT_SIDE
@@ -109,6 +112,7 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
         service=service,
         cancels=CancelRegistry(),
         system=SystemService(settings, manager),
+        waiting=WaitingRoom(settings.max_queue),
         model_note=note,
         native_side=native_side_hint(source) or DEFAULT_SIDE,
         generation_defaults=defaults_for_source(source),

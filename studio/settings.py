@@ -68,6 +68,8 @@ class Settings:
     share: bool = False
     auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # never in logs
     allow_public: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names the server answers to beside the loopback names; empty: this machine's own names when exposed."""
     allow_pickle: bool = False
     max_upload_mb: int = 50
     max_upload_megapixels: int = 50
@@ -190,6 +192,7 @@ class Settings:
             share=args.share,
             auth=auth,
             allow_public=args.allow_public,
+            allowed_hosts=parse_hosts(args.allowed_hosts or ""),
             allow_pickle=args.allow_pickle,
             max_upload_mb=args.max_upload_mb,
             max_upload_megapixels=args.max_upload_megapixels,
@@ -211,6 +214,21 @@ def parse_auth(text: str, flag: str) -> tuple[tuple[str, str], ...]:
             raise SettingsError(f"{flag} takes user:password pairs separated by commas; {user or item!r} has none")
         pairs.append((user, password))
     return tuple(pairs)
+
+
+def parse_hosts(text: str) -> tuple[str, ...]:
+    """``name[,name]`` as names: host names or addresses, ``*.example.com`` for its subdomains, ``*`` for any."""
+    hosts = []
+    for item in (part.strip().lower() for part in text.split(",")):
+        if not item:
+            continue
+        if "/" in item or " " in item or (item.count("*") and item != "*" and not item.startswith("*.")):
+            raise SettingsError(
+                f"--allowed-hosts takes host names separated by commas (studio.example.com, 192.168.1.20, "
+                f"*.example.com or *); {item!r} is not one"
+            )
+        hosts.append(item)
+    return tuple(hosts)
 
 
 def _env_flag(environ: Mapping[str, str], name: str) -> bool:
@@ -387,6 +405,14 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         action="store_true",
         default=flag("ALLOW_PUBLIC"),
         help="allow --listen/--share without a password (anyone who reaches it may use it)",
+    )
+    server.add_argument(
+        "--allowed-hosts",
+        default=env("ALLOWED_HOSTS", None),
+        help="host names the server answers to, separated by commas (*.example.com: its subdomains; *: any); other "
+        "Host headers get 400, against DNS rebinding. Loopback names, the share link's host and, on Hugging Face "
+        "Spaces, the Space's own host are always allowed. Unset: with --listen, --share or --host, this machine's "
+        "own names and addresses",
     )
     server.add_argument(
         "--max-upload-mb",

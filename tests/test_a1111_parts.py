@@ -15,6 +15,7 @@ from studio.api.progress import JobBoard, QueueFull
 from studio.api.samplers import sampler_for
 from studio.errors import InvalidRequest
 from studio.schedulers import SAMPLER_NAMES
+from studio.waiting import WaitingRoom
 from tests.a1111_helpers import b64_png, square_picture
 from tests.test_security import png_header_only
 
@@ -58,7 +59,7 @@ def test_names_the_studio_lacks_are_explained(sampler_name: str, scheduler: str,
 
 def test_the_queue_runs_one_job_at_a_time_and_refuses_past_its_size() -> None:
     async def scenario() -> list[str]:
-        board = JobBoard(max_waiting=1)
+        board = JobBoard(WaitingRoom(1))
         events: list[str] = []
         first_in = asyncio.Event()
         finish_first = asyncio.Event()

@@ -124,8 +124,9 @@ def test_cross_origin_requests_get_no_credentials(server: str, host: str, listen
 
 @pytest.fixture(scope="module")
 def listening_server(tiny_model: Path) -> Iterator[str]:
-    """The studio as --listen --auth serves it (bound to loopback here, but with no Host check)."""
-    studio = build_studio(make_settings(tiny_model, None, auth=(("ann", "pw"),), listen=True))
+    """The studio as --listen --auth serves it (bound to loopback here), answering a LAN name as well."""
+    settings = make_settings(tiny_model, None, auth=(("ann", "pw"),), listen=True, allowed_hosts=("192.0.2.7",))
+    studio = build_studio(settings)
     demo: gr.Blocks = create_demo(studio)
     launch(demo, studio, prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
     yield f"http://127.0.0.1:{studio.settings.port}/"

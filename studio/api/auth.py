@@ -1,4 +1,4 @@
-"""Who is calling: the studio's passwords (``--auth``) on the REST API and the MCP server.
+"""Who is calling: the studio's passwords (``--auth``), for the REST API and the login gate in front of every route.
 
 Gradio guards its own routes with its login cookie. Routes the studio adds beside them are not covered by that,
 so they check here, and accept what A1111 clients send: HTTP Basic credentials (A1111's ``--api-auth``; the
@@ -11,17 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 Accounts = Sequence[tuple[str, str]]
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="Diffusion Studio"'}
 _BASIC = HTTPBasic(auto_error=False, description="the user:password pairs of --auth / --auth-file")
@@ -91,39 +87,3 @@ class Caller:
         if user is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, NOT_LOGGED_IN, headers=CHALLENGE)
         return user
-
-
-class RequireLogin:
-    """ASGI middleware: requests under ``prefixes`` need a user (Basic credentials or the login cookie).
-
-    Gradio's MCP server (``/gradio_api/mcp``) is mounted without Gradio's login check; this closes it to
-    strangers when the studio has passwords. MCP clients send ``Authorization: Basic ...`` as a header.
-    """
-
-    def __init__(self, app: ASGIApp, accounts: Accounts, prefixes: Sequence[str]) -> None:
-        self.app = app
-        self.accounts = tuple(accounts)
-        self.prefixes = tuple(prefixes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.accounts or not str(scope.get("path", "")).startswith(self.prefixes):
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)
-        user = basic_user(request.headers.get("authorization"), self.accounts)
-        if user or cookie_user(request.cookies, scope.get("app")):
-            await self.app(scope, receive, send)
-            return
-        body = NOT_LOGGED_IN.encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", CHALLENGE["WWW-Authenticate"].encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})

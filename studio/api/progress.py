@@ -2,8 +2,8 @@
 
 REST generations run one at a time, in arrival order (as in A1111), so each caller has at most one running
 job: that is the one ``/interrupt`` stops and ``/progress`` describes. They then share the GPU lock with the
-UI's jobs. Waiting here costs no thread; at most ``--max-queue`` requests may wait, beyond that the caller is
-told the queue is full.
+UI's jobs. Waiting here costs no thread; at most ``--max-queue`` jobs may wait, here and in Gradio's queue
+together (``studio/waiting.py``), beyond that the caller is told the queue is full.
 
 Each caller sees only their own job (on a server without passwords every caller is the same "anonymous"
 user, which is A1111's behaviour): with passwords, one user's prompt and preview never reach another.
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from studio.errors import StudioError
+from studio.waiting import WaitingRoom
 
 
 class QueueFull(StudioError):
@@ -77,19 +78,20 @@ class Tracker:
 class JobBoard:
     """The REST queue and the running job, shared by the routes and the worker thread."""
 
-    def __init__(self, max_waiting: int) -> None:
-        self.max_waiting = max_waiting
+    def __init__(self, room: WaitingRoom) -> None:
+        self.room = room
         self._lock = threading.Lock()
         self._waiting: Counter[str] = Counter()
         self._running: Tracker | None = None
         self._turn: asyncio.Lock | None = None
+        room.add_line(self.waiting_total)
 
     @asynccontextmanager
     async def turn(self, owner: str) -> AsyncIterator[None]:
         """Wait (without a thread) until no other REST job runs; refuse when too many already wait."""
         with self._lock:
-            if sum(self._waiting.values()) >= self.max_waiting:
-                raise QueueFull(f"The queue is full (--max-queue {self.max_waiting}); try again shortly.")
+            if self.room.full():  # this queue's jobs and Gradio's: one --max-queue for both
+                raise QueueFull(self.room.message())
             self._waiting[owner] += 1
             if self._turn is None:
                 self._turn = asyncio.Lock()  # made here, in the server's event loop
@@ -129,6 +131,11 @@ class JobBoard:
     def running_for(self, owner: str) -> Tracker | None:
         with self._lock:
             return self._running if self._running is not None and self._running.owner == owner else None
+
+    def waiting_total(self) -> int:
+        """The REST jobs waiting their turn, everyone's (what this line adds to the waiting room). Without the
+        lock: ``turn`` asks the room while holding it, and the count only changes on the server's event loop."""
+        return sum(self._waiting.values())
 
     def waiting_for(self, owner: str) -> int:
         with self._lock:

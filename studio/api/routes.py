@@ -58,7 +58,7 @@ def build_router(studio: Studio) -> APIRouter:
     """Every A1111-compatible route for ``studio``, to include in the studio's server app."""
     caller = Caller(studio.settings.auth)
     router = APIRouter(route_class=StudioRoute, dependencies=[Depends(caller)])
-    board = JobBoard(max_waiting=studio.settings.max_queue)
+    board = JobBoard(studio.waiting)
     models = KnownModels(studio)
     runner = Runner(studio, board, models)
     settings = studio.settings

@@ -24,8 +24,13 @@ GPU_QUEUE = "gpu"
 
 
 def owner_of(request: gr.Request | None) -> str:
-    """Who a job belongs to, so that Stop stops only that browser session's (or API client's) job."""
-    return (request.session_hash if request is not None else None) or "anonymous"
+    """Who a job belongs to, so that Stop stops only that browser session's (or API client's) job.
+
+    With passwords the user's name is part of it: a Stop from another user finds no job of theirs, whatever
+    session hash it carries (as REST's ``/interrupt`` stops only the caller's own job)."""
+    session = (request.session_hash if request is not None else None) or "anonymous"
+    user = request.username if request is not None else None
+    return f"user:{user}/{session}" if user else session
 
 
 def progress_reporter(progress: gr.Progress) -> ProgressCallback:

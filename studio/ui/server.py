@@ -1,18 +1,26 @@
 """Serving the studio safely: who may connect, what they may send, and how the server is launched.
 
-- Bound to loopback, requests whose ``Host`` is not a loopback name are refused: a web page elsewhere cannot
-  reach the studio by pointing its own domain at 127.0.0.1 (DNS rebinding).
-- Other sites' pages get no CORS grant at all, so they cannot call the studio with a user's login cookie.
+- Only the names the studio has are answered (``studio/ui/hosts.py``): bound to loopback, the loopback names;
+  opened to others, ``--allowed-hosts`` (by default this machine's own names, the share link's host, a Space's
+  host). Any other ``Host`` gets ``400``: a web page elsewhere cannot reach the studio by pointing its own domain
+  at it (DNS rebinding).
+- Other sites' pages get no CORS grant at all, so they cannot call the studio with a user's login cookie, and they
+  may not frame it (``studio/ui/headers.py``).
 - Request bodies are capped at ``--max-upload-mb``, inline base64 images included, before anything reads them.
-- Passwords (``--auth``) cover every route: the UI, Gradio's API, the MCP server and the studio's own REST routes
-  (which take HTTP Basic credentials too, as A1111 clients send them).
+- Passwords (``--auth``) cover every route but the login form (``studio/ui/login_gate.py``): the UI, Gradio's
+  API, the MCP server and the studio's own REST routes (which take HTTP Basic credentials too, as A1111 clients
+  send them); and a user's sessions and jobs are theirs alone (``studio/ui/sessions.py``).
+- Gradio's files come from the studio's own cache folder, not the one every Gradio app shares
+  (``studio/ui/cache.py``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlparse
 
 import gradio as gr
 from fastapi import APIRouter
@@ -20,18 +28,16 @@ from gradio.route_utils import CustomCORSMiddleware
 from gradio.routes import App
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from studio.api.auth import RequireLogin
-from studio.settings import LOOPBACK_HOSTS, Settings
+from studio.settings import Settings
+from studio.ui.asgi import ASGIApp, Message, Receive, Scope, Send, answer
+from studio.ui.cache import serve_only_own_cache
+from studio.ui.headers import ProtectiveHeaders, protective_headers
+from studio.ui.hosts import AllowedHosts, HostCheck, allowed_hosts
+from studio.ui.login_gate import LoginGate
+from studio.ui.sessions import SessionGuard, SessionOwners
 
 log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BodySizeLimit:
@@ -44,18 +50,7 @@ class BodySizeLimit:
 
     async def _refuse(self, send: Send) -> None:
         limit_mb = self.max_bytes // 2**20
-        body = f"Request too large: the limit is {limit_mb} MB (--max-upload-mb).".encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await answer(send, 413, f"Request too large: the limit is {limit_mb} MB (--max-upload-mb).")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -86,42 +81,47 @@ class BodySizeLimit:
             await self._refuse(send)
 
 
-MCP_PREFIX = "/gradio_api/mcp"
-
-
 class StudioApp(App):
     """Gradio's server app without Gradio's CORS layer, which grants any site's page credentials once the studio
     is reached by a non-loopback name (with --listen); the same-origin policy of ``middleware`` governs instead.
 
-    FastAPI's public ``/openapi.json`` is off: the REST API serves its schema behind the passwords.
+    FastAPI's public ``/openapi.json`` is off: the REST API serves its schema behind the passwords. ``hosts`` are
+    the names the Host check allows (the share link's is added once the link exists).
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, hosts: AllowedHosts | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("openapi_url", None)
         super().__init__(**kwargs)
+        self.hosts = hosts
 
     def build_middleware_stack(self) -> ASGIApp:
         self.user_middleware = [m for m in self.user_middleware if m.cls is not CustomCORSMiddleware]
         return super().build_middleware_stack()
 
 
-def middleware(settings: Settings) -> list[Middleware]:
+def middleware(settings: Settings, hosts: AllowedHosts, environ: Mapping[str, str]) -> list[Middleware]:
+    """The studio's layers, outermost first: headers on every answer (refusals too), the Host check, the body
+    limit, the CORS policy, then (with passwords) the login gate and the session owners."""
     layers = [
+        Middleware(ProtectiveHeaders, headers=protective_headers(environ)),
+        Middleware(HostCheck, hosts=hosts),
         Middleware(BodySizeLimit, max_bytes=settings.max_upload_mb * 2**20),
         # Same-origin only: no other site's page may call the studio with a logged-in user's cookie.
         Middleware(CORSMiddleware, allow_origins=[], allow_credentials=False),
     ]
-    if settings.loopback_only:
-        layers.append(Middleware(TrustedHostMiddleware, allowed_hosts=[*LOOPBACK_HOSTS, "[::1]"]))
     if settings.auth:
-        # Gradio mounts its MCP server without its login check.
-        layers.append(Middleware(RequireLogin, accounts=settings.auth, prefixes=[MCP_PREFIX]))
+        layers.append(Middleware(LoginGate, accounts=settings.auth))
+        layers.append(Middleware(SessionGuard, owners=SessionOwners()))
     return layers
 
 
-def server_app(settings: Settings, routers: Sequence[APIRouter] = ()) -> StudioApp:
+def server_app(
+    settings: Settings, routers: Sequence[APIRouter] = (), environ: Mapping[str, str] | None = None
+) -> StudioApp:
     """The server app, with the studio's middleware and its own routes (the REST API) beside Gradio's."""
-    app = StudioApp(middleware=middleware(settings))
+    environ = os.environ if environ is None else environ
+    hosts = allowed_hosts(settings, environ)
+    app = StudioApp(hosts=hosts, middleware=middleware(settings, hosts, environ))
     for router in routers:
         app.include_router(router)
     return app
@@ -155,6 +155,7 @@ def launch(
     With ``--share``, a link that cannot be made never stops the studio: Gradio gives up on the tunnel quietly
     (one printed line) and serves locally, and the studio then says so in its log, with the local address.
     """
+    serve_only_own_cache(demo)
     options = {**launch_options(settings, routers), **kwargs}
     block = not options.pop("prevent_thread_lock", False)
     try:
@@ -164,6 +165,8 @@ def launch(
             raise
         log.warning("the share link could not be created (%s); serving locally only", error)
         demo.launch(theme=theme, css=css, prevent_thread_lock=True, **{**options, "share": False})
+    if demo.share_url and options["_app"].hosts is not None:  # the link's requests carry its host name
+        options["_app"].hosts.allow(urlparse(demo.share_url).hostname or "")
     if settings.share and demo.share_url is None:
         if demo.space_id:
             log.info("--share is not needed on Hugging Face Spaces: the Space's own address is the link to share")

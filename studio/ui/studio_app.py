@@ -9,6 +9,7 @@ import gradio as gr
 
 from studio.api import build_api
 from studio.composition import Studio
+from studio.ui.cache import use_private_cache
 from studio.ui.compare import build_compare_tab
 from studio.ui.controlnet import build_controlnet_tab
 from studio.ui.header import TABS_ID, build_header, wire_header
@@ -17,6 +18,7 @@ from studio.ui.inpaint import build_inpaint_tab
 from studio.ui.lab import build_lab_tab
 from studio.ui.mcp_tools import add_mcp_tools, check_mcp_extra, keep_only_mcp_tools
 from studio.ui.pnginfo import build_pnginfo_tab, wire_pnginfo_send_to
+from studio.ui.queue_limit import count_in
 from studio.ui.server import launch as serve
 from studio.ui.tabs import wire_send_to
 from studio.ui.txt2img import build_txt2img_tab
@@ -36,6 +38,7 @@ THEME = gr.themes.Soft(primary_hue="indigo")
 
 def create_demo(studio: Studio) -> gr.Blocks:
     """The whole studio UI over ``studio``, with its queue configured. Launch it with ``launch``."""
+    use_private_cache()  # before any component is built: each reads the cache folder when it is created
     guard_decoding(studio.settings.max_upload_megapixels)
     if studio.settings.mcp:
         check_mcp_extra()
@@ -61,6 +64,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
         keep_only_mcp_tools(demo, mcp_tools)
     # Explicit, so a flood of requests is told "queue is full" instead of waiting forever.
     demo.queue(max_size=studio.settings.max_queue, default_concurrency_limit=1)
+    count_in(demo, studio.waiting)  # one --max-queue over this queue and the REST API's
     return demo
 
 
