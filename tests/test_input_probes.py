@@ -240,7 +240,7 @@ def test_the_page_and_the_api_docs_carry_no_server_path(server: str, served_stud
 def test_docs_say_a_mask_of_another_size_is_resized_as_the_code_does() -> None:
     security = (ROOT / "docs" / "SECURITY.md").read_text()
     assert "masks (empty, other size, not binary)" not in security, "masks of another size are not refused"
-    assert "A mask of another size is stretched to the picture's size" in security
+    assert "a mask of another size is stretched to the picture's size, as A1111 does" in security
 
 
 def test_a_model_outside_the_models_folder_is_offered_and_switched_to_by_name(studio: Studio, tiny_model: Path) -> None:
