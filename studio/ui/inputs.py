@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+if TYPE_CHECKING:
+    from gradio.block_function import BlockFunction
+    from gradio.state_holder import SessionState
+
 Payload = Any
+"""A value as the client sent it, before Gradio converts it: anything JSON can carry."""
 
 
 def describe(value: Payload) -> str:
@@ -163,7 +168,7 @@ def check_value(name: str, block: Any, value: Payload) -> None:
         check_file(name, value)
 
 
-def input_names(block_fn: Any) -> list[str]:
+def input_names(block_fn: BlockFunction) -> list[str]:
     """The names the API gives an event's inputs: its handler's parameter names, else the widgets' labels."""
     names: Sequence[str | None] = getattr(block_fn, "input_parameter_names", None) or ()
     result = []
@@ -173,7 +178,7 @@ def input_names(block_fn: Any) -> list[str]:
     return result
 
 
-def check_payloads(block_fn: Any, inputs: list[Payload], state: Any = None) -> None:
+def check_payloads(block_fn: BlockFunction, inputs: list[Payload], state: SessionState | None = None) -> None:
     """Check the raw values of one call of ``block_fn`` against its input widgets (this session's copies where a
     handler updated them, as Gradio's own conversion reads them)."""
     if block_fn.batch:
@@ -188,7 +193,7 @@ def check_payloads(block_fn: Any, inputs: list[Payload], state: Any = None) -> N
         )
     prop_inputs = getattr(block_fn, "component_prop_inputs", ()) or ()
     for index, (block, name) in enumerate(zip(block_fn.inputs, names, strict=True)):
-        if index in prop_inputs:
+        if index in prop_inputs or block.stateful:  # a property's update, or a gr.State the page never sends
             continue
         if state is not None and block._id in state:
             block = state[block._id]
@@ -196,8 +201,14 @@ def check_payloads(block_fn: Any, inputs: list[Payload], state: Any = None) -> N
 
 
 class CheckedBlocks(gr.Blocks):
-    """``gr.Blocks`` whose every event checks its raw values (``check_payloads``) before Gradio converts them."""
+    """``gr.Blocks`` whose every event checks its raw values (``check_payloads``) before Gradio converts them.
 
-    async def preprocess_data(self, block_fn: Any, inputs: list[Payload], state: Any, *args: Any, **kwargs: Any) -> Any:
+    ``preprocess_data`` is where Gradio converts an event's values, for the page, the API, the MCP server and
+    examples alike, with the event and its session at hand; it is Gradio's own method, not a documented hook, so
+    ``tests/test_input_probes.py`` fails if a Gradio release stops calling it."""
+
+    async def preprocess_data(
+        self, block_fn: BlockFunction, inputs: list[Payload], state: SessionState | None, *args: Any, **kwargs: Any
+    ) -> Any:
         check_payloads(block_fn, inputs, state)
         return await super().preprocess_data(block_fn, inputs, state, *args, **kwargs)
