@@ -15,7 +15,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +37,20 @@ _SCAN_DEPTH = 3
 @dataclass(frozen=True)
 class ModelEntry:
     """One model in the models folder. ``source`` is what ``--model`` would take; ``refused`` says why it will
-    not load as things are (None when it will)."""
+    not load as things are (None when it will). ``key`` is its place within the models folder (``sd15/model.
+    safetensors``): what the picker sends back, so no page or API answer carries a path of the server's."""
 
     name: str
     source: str
     kind: str  # "diffusers", "single file" or "pickle"
     family: str | None = None
     refused: str | None = None
+    key: str = ""
+
+    @property
+    def choice(self) -> str:
+        """The picker's value for this model: its place in the models folder (its name when it has none)."""
+        return self.key or self.name
 
     @property
     def label(self) -> str:
@@ -147,7 +154,8 @@ def list_models(folder: Path, *, allow_pickle: bool = False, skip: Path | None =
                 entries.append(ModelEntry(child.name, str(child), "pickle", refused=refused))
 
     scan(folder, 1)
-    return sorted(entries, key=lambda entry: (entry.name.lower(), entry.source))
+    keyed = [replace(entry, key=Path(entry.source).relative_to(folder).as_posix()) for entry in entries]
+    return sorted(keyed, key=lambda entry: (entry.name.lower(), entry.source))
 
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", *PICKLE_CHECKPOINT_SUFFIXES)
@@ -165,14 +173,14 @@ def is_hub_id(text: str) -> bool:
 
 
 def resolve_choice(choice: object, entries: Sequence[ModelEntry], allowed: Sequence[str] = ()) -> str:
-    """The model source a picker value stands for: a listed model (by source, name or label), one of ``allowed``
+    """The model source a picker value stands for: a listed model (by key, source, name or label), one of ``allowed``
     (the models the studio was started with), or a typed-in Hub id. Any other path is refused, so nobody can make
     the server load a file from outside the models folder."""
     if not isinstance(choice, str) or not choice.strip():
         raise InvalidRequest("choose a model from the list, or type a Hugging Face Hub id such as org/model-name")
     text = choice.strip()
     for entry in entries:
-        if text in (entry.source, entry.name, entry.label):
+        if text in (entry.choice, entry.source, entry.name, entry.label):
             if entry.refused:
                 raise InvalidRequest(f"{entry.name!r} cannot be loaded: {entry.refused}")
             return entry.source

@@ -103,17 +103,24 @@ class SystemService:
         choice even when it is not in the models folder (a Hub id, or ``--model`` elsewhere)."""
         entries = self.models()
         serving = self.manager.source
-        options = [(entry.label, entry.source) for entry in entries]
+        options = [(entry.label, entry.choice) for entry in entries]
         for entry in entries:
             if _same_path(entry.source, serving):
-                return options, entry.source
-        return [(display_name(serving), serving), *options], serving
+                return options, entry.choice
+        return [(display_name(serving), display_name(serving)), *options], display_name(serving)
 
     def switch(self, choice: object) -> LoadedModel:
         """Load the chosen model and serve it. Raises ``InvalidRequest`` for a choice the picker does not offer
-        and ``ModelLoadError`` when it does not load; either way the serving model keeps serving."""
-        allowed = (self.settings.model, self.manager.source)
-        return self.manager.switch(resolve_choice(choice, self.models(), allowed))
+        and ``ModelLoadError`` when it does not load; either way the serving model keeps serving.
+
+        The picker's values are names (``choices``): a model of the models folder by its place in it, the model
+        the studio was started with or serves by its display name, which maps back to its source here."""
+        entries = self.models()
+        started = {display_name(source): source for source in (self.settings.model, self.manager.source)}
+        listed = isinstance(choice, str) and any(choice.strip() == entry.choice for entry in entries)
+        if isinstance(choice, str) and not listed and choice.strip() in started:
+            choice = started[choice.strip()]
+        return self.manager.switch(resolve_choice(choice, entries, tuple(started.values())))
 
     def unload(self) -> None:
         """Free every model; the next generation loads the serving model again."""

@@ -31,9 +31,15 @@ class Limits:
     max_cells: int = 16
 
 
+def _finite(value: float) -> bool:
+    """Not NaN or infinity (a whole number of any size is finite, though ``math.isfinite`` cannot take a huge one)."""
+    return not isinstance(value, float) or math.isfinite(value)
+
+
 def whole_number(name: str, value: object) -> int:
-    """``value`` as an int, accepting integral floats (``20.0``) but not ``20.5``, strings or booleans."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """``value`` as an int, accepting integral floats (``20.0``) but not ``20.5``, NaN, infinity, strings or
+    booleans (JSON parsers hand on ``NaN`` and ``Infinity``, which no rounding turns into a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
         raise InvalidRequest(f"{name} must be a whole number, got {value!r}")
     if isinstance(value, float) and not value.is_integer():
         raise InvalidRequest(f"{name} must be a whole number, got {value}; try {round(value)}")
@@ -41,7 +47,8 @@ def whole_number(name: str, value: object) -> int:
 
 
 def number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+    """``value`` as a float: a finite number, not NaN, infinity, a string or a boolean."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
         raise InvalidRequest(f"{name} must be a number, got {value!r}")
     return float(value)
 

@@ -106,7 +106,8 @@ def picking_studio(models_dir: Path, tiny_model: Path, tmp_path: Path) -> Studio
 def test_switch_between_a_folder_and_a_single_file_from_the_list(picking_studio: Studio, models_dir: Path) -> None:
     system, service = picking_studio.system, picking_studio.service
     options, value = system.choices()
-    assert value == str(models_dir / "tiny-sd"), "the serving model is selected"
+    assert value == "tiny-sd", "the serving model is selected, by name"
+    assert [choice for _, choice in options] == ["old-model.ckpt", "tiny-sd", "checkpoints/tiny-single.safetensors"]
     assert [label for label, _ in options] == [
         "old-model.ckpt (pickle) — a pickle file: start the studio with --allow-pickle to load it",
         "tiny-sd (diffusers)",
@@ -118,7 +119,7 @@ def test_switch_between_a_folder_and_a_single_file_from_the_list(picking_studio:
 
     loaded = system.switch(dict(options)["tiny-single (SD 1.x, single file)"])
     assert loaded.source.endswith("tiny-single.safetensors")
-    assert system.choices()[1] == loaded.source
+    assert system.choices()[1] == "checkpoints/tiny-single.safetensors"
     assert model_line(picking_studio.manager) == "**Model:** tiny-single.safetensors · SD 1.x · float32 · cpu"
     second = service.txt2img(request)
     assert "Model: tiny-single," in second.images[0].parameters

@@ -1,5 +1,6 @@
 """The one place where the REST API's exceptions become HTTP answers, never tracebacks.
 
+- A body that is not JSON the parser can read (malformed, not UTF-8, nested deeper than the parser goes): 400.
 - A body of the wrong shape or type, or a value the studio refuses: 422 with ``detail`` saying what to fix.
 - A model that cannot load, or a full queue: 503 with the reason (the server keeps serving).
 - Out of memory: 507 with the advice. Anything else is a bug: logged, and a short 500.
@@ -17,11 +18,17 @@ from fastapi import HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from studio.api.progress import QueueFull
 from studio.errors import InvalidRequest, ModelLoadError, OutOfMemory, StudioError, redact
 
 log = logging.getLogger(__name__)
+
+UNREADABLE_BODY = (
+    "The request body could not be read as JSON (malformed, not UTF-8, or nested too deeply); send one JSON object "
+    "with the documented fields (see /docs)."
+)
 
 _STATUS: tuple[tuple[type[StudioError], int], ...] = (
     (InvalidRequest, 422),
@@ -38,6 +45,12 @@ def describe(errors: Sequence[Any]) -> str:
     megabyte of base64)."""
     parts = []
     for error in errors:
+        if error.get("type") == "json_invalid":  # the body is not JSON: say where the parser stopped, and why
+            reason = (error.get("ctx") or {}).get("error", "malformed")
+            position = [part for part in error.get("loc", ()) if part != "body"]
+            at = f" at character {position[0]}" if position else ""
+            parts.append(f"the request body is not valid JSON ({reason}{at})")
+            continue
         location = [str(part) for part in error.get("loc", ()) if part != "body"]
         where = ".".join(location) or "body"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
@@ -49,7 +62,9 @@ def answer(status: int, message: str) -> JSONResponse:
 
 
 def _reason(status: int) -> str:
-    return {422: "invalid request", 503: "unavailable", 507: "out of memory"}.get(status, "server error")
+    return {400: "invalid request", 422: "invalid request", 503: "unavailable", 507: "out of memory"}.get(
+        status, "server error"
+    )
 
 
 class StudioRoute(APIRoute):
@@ -65,6 +80,13 @@ class StudioRoute(APIRoute):
                 return answer(422, describe(error.errors()))
             except HTTPException:
                 raise
+            except StarletteHTTPException as error:
+                # FastAPI's own answer when its JSON parser fails on the body (a RecursionError for deep nesting,
+                # a UnicodeDecodeError): the client's error, said in the API's words.
+                if error.status_code != 400:
+                    raise
+                log.info("%s %s refused (400): unreadable body", request.method, request.url.path)
+                return answer(400, UNREADABLE_BODY)
             except StudioError as error:
                 status = next(code for kind, code in _STATUS if isinstance(error, kind))
                 log.info("%s %s refused (%d): %s", request.method, request.url.path, status, error)

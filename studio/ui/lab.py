@@ -32,7 +32,6 @@ from studio.lab import (
     SchedulePoint,
     Trajectory,
     TrajectoryRequest,
-    example_scene,
 )
 from studio.schedulers import SAMPLER_NAMES
 from studio.ui.controls import build_generation_controls, prompt_placeholder, wire_reuse_last_seed
@@ -51,11 +50,11 @@ Everything here is computed by 🤗 diffusers' own schedulers and the model this
 
 FORWARD_HELP = """\
 ### 1 · The forward process: adding noise
-Move **t** and watch the picture drown (upload your own picture, or keep the drawn scene). The *noise schedule*
-decides how fast: ᾱ_t is the share of the picture's variance left at t. Stable Diffusion's *scaled linear* schedule
-keeps more of the picture than DDPM's *linear* one through the middle and the end, and never quite reaches pure
-noise (ᾱ_999 ≈ 0.005); the *cosine* schedule lets ᾱ_t fall more evenly over t and ends at almost exactly pure
-noise."""
+Move **t** and watch the picture drown (upload your own picture, or leave it empty for a drawn scene). The
+*noise schedule* decides how fast: ᾱ_t is the share of the picture's variance left at t. Stable Diffusion's *scaled
+linear* schedule keeps more of the picture than DDPM's *linear* one through the middle and the end, and never quite
+reaches pure noise (ᾱ_999 ≈ 0.005); the *cosine* schedule lets ᾱ_t fall more evenly over t and ends at almost
+exactly pure noise."""
 
 REVERSE_HELP = """\
 ### 2 · The reverse process: denoising, step by step
@@ -191,7 +190,7 @@ def build_lab_tab(studio: Studio) -> list[SendSource]:
             with gr.Column(scale=2, min_width=280):
                 image = CheckedImage(
                     max_megapixels=settings.max_upload_megapixels,
-                    value=example_scene(),
+                    value=None,  # the drawn scene stands in (a default here would be a server path in the API docs)
                     label="Picture x₀",
                     type="pil",
                     image_mode="RGB",

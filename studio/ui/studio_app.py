@@ -15,6 +15,7 @@ from studio.ui.controlnet import build_controlnet_tab
 from studio.ui.header import TABS_ID, build_header, wire_header
 from studio.ui.img2img import build_img2img_tab
 from studio.ui.inpaint import build_inpaint_tab
+from studio.ui.inputs import CheckedBlocks
 from studio.ui.lab import build_lab_tab
 from studio.ui.mcp_tools import add_mcp_tools, check_mcp_extra, keep_only_mcp_tools
 from studio.ui.pnginfo import build_pnginfo_tab, wire_pnginfo_send_to
@@ -42,7 +43,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
     guard_decoding(studio.settings.max_upload_megapixels)
     if studio.settings.mcp:
         check_mcp_extra()
-    with gr.Blocks(title="Diffusion Studio") as demo:
+    with CheckedBlocks(title="Diffusion Studio") as demo:
         mcp_tools = add_mcp_tools(studio) if studio.settings.mcp else []
         header = build_header(studio)
         with gr.Tabs(elem_id=TABS_ID) as tabs:

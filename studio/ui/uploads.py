@@ -12,6 +12,7 @@ import base64
 import binascii
 import io
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
@@ -63,6 +64,24 @@ def check_image_header(payload: Any, what: str, max_megapixels: int) -> None:
         )
 
 
+def unreadable(what: str) -> gr.Error:
+    """The message for an image whose header reads but whose pixels do not (a file cut short, or damaged)."""
+    return gr.Error(
+        f"The {what} could not be read to its end: the file is cut short or damaged. Upload the whole file again "
+        "(a PNG, JPEG or WebP).",
+        print_exception=False,
+    )
+
+
+def decoded(convert: Callable[[Any], Any], payload: Any, what: str) -> Any:
+    """``convert(payload)`` (Gradio's own decoding), with PIL's errors for a broken file as a message: the header
+    check passes a file cut short, and decoding its pixels fails."""
+    try:
+        return convert(payload)
+    except (OSError, SyntaxError, ValueError):
+        raise unreadable(what) from None
+
+
 class CheckedImage(gr.Image):
     """``gr.Image`` that checks the upload's header first (shown in the browser as a plain image input)."""
 
@@ -77,9 +96,10 @@ class CheckedImage(gr.Image):
         return super().get_config(cls or gr.Image)
 
     def preprocess(self, payload: Any) -> Any:
+        what = str(self.label or "image").lower()
         if payload is not None:
-            check_image_header(payload, str(self.label or "image").lower(), self.max_megapixels)
-        return super().preprocess(payload)
+            check_image_header(payload, what, self.max_megapixels)
+        return decoded(super().preprocess, payload, what)
 
 
 class CheckedImageMask(gr.ImageEditor):
@@ -100,4 +120,4 @@ class CheckedImageMask(gr.ImageEditor):
             for item in (getattr(payload, "background", None), *(getattr(payload, "layers", None) or [])):
                 if item is not None and not isinstance(item, bytes | bytearray | memoryview):
                     check_image_header(item, "image", self.max_megapixels)
-        return super().preprocess(payload)
+        return decoded(super().preprocess, payload, "image")
