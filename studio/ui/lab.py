@@ -70,6 +70,9 @@ maps from x_T to a picture and give it again; DDPM, Euler a, DDIM with η > 0 an
 every step and do not."""
 
 RACE_COLUMNS = ["Sampler", "Steps", "Model calls", "Seconds", "ms per call", "η", "Same picture from the same x_T"]
+FIRST_TIMESTEP = 250
+FIRST_NOISE_SEED = 0
+"""Where the forward process explorer starts (and what an API call that leaves them out gets)."""
 TRAJECTORY_OUTPUTS = 5
 RACE_OUTPUTS = 5
 
@@ -205,9 +208,11 @@ def build_lab_tab(studio: Studio) -> list[SendSource]:
                     elem_id="lab-schedule",
                 )
                 timestep = gr.Slider(
-                    0, NUM_TRAIN_TIMESTEPS - 1, value=250, step=1, label="Timestep t", elem_id="lab-timestep"
+                    0, NUM_TRAIN_TIMESTEPS - 1, value=FIRST_TIMESTEP, step=1, label="Timestep t", elem_id="lab-timestep"
                 )
-                noise_seed = gr.Number(value=0, precision=0, label="Noise seed (-1 = random)", elem_id="lab-noise-seed")
+                noise_seed = gr.Number(
+                    value=FIRST_NOISE_SEED, precision=0, label="Noise seed (-1 = random)", elem_id="lab-noise-seed"
+                )
                 in_latent_space = gr.Checkbox(
                     value=studio.manager.loaded is not None,
                     label="Also in the model's latent space (loads the model)",
@@ -340,7 +345,12 @@ def build_lab_tab(studio: Studio) -> list[SendSource]:
     assert controls.width is not None and controls.height is not None
 
     @user_errors(outputs=4)
-    def forward_process(image: Image.Image | None, schedule: str, timestep: float, seed: float) -> tuple[Any, ...]:
+    def forward_process(
+        image: Image.Image | None = None,
+        schedule: str = DEFAULT_SCHEDULE,
+        timestep: float = FIRST_TIMESTEP,
+        seed: float = FIRST_NOISE_SEED,
+    ) -> tuple[Any, ...]:
         """Add noise to a picture in one jump, as training does: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps
         (pixel space, CPU only, outside the GPU queue).
 
@@ -371,7 +381,10 @@ def build_lab_tab(studio: Studio) -> list[SendSource]:
     @gpu(vae_seconds)
     @user_errors(outputs=2)
     def forward_process_latent(
-        image: Image.Image | None, schedule: str, timestep: float, seed: float
+        image: Image.Image | None = None,
+        schedule: str = DEFAULT_SCHEDULE,
+        timestep: float = FIRST_TIMESTEP,
+        seed: float = FIRST_NOISE_SEED,
     ) -> tuple[Any, ...]:
         """The forward process in the model's latent space: encode x_0 with the VAE, add noise to the latents,
         decode. Loads the model on first use.
