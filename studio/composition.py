@@ -14,7 +14,8 @@ from studio.errors import StudioError
 from studio.examples import Examples, examples_for, load_examples
 from studio.fast_paths import SpeedOptions
 from studio.few_step import STANDARD, GenerationDefaults, defaults_for_source
-from studio.loading import MemoryOptions, hub_model_unavailable, is_micro_model, looks_local, native_side_hint
+from studio.hub import hub_model_unavailable
+from studio.loading import MemoryOptions
 from studio.loras import LoraLibrary
 from studio.micro.location import MICRO_MODEL
 from studio.model_manager import ModelManager, Task
@@ -22,6 +23,7 @@ from studio.outputs import OutputStore
 from studio.preview import PreviewOptions
 from studio.service import StudioService
 from studio.settings import Settings
+from studio.sources import is_micro_model, looks_local, native_side_hint
 from studio.styles import StyleLibrary
 from studio.system import SystemService
 from studio.validation import Limits
