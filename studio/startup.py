@@ -24,7 +24,7 @@ from studio.examples import Examples, examples_for
 from studio.few_step import GenerationDefaults, defaults_for_source
 from studio.hub import hub_model_unavailable
 from studio.micro.location import MICRO_MODEL
-from studio.settings import Settings
+from studio.settings import Settings, SettingsError
 from studio.sources import is_micro_model, looks_local, native_side_hint
 from studio.styles import StyleLibrary
 
@@ -67,7 +67,7 @@ class StartupFailed(StudioError):
 
 
 def _explain(error: BaseException) -> str:
-    if isinstance(error, StudioError):
+    if isinstance(error, StudioError | SettingsError):
         return f"The studio could not start: {error}"
     if isinstance(error, ImportError):
         return (
@@ -92,29 +92,52 @@ class StudioLoader:
         self._done = threading.Event()
         self._studio: Studio | None = None
         self._failure: str | None = None
-        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._claimed = False
+        self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Start the build in the background (once)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self.run, name="studio-startup", daemon=True)
-            self._thread.start()
+        """Start the build in a background thread (unless it has started already)."""
+        if self._claim():
+            threading.Thread(target=self._build_now, name="studio-startup", daemon=True).start()
 
     def run(self) -> None:
-        """Build the studio here, in the calling thread (``start`` calls it in a thread of its own)."""
+        """Build the studio here, in the calling thread, unless it has started already (then wait for it)."""
+        if self._claim():
+            self._build_now()
+        else:
+            self._done.wait()
+
+    def _claim(self) -> bool:
+        with self._lock:
+            claimed, self._claimed = self._claimed, True
+        return not claimed
+
+    def _build_now(self) -> None:
         try:
             self._studio = self._build()
         # Whatever the build raises (a broken install, a bad setting) must reach users as a message, not leave
-        # every request waiting on a thread that died: it is logged in full and kept for them.
-        except BaseException as error:
-            log.exception("the studio could not start")
+        # every request waiting on a thread that died: it is kept for them, and logged (in full when unexpected).
+        except Exception as error:
+            expected = isinstance(error, StudioError | SettingsError)
+            log.error("the studio could not start: %s", error, exc_info=None if expected else error)
+            self._error = error
             self._failure = _explain(error)
         finally:
             self._done.set()
 
     @property
+    def started(self) -> bool:
+        return self._claimed
+
+    @property
     def done(self) -> bool:
         return self._done.is_set()
+
+    @property
+    def error(self) -> BaseException | None:
+        """What the build raised; None while it runs and after it succeeded."""
+        return self._error
 
     @property
     def failure(self) -> str | None:
@@ -125,7 +148,8 @@ class StudioLoader:
         if not self._done.wait(timeout):
             return None
         if self._studio is None:
-            raise StartupFailed(self._failure or "The studio could not start; the server log has the details.")
+            message = self._failure or "The studio could not start; the server log has the details."
+            raise StartupFailed(message) from self._error
         return self._studio
 
 
@@ -144,6 +168,8 @@ class StartingStudio:
     ) -> None:
         self.settings = settings
         self.loader = loader
+        self.source = source
+        """The model the studio starts on (``choose_model``'s choice)."""
         self.model_note = model_note
         self.styles = styles
         self.native_side: int = native_side_hint(source) or DEFAULT_SIDE
@@ -161,6 +187,8 @@ class StartingStudio:
         """The loaded studio, waiting for the load if it still runs (``on_wait`` first)."""
         studio = self.loaded
         if studio is None:
+            if not self.loader.started:  # a bug: waiting here would wait forever (the page is built before the load)
+                raise RuntimeError("the studio was asked for before its load started; start it first")
             self.on_wait()
             studio = self.loader.wait()
         assert studio is not None  # wait() without a timeout returns the studio or raises
@@ -181,6 +209,17 @@ class StartingStudio:
     @property
     def system(self) -> SystemService:
         return self.studio().system
+
+
+def loaded_studio(studio: Studio | StartingStudio) -> Studio | None:
+    """``studio`` once its libraries have loaded (a built ``Studio`` always has); None while they load or when
+    they could not load (``studio.loader.failure`` says why)."""
+    if not isinstance(studio, StartingStudio):
+        return studio
+    try:
+        return studio.loaded
+    except StartupFailed:
+        return None
 
 
 def choose_in_background(settings: Settings) -> Future[tuple[str, str | None]]:
