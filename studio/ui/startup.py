@@ -53,7 +53,7 @@ class HoldUntilLoaded:
         server: FastAPI,
         studio: StartingStudio,
         add_routes: Callable[[], None],
-        wait_s: float = REST_WAIT_S,
+        wait_s: float | None = None,
     ) -> None:
         self.app = app
         self.server = server
@@ -67,8 +67,9 @@ class HoldUntilLoaded:
         return any(route.matches(scope)[0] is not Match.NONE for route in self.server.router.routes)
 
     def _wait_and_add(self) -> bool:
-        """Wait for the load (at most ``wait_s``) and add the routes; False when the wait ran out."""
-        if self.studio.loader.wait(self.wait_s) is None:
+        """Wait for the load (at most ``wait_s``, ``REST_WAIT_S`` by default) and add the routes; False when the
+        wait ran out."""
+        if self.studio.loader.wait(REST_WAIT_S if self.wait_s is None else self.wait_s) is None:
             return False
         with self._lock:
             if not self._added:
@@ -94,7 +95,7 @@ class HoldUntilLoaded:
 
 
 def hold_rest_until_loaded(
-    server: FastAPI, studio: StartingStudio, add_routes: Callable[[], None], wait_s: float = REST_WAIT_S
+    server: FastAPI, studio: StartingStudio, add_routes: Callable[[], None], wait_s: float | None = None
 ) -> None:
     """Install ``HoldUntilLoaded`` on ``server`` (before it starts), innermost of its middleware."""
     server.user_middleware.append(
