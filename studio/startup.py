@@ -95,6 +95,7 @@ class StudioLoader:
         self._error: BaseException | None = None
         self._claimed = False
         self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
 
     def start(self) -> None:
         """Start the build in a background thread (unless it has started already)."""
@@ -124,7 +125,20 @@ class StudioLoader:
             self._error = error
             self._failure = _explain(error)
         finally:
-            self._done.set()
+            with self._lock:
+                self._done.set()
+                callbacks, self._callbacks = self._callbacks, []
+            for callback in callbacks:
+                callback()
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (with no arguments) when the build has ended, well or not: now if it has, else in the
+        thread that built it. For waiters that must not hold a thread meanwhile (the server's event loop)."""
+        with self._lock:
+            if not self._done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
 
     @property
     def started(self) -> bool:

@@ -2,7 +2,7 @@
 request made while the studio loads waits for it (with a progress message) instead of failing.
 
 The load is held behind a ``threading.Event`` gate, so each test decides when it ends; the request is known to be
-waiting through the studio's own hooks (``on_wait``, the loader's ``wait``), never by sleeping.
+waiting through the studio's own hooks (``on_wait``, the loader's ``when_done``), never by sleeping.
 """
 
 import json
@@ -85,14 +85,13 @@ def gated(tiny_model: Path, tmp_path: Path) -> Iterator[Gated]:
     gate = threading.Event()
     studio, ui_waiting = gated_studio(lambda: build_studio(make_settings(tiny_model, tmp_path / "outputs")), gate)
     rest_waiting = threading.Event()
-    wait = studio.loader.wait
+    when_done = studio.loader.when_done
 
-    def observed_wait(timeout: float | None = None) -> Studio | None:
-        if timeout is None or timeout > 0:  # a request that waits (timeout 0 only asks)
-            rest_waiting.set()
-        return wait(timeout)
+    def observed_when_done(callback: Callable[[], None]) -> None:  # the REST hold waits through it
+        when_done(callback)
+        rest_waiting.set()
 
-    studio.loader.wait = observed_wait  # type: ignore[method-assign]
+    studio.loader.when_done = observed_when_done  # type: ignore[method-assign]
     demo = create_demo(studio)
     launch(demo, studio, prevent_thread_lock=True, quiet=True)
     studio.loader.start()
@@ -108,9 +107,14 @@ def test_the_header_says_the_libraries_load_until_they_have(gated: Gated) -> Non
         header = build_header(gated.studio)
     assert LOADING_MESSAGE in header.status.value and header.loading.active, "the timer fills the header later"
     assert LOADING_MESSAGE in model_status(gated.studio)
+    (tick,) = (f.fn for f in create_demo(gated.studio).fns.values() if getattr(f.fn, "__name__", "") == "when_loaded")
+    assert all(isinstance(update, dict) and update.get("__type__") == "update" for update in tick()), "no change yet"
     gated.gate.set()
     assert gated.studio.loader.wait(timeout=60) is not None
     assert "Loading" not in model_status(gated.studio) and "**Model:**" in model_status(gated.studio)
+    picker, _lora, _embedding, status, timer = tick()
+    assert picker.choices and "**Model:**" in status, "the header fills its lists and shows the model"
+    assert timer.active is False, "and the timer stops"
     with gr.Blocks():
         assert not build_header(gated.studio).loading.active
 
@@ -204,3 +208,32 @@ def test_prepare_studio_builds_what_build_studio_builds(tmp_path: Path) -> None:
         loaded.examples,
     )
     assert loaded.styles is starting.styles, "the page's style list is the one the studio applies"
+
+
+def test_the_loader_builds_once_and_tells_every_waiter() -> None:
+    gate, builds, told = threading.Event(), [], []
+    built = object()
+
+    def build() -> object:
+        gate.wait(timeout=60)
+        builds.append(built)
+        return built
+
+    loader = StudioLoader(build)  # type: ignore[arg-type]
+    loader.when_done(lambda: told.append("before"))
+    assert not loader.started and loader.wait(timeout=0) is None
+    loader.start()
+    loader.start()
+    assert loader.started and not loader.done and loader.wait(timeout=0) is None
+    gate.set()
+    loader.run()  # already started: waits for that build instead of building again
+    assert loader.wait() is built and builds == [built] and loader.error is None
+    loader.when_done(lambda: told.append("after"))
+    assert told == ["before", "after"]
+
+
+def test_asking_a_starting_studio_for_its_parts_before_the_load_starts_is_a_bug_not_a_hang(tmp_path: Path) -> None:
+    """The page is built before the load starts; a builder that reached for the service would wait forever."""
+    starting = prepare_studio(make_settings(MICRO_MODEL, tmp_path / "outputs"))
+    with pytest.raises(RuntimeError, match="before its load started"):
+        _ = starting.service

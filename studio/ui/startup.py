@@ -10,11 +10,11 @@ load at all, a 503 with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import anyio
 import gradio as gr
 from fastapi import FastAPI
 from starlette.middleware import Middleware
@@ -66,11 +66,22 @@ class HoldUntilLoaded:
     def _served_now(self, scope: Scope) -> bool:
         return any(route.matches(scope)[0] is not Match.NONE for route in self.server.router.routes)
 
-    def _wait_and_add(self) -> bool:
-        """Wait for the load (at most ``wait_s``, ``REST_WAIT_S`` by default) and add the routes; False when the
-        wait ran out."""
-        if self.studio.loader.wait(REST_WAIT_S if self.wait_s is None else self.wait_s) is None:
+    async def _loaded(self) -> bool:
+        """Wait for the load, at most ``wait_s`` (``REST_WAIT_S`` by default), holding no thread: False when the
+        wait ran out. Raises ``StartupFailed`` when the studio could not load."""
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def end() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        self.studio.loader.when_done(lambda: loop.call_soon_threadsafe(end))
+        try:
+            await asyncio.wait_for(ended, REST_WAIT_S if self.wait_s is None else self.wait_s)
+        except TimeoutError:
             return False
+        self.studio.loader.wait(0)  # raises StartupFailed when the load failed
         with self._lock:
             if not self._added:
                 self.add_routes()
@@ -82,7 +93,7 @@ class HoldUntilLoaded:
             await self.app(scope, receive, send)
             return
         try:
-            ready = await anyio.to_thread.run_sync(self._wait_and_add)
+            ready = await self._loaded()
         except StartupFailed as error:
             await answer(503, str(error))(scope, receive, send)
             return
