@@ -55,11 +55,13 @@ def choose_model(settings: Settings) -> tuple[str, str | None]:
     reason = hub_model_unavailable(settings.model, settings.offline)
     if reason is None:
         return settings.model, None
-    return MICRO_MODEL, (
+    note = (
         f"No --model was given and {settings.model} {reason}, so the studio runs its built-in micro model: "
         '64x64 pictures of coloured shapes (e.g. "a red circle and a blue star on a white background"). '
         "Start it with --model to use another model."
     )
+    log.warning("%s", note)  # the header says it too, once the page is open
+    return MICRO_MODEL, note
 
 
 class StartupFailed(StudioError):

@@ -6,6 +6,7 @@ import http.server
 import socket
 import threading
 from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 from huggingface_hub import HfApi, constants
@@ -38,12 +39,17 @@ def hub_at_closed_port(online: None, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_no_network_raises_the_clients_own_error_and_counts_as_unreachable(hub_at_closed_port: None) -> None:
-    with pytest.raises(Exception) as raised:
+    try:
         HfApi().model_info(UNCACHED, timeout=5)
-    assert not isinstance(raised.value, HfHubHTTPError), "the Hub was not reached, so it did not answer"
+    except Exception as error:  # whatever the installed client raises for "not reached": that is the point
+        raised = error
+    else:
+        pytest.fail("nothing listens on the port, yet the client got an answer")
+    assert not isinstance(raised, HfHubHTTPError), "the Hub was not reached, so it did not answer"
+    assert type(raised).__module__.split(".")[0] != "huggingface_hub", "the HTTP library's own error, as it comes"
     reason = hub_model_unavailable(UNCACHED, offline=False, timeout_s=5)
     assert reason is not None and "cannot be downloaded" in reason and "unreachable" in reason
-    assert type(raised.value).__name__ in reason, "the header says what went wrong"
+    assert type(raised).__name__ in reason, "the header says what went wrong"
 
 
 def test_an_error_type_no_release_has_raised_counts_as_unreachable(
@@ -71,10 +77,10 @@ class _Hub(http.server.BaseHTTPRequestHandler):
     """A loopback "Hub" that answers every request with the status and headers the test sets, or never answers."""
 
     status = 404
-    headers_out: dict[str, str] = {}
+    headers_out: ClassVar[dict[str, str]] = {}
     silent: threading.Event | None = None
 
-    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+    def do_GET(self) -> None:  # the standard library's name
         if self.silent is not None:
             self.silent.wait()  # holds the request open until the test ends: the client times out
             return
