@@ -14,23 +14,21 @@ from studio.errors import StudioError
 from studio.examples import Examples, examples_for, load_examples
 from studio.fast_paths import SpeedOptions
 from studio.few_step import STANDARD, GenerationDefaults, defaults_for_source
-from studio.loading import MemoryOptions, hub_model_unavailable, is_micro_model, looks_local, native_side_hint
+from studio.loading import MemoryOptions
 from studio.loras import LoraLibrary
-from studio.micro.location import MICRO_MODEL
 from studio.model_manager import ModelManager, Task
 from studio.outputs import OutputStore
 from studio.preview import PreviewOptions
 from studio.service import StudioService
 from studio.settings import Settings
+from studio.sources import is_micro_model, native_side_hint
+from studio.startup import DEFAULT_SIDE, choose_model
 from studio.styles import StyleLibrary
 from studio.system import SystemService
 from studio.validation import Limits
 from studio.waiting import WaitingRoom
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SIDE = 512
-"""Where the size sliders start when the model's own resolution cannot be read before it loads (a Hub id)."""
 
 
 @dataclass(frozen=True)
@@ -57,27 +55,22 @@ class Studio:
     """The prompt styles (``--styles``), applied to prompts before a request is made."""
 
 
-def choose_model(settings: Settings) -> tuple[str, str | None]:
-    """The model to start on, and a note for the user when it is not the one the settings name.
+def build_studio(
+    settings: Settings,
+    manager: ModelManager | None = None,
+    choice: tuple[str, str | None] | None = None,
+    styles: StyleLibrary | None = None,
+    waiting: WaitingRoom | None = None,
+) -> Studio:
+    """The studio for ``settings``. Nothing is loaded yet: the model loads on first use.
 
-    With no --model given, the default Hub model is used when it is in the local cache or can be downloaded;
-    otherwise (no network, or offline) the committed micro model, so a first run still makes pictures.
+    ``choice`` is the model to start on and its note when ``choose_model`` has already run (``studio/startup.py``
+    runs it before the page is built), ``styles`` the style library the page already lists.
     """
-    if not settings.micro_fallback or looks_local(settings.model):
-        return settings.model, None
-    reason = hub_model_unavailable(settings.model, settings.offline)
-    if reason is None:
-        return settings.model, None
-    return MICRO_MODEL, (
-        f"No --model was given and {settings.model} {reason}, so the studio runs its built-in micro model: "
-        '64x64 pictures of coloured shapes (e.g. "a red circle and a blue star on a white background"). '
-        "Start it with --model to use another model."
-    )
-
-
-def build_studio(settings: Settings, manager: ModelManager | None = None) -> Studio:
-    """The studio for ``settings``. Nothing is loaded yet: the model loads on first use."""
-    source, note = choose_model(settings) if manager is None else (manager.source, None)
+    if manager is not None:
+        source, note = manager.source, None
+    else:
+        source, note = choice if choice is not None else choose_model(settings)
     if manager is None:
         manager = ModelManager(
             source,
@@ -112,12 +105,12 @@ def build_studio(settings: Settings, manager: ModelManager | None = None) -> Stu
         service=service,
         cancels=CancelRegistry(),
         system=SystemService(settings, manager),
-        waiting=WaitingRoom(settings.max_queue),
+        waiting=waiting if waiting is not None else WaitingRoom(settings.max_queue),
         model_note=note,
         native_side=native_side_hint(source) or DEFAULT_SIDE,
         generation_defaults=defaults_for_source(source),
         examples=examples_for(is_micro_model(source)),
-        styles=StyleLibrary(settings.styles),
+        styles=styles if styles is not None else StyleLibrary(settings.styles),
     )
 
 

@@ -20,11 +20,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from diffusers import DiffusionPipeline
-
-from studio.loading import display_name, looks_local
 from studio.schedulers import DEFAULT_SAMPLER
+from studio.sources import display_name, looks_local
+
+if TYPE_CHECKING:  # only for hints: the page is built from this module before diffusers loads
+    from diffusers import DiffusionPipeline
 
 _TURBO_NAME = re.compile(r"(^|[/_\-. ])sd[_\-]?(xl[_\-]?)?turbo($|[/_\-. ])", re.IGNORECASE)
 _LCM_NAME = re.compile(r"(^|[^a-z0-9])lcm($|[^a-z0-9])", re.IGNORECASE)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image, ImageOps
-from torch.nn import functional
 
 from studio.errors import InvalidRequest
 from studio.loras import parse_loras
@@ -30,6 +29,9 @@ from studio.validation import (
     number,
     whole_number,
 )
+
+if TYPE_CHECKING:  # the page's hires controls are built from this module before torch loads
+    import torch
 
 LATENT_UPSCALERS: dict[str, tuple[str, bool]] = {
     "Latent": ("bilinear", False),
@@ -177,6 +179,8 @@ def _second_pass_prompts(first: tuple[str, str], second: tuple[object, object]) 
 def upscale_latents(latents: torch.Tensor, size: tuple[int, int], upscaler: str, vae_scale_factor: int) -> torch.Tensor:
     """The first pass's latents resized to ``size`` (in pixels) by a latent upscaler; the aspect is kept by
     covering the size and cropping the middle, as A1111 does for "resize to"."""
+    from torch.nn import functional
+
     mode, antialias = LATENT_UPSCALERS[upscaler]
     height, width = latents.shape[-2:]
     goal_x, goal_y = size[0] // vae_scale_factor, size[1] // vae_scale_factor

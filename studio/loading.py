@@ -7,14 +7,12 @@ model and says what to do. Only the model manager calls it.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import httpx
 import torch
 from diffusers import (
     AutoPipelineForText2Image,
@@ -26,14 +24,14 @@ from diffusers import (
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from huggingface_hub import HfApi, try_to_load_from_cache
-from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 from safetensors import SafetensorError, safe_open
 
 from studio.devices import Placement
 from studio.errors import ModelLoadError
 from studio.micro.location import MICRO_CROSS_ATTENTION_DIM, MICRO_FAMILY, resolve_alias
 from studio.model_catalog import unet_family
+from studio.sources import display_name, looks_local
 
 log = logging.getLogger(__name__)
 _Loaded = TypeVar("_Loaded")
@@ -67,11 +65,6 @@ def _safetensors_only(allow_pickle: bool) -> dict[str, object]:
     return {} if allow_pickle else {"use_safetensors": True}
 
 
-def display_name(source: str) -> str:
-    """How messages name a model: a Hub id as it is, a local model by its file or folder name, never its path."""
-    return Path(source).name if looks_local(source) else source
-
-
 @dataclass(frozen=True)
 class MemoryOptions:
     """Memory savers from the settings; each trades speed for memory and is off by default."""
@@ -80,17 +73,6 @@ class MemoryOptions:
     vae_slicing: bool = False
     vae_tiling: bool = False
     cpu_offload: bool = False
-
-
-def looks_local(source: str) -> bool:
-    """Whether ``source`` names a file or folder rather than a Hub id (``org/name``)."""
-    path = Path(source).expanduser()
-    return (
-        path.exists()
-        or source.startswith((".", "/", "~", "\\"))
-        or source.endswith((".safetensors", ".ckpt", ".pt", ".bin", ".pth"))
-        or source.count("/") > 1
-    )
 
 
 def model_family(pipeline: DiffusionPipeline) -> str:
@@ -321,47 +303,3 @@ def load_controlnet(source: str, placement: Placement, offline: bool, allow_pick
         log.warning("loading the ControlNet %s failed", source, exc_info=not isinstance(error, ModelLoadError))
         raise explain_load_failure(source, error, offline) from error
     return controlnet.to(placement.device)
-
-
-def hub_model_unavailable(repo_id: str, offline: bool, timeout_s: float = 10.0) -> str | None:
-    """Why the Hub model ``repo_id`` can be neither found in the local cache nor downloaded; None when it can.
-
-    Only a missing network (or offline mode) counts: a gated or unknown repository is the user's to fix, and
-    loading it explains how. The check asks the Hub for the model's card, which is small and fast.
-    """
-    if isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str):
-        return None
-    if offline:
-        return "is not in the local Hugging Face cache and the studio is offline (--offline or HF_HUB_OFFLINE=1)"
-    try:
-        HfApi().model_info(repo_id, timeout=timeout_s)
-    except (httpx.TransportError, ConnectionError, TimeoutError) as error:
-        log.info("the Hub is not reachable for %s: %s", repo_id, error)
-        return "is not in the local Hugging Face cache and cannot be downloaded (the Hugging Face Hub is unreachable)"
-    except HfHubHTTPError as error:
-        log.info("the Hub answered about %s: %s; loading it will explain", repo_id, error)
-    return None
-
-
-def _local_config(source: str, component: str) -> dict[str, Any]:
-    """A component's config.json in a local diffusers folder (``micro`` included), read without loading weights."""
-    return json.loads((Path(resolve_alias(source)).expanduser() / component / "config.json").read_text())
-
-
-def native_side_hint(source: str) -> int | None:
-    """The side in pixels a local diffusers folder was trained at, read from its configs without loading any
-    weights (so the size sliders can start there before the model loads); None when it cannot be told."""
-    try:
-        unet, vae = _local_config(source, "unet"), _local_config(source, "vae")
-        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def is_micro_model(source: str) -> bool:
-    """Whether ``source`` is the micro model (the committed one or a retrained one), told from its UNet's config
-    as ``model_family`` tells it once loaded; False for anything that cannot be read before loading."""
-    try:
-        return _local_config(source, "unet").get("cross_attention_dim") == MICRO_CROSS_ATTENTION_DIM
-    except (OSError, ValueError, AttributeError):
-        return False

@@ -21,6 +21,8 @@ DEFAULT_HR_SCALE = 2.0
 DEFAULT_HR_UPSCALER = "Latent"
 DEFAULT_HR_STRENGTH = 0.7
 """A1111's hires fix defaults: twice the size, latent upscaling, a denoising strength of 0.7."""
+MAX_CONTROL_WEIGHT = 2.0
+"""The most a ControlNet's conditioning scale may be (the Control weight slider's end)."""
 
 
 @dataclass(frozen=True)

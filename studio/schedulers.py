@@ -9,27 +9,16 @@ the sampling algorithm changes. A fresh scheduler is built for every request: sc
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from diffusers import (
-    DDIMScheduler,
-    DDPMScheduler,
-    DPMSolverMultistepScheduler,
-    DPMSolverSDEScheduler,
-    EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
-    HeunDiscreteScheduler,
-    LCMScheduler,
-    LMSDiscreteScheduler,
-    PNDMScheduler,
-    UniPCMultistepScheduler,
-)
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from typing import TYPE_CHECKING, Any
 
 from studio.errors import InvalidRequest
+
+if TYPE_CHECKING:  # the page lists the samplers before diffusers is imported (studio/startup.py)
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 
 @dataclass(frozen=True)
@@ -38,28 +27,33 @@ class Sampler:
     ``max_steps`` is the most steps it can take, where that is fewer than any model allows."""
 
     name: str
-    scheduler_class: type[SchedulerMixin]
+    scheduler: str
+    """The diffusers scheduler class's name: the class itself is imported on first use, not with this module."""
     overrides: Mapping[str, Any] = field(default_factory=dict)
     max_steps: int | None = None
+
+    @property
+    def scheduler_class(self) -> type[SchedulerMixin]:
+        return getattr(importlib.import_module("diffusers"), self.scheduler)  # type: ignore[no-any-return]
 
 
 SAMPLERS: dict[str, Sampler] = {
     sampler.name: sampler
     for sampler in (
-        Sampler("DPM++ 2M", DPMSolverMultistepScheduler, {"use_karras_sigmas": False}),
-        Sampler("DPM++ 2M Karras", DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
-        Sampler("DPM++ SDE Karras", DPMSolverSDEScheduler, {"use_karras_sigmas": True}),
-        Sampler("Euler", EulerDiscreteScheduler),
-        Sampler("Euler a", EulerAncestralDiscreteScheduler),
-        Sampler("Heun", HeunDiscreteScheduler),
-        Sampler("LMS", LMSDiscreteScheduler),
-        Sampler("DDIM", DDIMScheduler),
-        Sampler("DDPM", DDPMScheduler),
-        Sampler("PNDM", PNDMScheduler),
-        Sampler("UniPC", UniPCMultistepScheduler),
+        Sampler("DPM++ 2M", "DPMSolverMultistepScheduler", {"use_karras_sigmas": False}),
+        Sampler("DPM++ 2M Karras", "DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+        Sampler("DPM++ SDE Karras", "DPMSolverSDEScheduler", {"use_karras_sigmas": True}),
+        Sampler("Euler", "EulerDiscreteScheduler"),
+        Sampler("Euler a", "EulerAncestralDiscreteScheduler"),
+        Sampler("Heun", "HeunDiscreteScheduler"),
+        Sampler("LMS", "LMSDiscreteScheduler"),
+        Sampler("DDIM", "DDIMScheduler"),
+        Sampler("DDPM", "DDPMScheduler"),
+        Sampler("PNDM", "PNDMScheduler"),
+        Sampler("UniPC", "UniPCMultistepScheduler"),
         # For LCM models and LCM-LoRAs (studio/few_step.py). It picks its steps from a 50-step schedule, the
         # default original_inference_steps, so it cannot take more.
-        Sampler("LCM", LCMScheduler, max_steps=50),
+        Sampler("LCM", "LCMScheduler", max_steps=50),
     )
 }
 SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLERS)

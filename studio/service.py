@@ -39,6 +39,7 @@ from studio.outputs import OutputStore
 from studio.preview import PreviewOptions, approximate, decode_first
 from studio.prompt_encoding import PromptSwitch, prompt_arguments, switching
 from studio.requests import (
+    MAX_CONTROL_WEIGHT,
     RANDOM_SEED,
     CompareCell,
     CompareRequest,
@@ -78,7 +79,6 @@ from studio.validation import (
 )
 from studio.variation import Variation, generators, starting_latents, vary_added_noise, vary_drawn_noise
 
-MAX_CONTROL_WEIGHT = 2.0
 CONTROLNET_RESIZE_MODES = {
     "Just resize": "Just Resize",
     "Crop and resize": "Crop and Resize",

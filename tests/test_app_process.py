@@ -92,3 +92,30 @@ def test_impossible_device_is_refused_at_start(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "PyTorch sees no CUDA GPU" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_with_no_network_and_no_offline_flag_the_first_run_serves_the_micro_model(tmp_path: Path) -> None:
+    """The README's first run on a machine with no network: HF_HUB_OFFLINE unset, the Hub unreachable (its address a
+    closed loopback port, so the client of the day raises its own connection error), an empty cache."""
+    env = app_env(tmp_path)
+    del env["HF_HUB_OFFLINE"]
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    port = free_port()
+    log = tmp_path / "app.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--no-save"],
+            cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            wait_until_serving(url, process)
+            _gallery, _seeds, parameters, *_ = Client(url, verbose=False).predict(
+                prompt="a red circle on a white background", negative_prompt="", sampler="Euler", steps=2,
+                guidance_scale=7, width=64, height=64, seed=1, batch_size=1, api_name="/txt2img",
+            )  # fmt: skip
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert "Model: micro" in parameters
+    assert "Traceback" not in log.read_text(errors="replace")

@@ -13,9 +13,10 @@ from huggingface_hub import HfApi, constants
 from studio import settings as settings_module
 from studio.composition import Studio, build_studio, choose_model
 from studio.few_step import STANDARD
-from studio.loading import hub_model_unavailable, is_micro_model, native_side_hint
+from studio.hub import hub_model_unavailable
 from studio.micro.location import MICRO_CONTROLNET, MICRO_FOLDER, MICRO_MODEL
 from studio.settings import DEFAULT_MODEL, Settings
+from studio.sources import is_micro_model, native_side_hint
 from studio.ui.controls import build_generation_controls
 from studio.ui.header import model_status
 from studio.ui.inpaint import build_inpaint_tab

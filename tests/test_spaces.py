@@ -99,11 +99,14 @@ def test_app_imports_spaces_before_torch_and_after_reading_the_settings() -> Non
     zerogpu_import = next(
         i for i, node in enumerate(body) if isinstance(node, ast.ImportFrom) and "zerogpu" in ast.unparse(node)
     )
-    composition_import = next(
-        i for i, node in enumerate(body) if isinstance(node, ast.ImportFrom) and node.module == "studio.composition"
+    # The studio's own modules after the settings come in after spaces: studio.startup's load brings torch in.
+    studio_import = next(
+        i
+        for i, node in enumerate(body)
+        if isinstance(node, ast.ImportFrom) and node.module in ("studio.startup", "studio.composition")
     )
     assert next(m for m in studio_imports if m and m.startswith("studio")) == "studio.settings"
-    assert settings_read < zerogpu_import < composition_import
+    assert settings_read < zerogpu_import < studio_import
     imported = subprocess.run(
         [sys.executable, "-c", "import sys, studio.ui.zerogpu; print('spaces' in sys.modules, 'torch' in sys.modules)"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,

@@ -5,15 +5,13 @@ from __future__ import annotations
 import html
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from PIL import Image
 
 from studio.compare import AXES, NO_AXIS, format_axis_value, parse_axis, parse_prompts
-from studio.composition import Studio
 from studio.requests import CompareCell, CompareRequest, CompareResult
-from studio.service import CompareProgress
 from studio.ui.controls import build_generation_controls, wire_reuse_last_seed, wire_token_count
 from studio.ui.errors import user_errors
 from studio.ui.examples import add_examples
@@ -23,6 +21,10 @@ from studio.ui.styles import build_style_picker, wire_style_picker
 from studio.ui.tabs import SendSource
 from studio.ui.uploads import CheckedImage
 from studio.ui.zerogpu import compare_seconds, gpu
+
+if TYPE_CHECKING:  # hints only: the page is built before torch loads (studio/startup.py)
+    from studio.composition import Studio
+    from studio.service import CompareProgress
 
 EXAMPLE_VALUES = {
     NO_AXIS: "",

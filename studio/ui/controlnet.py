@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from PIL import Image
 
-from studio.composition import Studio
 from studio.images import PREPROCESSORS, as_edge_map, canny, to_rgb
-from studio.requests import ControlNetRequest, GenerationResult
-from studio.service import MAX_CONTROL_WEIGHT
+from studio.requests import MAX_CONTROL_WEIGHT, ControlNetRequest, GenerationResult
 from studio.ui.controls import build_generation_controls, build_prompt_row, wire_size_follows_image
 from studio.ui.errors import user_errors
 from studio.ui.jobs import in_batches, progress_reporter, run_job
@@ -19,6 +17,9 @@ from studio.ui.results import RESULT_OUTPUTS, build_results, present
 from studio.ui.tabs import GenerationTab, TabParts, wire_generation_tab
 from studio.ui.uploads import CheckedImage
 from studio.ui.zerogpu import gpu
+
+if TYPE_CHECKING:  # hints only: the page is built before torch loads (studio/startup.py)
+    from studio.composition import Studio
 
 EDGE_CAPTION = "Canny edges"
 

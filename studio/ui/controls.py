@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from PIL import Image
 
-from studio.composition import Studio
 from studio.images import fit_within
 from studio.requests import RANDOM_SEED
 from studio.schedulers import SAMPLER_NAMES
@@ -16,6 +15,9 @@ from studio.settings import Settings
 from studio.ui.styles import StylePicker, build_style_picker, wire_style_picker
 from studio.ui.variation import VariationControls, build_extra_box, build_variation_controls
 from studio.validation import MAX_CLIP_SKIP, MAX_GUIDANCE_SCALE, MIN_SIDE
+
+if TYPE_CHECKING:  # hints only: the page is built before torch loads (studio/startup.py)
+    from studio.composition import Studio
 
 
 @dataclass(frozen=True)

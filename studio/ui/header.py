@@ -11,20 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from studio import __version__
-from studio.composition import Studio
-from studio.embeddings import insert_embedding
 from studio.errors import StudioError
-from studio.loading import display_name
 from studio.loras import insert_lora
 from studio.micro.location import MICRO_MODEL
-from studio.system import describe_memory, model_line
+from studio.sources import display_name
+from studio.startup import LOADING_MESSAGE, StartingStudio, loaded_studio
 from studio.ui.errors import redact, user_errors
 from studio.ui.jobs import GPU_QUEUE
+
+if TYPE_CHECKING:  # hints only: the page is built before torch loads (studio/startup.py)
+    from studio.composition import Studio
 
 TABS_ID = "studio-tabs"
 # The Add buttons read which tab is open from the page: the first selected tab button is the outer tab bar's.
@@ -53,19 +54,42 @@ class Header:
     memory: gr.Markdown
     refresh_memory: gr.Button
     unload: gr.Button
+    loading: gr.Timer
+    """Ticks while the studio's libraries load, to fill the lists and the model line once they have."""
 
 
-def model_status(studio: Studio) -> str:
+def model_status(studio: Studio | StartingStudio) -> str:
     """The header's model line, and why when the studio chose the micro model because the default one could not
-    be had (so a newcomer offline knows what they are looking at)."""
-    line = model_line(studio.manager)
-    serving_fallback = studio.model_note is not None and studio.manager.source == MICRO_MODEL
-    return f"{line}\n\n⚠️ {studio.model_note}" if serving_fallback else line
+    be had (so a newcomer offline knows what they are looking at). While the libraries load it says so, and if
+    they could not load, why."""
+    ready = loaded_studio(studio)
+    if ready is None:
+        assert isinstance(studio, StartingStudio)
+        if studio.loader.failure is not None:
+            return f"⚠️ {redact(studio.loader.failure)}"
+        return f"⏳ {LOADING_MESSAGE} The page works already; a generation started now waits for them."
+    from studio.system import model_line  # torch: asked only once the studio has loaded
+
+    line = model_line(ready.manager)
+    serving_fallback = ready.model_note is not None and ready.manager.source == MICRO_MODEL
+    return f"{line}\n\n⚠️ {ready.model_note}" if serving_fallback else line
+
+
+def _insert_embedding(text: str, name: str) -> str:
+    from studio.embeddings import insert_embedding  # torch: the embeddings list is empty until it has loaded
+
+    return insert_embedding(text, name)
 
 
 def build_header(studio: Studio) -> Header:
     """The header's widgets; call inside the Blocks, above the tabs."""
-    options, value = studio.system.choices()
+    ready = loaded_studio(studio)
+    if ready is not None:
+        options, value = ready.system.choices()
+        loras, embeddings = ready.service.loras.names(), ready.system.embedding_names()
+    else:  # the libraries still load: the lists are filled when they have (``wire_header``'s timer)
+        assert isinstance(studio, StartingStudio)
+        options, value, loras, embeddings = [(display_name(studio.source), studio.source)], studio.source, [], []
     with gr.Column(elem_id="studio-header"):
         gr.Markdown(f"# Diffusion Studio\nv{__version__} · diffusion image generation over 🤗 diffusers")
         with gr.Row(equal_height=True):
@@ -79,14 +103,14 @@ def build_header(studio: Studio) -> Header:
                 scale=4,
             )
             refresh = gr.Button("🔄", elem_id="model-refresh", scale=0, min_width=48)
-            lora = gr.Dropdown(studio.service.loras.names(), value=None, label="LoRA", elem_id="lora-picker", scale=2)
+            lora = gr.Dropdown(loras, value=None, label="LoRA", elem_id="lora-picker", scale=2)
             lora_weight = gr.Slider(
                 -2, 2, value=DEFAULT_LORA_WEIGHT, step=0.05, label="LoRA weight", elem_id="lora-weight", scale=2
             )
             add_lora = gr.Button("Add to prompt", elem_id="lora-add", scale=0, min_width=120)
         with gr.Row(equal_height=True):
             embedding = gr.Dropdown(
-                studio.system.embedding_names(),
+                embeddings,
                 value=None,
                 label="Embedding (textual inversion; 🔄 reads new files)",
                 elem_id="embedding-picker",
@@ -103,6 +127,7 @@ def build_header(studio: Studio) -> Header:
                 refresh_memory = gr.Button("Refresh", elem_id="memory-refresh", scale=0, min_width=120)
                 unload = gr.Button("Unload models", variant="stop", elem_id="unload-models", scale=0, min_width=160)
         open_tab = gr.Textbox("txt2img", visible=False, elem_id="lora-open-tab")
+        loading = gr.Timer(1.0, active=ready is None)
     return Header(
         picker,
         refresh,
@@ -118,6 +143,7 @@ def build_header(studio: Studio) -> Header:
         memory,
         refresh_memory,
         unload,
+        loading,
     )
 
 
@@ -173,13 +199,22 @@ def wire_header(
     on_gpu_queue: dict[str, Any] = {"concurrency_id": GPU_QUEUE, "concurrency_limit": 1, **private}
 
     def lists() -> tuple[Any, Any, Any, str]:
-        options, value = studio.system.choices()
+        ready = loaded_studio(studio)
+        if ready is None:  # still loading, or it could not load: the line says which
+            return gr.skip(), gr.skip(), gr.skip(), status()
+        options, value = ready.system.choices()
         return (
             gr.Dropdown(choices=options, value=value),
-            gr.Dropdown(choices=studio.service.loras.names()),
-            gr.Dropdown(choices=studio.system.embedding_names()),
+            gr.Dropdown(choices=ready.service.loras.names()),
+            gr.Dropdown(choices=ready.system.embedding_names()),
             status(),
         )
+
+    def when_loaded() -> tuple[Any, ...]:
+        """The timer's tick: nothing while the libraries load; then the lists and the line, and no more ticks."""
+        if isinstance(studio, StartingStudio) and not studio.loader.done:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return (*lists(), gr.Timer(active=False))
 
     @user_errors(outputs=4)
     def refresh_lists() -> tuple[Any, Any, Any, str]:
@@ -213,6 +248,7 @@ def wire_header(
     listed = [header.picker, header.lora, header.embedding, header.status]
     header.refresh.click(refresh_lists, outputs=listed, **on_gpu_queue)
     demo.load(lists, outputs=listed, queue=False, **private)
+    header.loading.tick(when_loaded, outputs=[*listed, header.loading], queue=False, show_progress="hidden", **private)
 
     lora_missing = "Choose a LoRA first (put .safetensors LoRAs in the LoRA folder and press 🔄)."
     no_tab = "Open a generation tab (Text to image, Image to image, Inpaint, ControlNet or Compare) first."
@@ -231,12 +267,15 @@ def wire_header(
     ):
         no_box = f"Open a generation tab or Compare first: the embedding goes into its {where}."
         _wire_add_to_open_tab(
-            button, header.open_tab, [header.embedding], boxes, insert_embedding, (embedding_missing, no_box)
+            button, header.open_tab, [header.embedding], boxes, _insert_embedding, (embedding_missing, no_box)
         )
 
     def memory() -> str:
+        from studio.system import describe_memory  # torch: the studio has loaded once studio.system answers
+
         return describe_memory(studio.system.memory())
 
+    @user_errors(outputs=2)
     def memory_and_status() -> tuple[str, str]:
         return memory(), status()
 

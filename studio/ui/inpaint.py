@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from PIL import Image, ImageChops
 
-from studio.composition import Studio
 from studio.errors import InvalidRequest
 from studio.images import MASKED_CONTENT, mask_from_image, mask_from_layers
 from studio.requests import RANDOM_SEED, InpaintRequest
@@ -21,6 +20,9 @@ from studio.ui.tabs import GenerationTab, TabParts, wire_generation_tab
 from studio.ui.uploads import CheckedImage, CheckedImageMask
 from studio.ui.zerogpu import gpu
 from studio.validation import MAX_MASK_BLUR, MAX_PADDING
+
+if TYPE_CHECKING:  # hints only: the page is built before torch loads (studio/startup.py)
+    from studio.composition import Studio
 
 BRUSH_RADIUS_AT_512 = 24
 """The brush's radius in picture pixels on a 512-pixel model (SD 1.x); other models' scale with their side."""

@@ -7,15 +7,17 @@ import functools
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import gradio as gr
 from PIL import Image
 
 from studio.batches import Generate, run_batches
-from studio.composition import Studio
-from studio.service import PreviewCallback, ProgressCallback
 from studio.ui.zerogpu import ZERO_GPU
+
+if TYPE_CHECKING:  # hints only: the page is built before torch loads (studio/startup.py)
+    from studio.composition import Studio
+    from studio.service import PreviewCallback, ProgressCallback
 
 T = TypeVar("T")
 

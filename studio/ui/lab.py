@@ -8,14 +8,14 @@ shared GPU queue like any other generation.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from studio.composition import Studio
-from studio.lab import (
+from studio.lab_requests import (
     DEFAULT_RACE_SAMPLERS,
     DEFAULT_SCHEDULE,
     NUM_TRAIN_TIMESTEPS,
@@ -23,17 +23,12 @@ from studio.lab import (
     SCHEDULES,
     STOCHASTIC_NOTE,
     ForwardRequest,
-    ForwardResult,
-    Lab,
-    LatentForwardResult,
     RaceProgress,
     RaceRequest,
-    RaceResult,
-    SchedulePoint,
-    Trajectory,
     TrajectoryRequest,
 )
 from studio.schedulers import SAMPLER_NAMES
+from studio.startup import loaded_studio
 from studio.ui.controls import build_generation_controls, prompt_placeholder, wire_reuse_last_seed
 from studio.ui.errors import user_errors
 from studio.ui.jobs import GPU_QUEUE, owner_of, progress_reporter, wire_stop
@@ -41,6 +36,10 @@ from studio.ui.results import build_send_buttons, selected_index
 from studio.ui.tabs import SendSource
 from studio.ui.uploads import CheckedImage
 from studio.ui.zerogpu import gpu, race_seconds, trajectory_seconds, vae_seconds
+
+if TYPE_CHECKING:  # the tab is built before torch loads; these come with it (studio/startup.py)
+    from studio.composition import Studio
+    from studio.lab import ForwardResult, Lab, LatentForwardResult, RaceResult, SchedulePoint, Trajectory
 
 INTRO = """\
 ## Lab: see how diffusion works
@@ -184,8 +183,17 @@ def progress_of_race(progress: gr.Progress) -> RaceProgress:
 def build_lab_tab(studio: Studio) -> list[SendSource]:
     """The Lab: the forward process explorer, the reverse-process filmstrip and the sampler race. Returns the
     pictures "Send to" carries into other tabs: the reverse process's final image and the race's images."""
-    lab = Lab(studio.manager, studio.service.limits, studio.service.loras)
+
+    @functools.cache
+    def lab() -> Lab:
+        """The Lab's engine, made on first use: it brings torch in, which loads behind the page."""
+        from studio.lab import Lab
+
+        return Lab(studio.manager, studio.service.limits, studio.service.loras)
+
     settings = studio.settings
+    ready = loaded_studio(studio)  # None while the libraries load: the model is not loaded then either
+    model_loaded = ready is not None and ready.manager.loaded is not None
     with gr.Tab("Lab", id="lab") as tab:
         gr.Markdown(INTRO)
         gr.Markdown(FORWARD_HELP)
@@ -214,7 +222,7 @@ def build_lab_tab(studio: Studio) -> list[SendSource]:
                     value=FIRST_NOISE_SEED, precision=0, label="Noise seed (-1 = random)", elem_id="lab-noise-seed"
                 )
                 in_latent_space = gr.Checkbox(
-                    value=studio.manager.loaded is not None,
+                    value=model_loaded,
                     label="Also in the model's latent space (loads the model)",
                     elem_id="lab-latent",
                 )
@@ -229,7 +237,7 @@ def build_lab_tab(studio: Studio) -> list[SendSource]:
                     elem_id="lab-forward",
                 )
                 values = gr.Markdown(elem_id="lab-values")
-                with gr.Column(visible=studio.manager.loaded is not None) as latent_panel:
+                with gr.Column(visible=model_loaded) as latent_panel:
                     latent_gallery = gr.Gallery(
                         label="In the model's latent space",
                         format="png",
@@ -365,7 +373,7 @@ def build_lab_tab(studio: Studio) -> list[SendSource]:
             marked; and the strip of x_t at several t for every schedule.
         """
         job = ForwardRequest(image=image, schedule=schedule, timestep=timestep, seed=seed)  # type: ignore[arg-type]
-        return present_forward(lab.forward_process(job))
+        return present_forward(lab().forward_process(job))
 
     gr.on(
         triggers=[tab.select, image.change, schedule.change, timestep.change, noise_seed.change],
@@ -399,7 +407,7 @@ def build_lab_tab(studio: Studio) -> list[SendSource]:
             and notes.
         """
         job = ForwardRequest(image=image, schedule=schedule, timestep=timestep, seed=seed)  # type: ignore[arg-type]
-        return present_latent(lab.forward_process_latent(job))
+        return present_latent(lab().forward_process_latent(job))
 
     def ask_for_latents(shown: bool, asked: int) -> Any:
         """A new ticket when the latent view is on. The latent event follows the ticket, so with the checkbox off
@@ -493,7 +501,7 @@ def build_lab_tab(studio: Studio) -> list[SendSource]:
             every=every,  # type: ignore[arg-type]
         )
         with studio.cancels.job(owner_of(request)) as cancel:
-            result = lab.trajectory(job, progress=progress_reporter(progress), cancel=cancel)
+            result = lab().trajectory(job, progress=progress_reporter(progress), cancel=cancel)
         return present_trajectory(result)
 
     trajectory_event = gr.on(
@@ -562,7 +570,7 @@ def build_lab_tab(studio: Studio) -> list[SendSource]:
             rerun=rerun,
         )
         with studio.cancels.job(owner_of(request)) as cancel:
-            result = lab.sampler_race(job, progress=progress_of_race(progress), cancel=cancel)
+            result = lab().sampler_race(job, progress=progress_of_race(progress), cancel=cancel)
         return present_race(result)
 
     race_event = gr.on(

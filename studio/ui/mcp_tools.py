@@ -14,17 +14,20 @@ No ``from __future__ import annotations`` here: Gradio reads the tools' return a
 import importlib.util
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 from PIL import Image
 
 from studio.api.images import png_bytes
-from studio.composition import Studio
 from studio.requests import RANDOM_SEED, Txt2ImgRequest
 from studio.schedulers import DEFAULT_SAMPLER
 from studio.settings import SettingsError
 from studio.ui.errors import user_errors
 from studio.ui.zerogpu import gpu
+
+if TYPE_CHECKING:  # hints only: the page is built before torch loads (studio/startup.py)
+    from studio.composition import Studio
 
 MCP_INSTALL = "pip install -r requirements-mcp.txt"
 NOT_A_TOOL = "not an MCP tool"
@@ -47,7 +50,7 @@ def _png_in_cache(image: Image.Image) -> gr.FileData:
     return gr.FileData(path=str(path), mime_type="image/png", orig_name=path.name)
 
 
-def add_mcp_tools(studio: Studio) -> list[object]:
+def add_mcp_tools(studio: "Studio") -> list[object]:
     """Register the assistants' tools as API endpoints of the Blocks being built (call inside ``gr.Blocks``,
     before the tabs, so the tools keep their plain names). Returns their functions."""
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from PIL import Image, UnidentifiedImageError
 
-from studio.composition import Studio
 from studio.errors import InvalidRequest
 from studio.metadata import ImageMetadata, read_metadata
 from studio.pnginfo import SentSettings, settings_from_metadata
@@ -23,6 +22,9 @@ from studio.ui.controls import max_side
 from studio.ui.errors import user_errors
 from studio.ui.tabs import GenerationTab, size_outputs
 from studio.ui.uploads import CheckedImage
+
+if TYPE_CHECKING:  # hints only: the page is built before torch loads (studio/startup.py)
+    from studio.composition import Studio
 
 SEND_TARGETS = {"txt2img": "Send to txt2img", "img2img": "Send to img2img", "inpaint": "Send to inpaint"}
 NO_PARAMETERS = (

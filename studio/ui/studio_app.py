@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from studio.api import build_api
-from studio.composition import Studio
+from studio.startup import StartingStudio
 from studio.ui.cache import use_private_cache
 from studio.ui.compare import build_compare_tab
 from studio.ui.controlnet import build_controlnet_tab
-from studio.ui.header import TABS_ID, build_header, wire_header
+from studio.ui.header import TABS_ID, build_header, loaded_studio, wire_header
 from studio.ui.img2img import build_img2img_tab
 from studio.ui.inpaint import build_inpaint_tab
 from studio.ui.inputs import CheckedBlocks
@@ -21,10 +21,15 @@ from studio.ui.mcp_tools import add_mcp_tools, check_mcp_extra, keep_only_mcp_to
 from studio.ui.pnginfo import build_pnginfo_tab, wire_pnginfo_send_to
 from studio.ui.queue_limit import count_in
 from studio.ui.server import launch as serve
+from studio.ui.server import server_app
+from studio.ui.startup import hold_rest_until_loaded
 from studio.ui.tabs import wire_send_to
 from studio.ui.txt2img import build_txt2img_tab
 from studio.ui.uploads import guard_decoding
 from studio.ui.zerogpu import ZERO_GPU
+
+if TYPE_CHECKING:  # hints only: the page is built before torch loads (studio/startup.py)
+    from studio.composition import Studio
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +42,11 @@ CSS = """
 THEME = gr.themes.Soft(primary_hue="indigo")
 
 
-def create_demo(studio: Studio) -> gr.Blocks:
-    """The whole studio UI over ``studio``, with its queue configured. Launch it with ``launch``."""
+def create_demo(studio: Studio | StartingStudio) -> gr.Blocks:
+    """The whole studio UI over ``studio``, with its queue configured. Launch it with ``launch``.
+
+    A ``StartingStudio`` (``studio/startup.py``) builds the page before torch loads; its requests wait for the load.
+    """
     use_private_cache()  # before any component is built: each reads the cache folder when it is created
     guard_decoding(studio.settings.max_upload_megapixels)
     if studio.settings.mcp:
@@ -69,12 +77,27 @@ def create_demo(studio: Studio) -> gr.Blocks:
     return demo
 
 
-def launch(demo: gr.Blocks, studio: Studio, **kwargs: Any) -> None:
+def launch(demo: gr.Blocks, studio: Studio | StartingStudio, **kwargs: Any) -> None:
     """Serve ``demo`` as the settings say (blocking unless ``prevent_thread_lock=True``), with the
     A1111-compatible REST API beside it unless ``--no-api`` or on ZeroGPU, where its jobs would run outside
-    ``spaces.GPU``, in a process that has no GPU."""
-    serve_api = studio.settings.api and not ZERO_GPU
-    if studio.settings.api and ZERO_GPU:
+    ``spaces.GPU``, in a process that has no GPU.
+
+    A ``StartingStudio`` whose libraries still load is served at once; the REST routes are added once it has
+    loaded, and requests for them wait till then (``studio/ui/startup.py``).
+    """
+    settings = studio.settings
+    serve_api = settings.api and not ZERO_GPU
+    if settings.api and ZERO_GPU:
         log.warning("the A1111-compatible REST API is off on ZeroGPU; Gradio's API (/gradio_api) serves every tab")
-    routers = [build_api(studio)] if serve_api else []
-    serve(demo, studio.settings, THEME, CSS, routers, **kwargs)
+    ready = loaded_studio(studio)
+    if serve_api and isinstance(studio, StartingStudio) and ready is None:
+        server = server_app(settings)
+
+        def add_routes() -> None:
+            server.include_router(build_api(studio.studio()))
+
+        hold_rest_until_loaded(server, studio, add_routes)
+        serve(demo, settings, THEME, CSS, (), **{"_app": server, **kwargs})
+        return
+    routers = [build_api(ready)] if serve_api and ready is not None else []
+    serve(demo, settings, THEME, CSS, routers, **kwargs)

@@ -4,12 +4,14 @@ put into the prompt boxes with 📋 to edit them there."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from studio.composition import Studio
 from studio.ui.errors import user_errors
+
+if TYPE_CHECKING:  # hints only: the page is built before torch loads (studio/startup.py)
+    from studio.composition import Studio
 
 
 @dataclass(frozen=True)

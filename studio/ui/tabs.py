@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from PIL import Image
 
-from studio.composition import Studio
 from studio.images import fit_within
 from studio.ui.controls import GenerationControls, PromptRow
 from studio.ui.examples import add_examples
 from studio.ui.hires import HiresControls
 from studio.ui.jobs import GPU_QUEUE, wire_stop
 from studio.ui.results import ResultsPanel, wire_results
+
+if TYPE_CHECKING:  # hints only: the page is built before torch loads (studio/startup.py)
+    from studio.composition import Studio
 
 
 @dataclass(frozen=True)

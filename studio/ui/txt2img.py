@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from studio.composition import Studio
 from studio.hires import SAME_SAMPLER
 from studio.requests import DEFAULT_HR_SCALE, DEFAULT_HR_STRENGTH, DEFAULT_HR_UPSCALER, Txt2ImgRequest
 from studio.ui.controls import build_generation_controls, build_prompt_row
@@ -17,6 +16,9 @@ from studio.ui.jobs import in_batches, progress_reporter, run_job
 from studio.ui.results import RESULT_OUTPUTS, build_results, present
 from studio.ui.tabs import GenerationTab, TabParts, wire_generation_tab
 from studio.ui.zerogpu import gpu
+
+if TYPE_CHECKING:  # hints only: the page is built before torch loads (studio/startup.py)
+    from studio.composition import Studio
 
 
 def build_txt2img_tab(studio: Studio) -> GenerationTab:
