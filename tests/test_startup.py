@@ -24,10 +24,10 @@ from studio.composition import Studio, build_studio
 from studio.micro.location import MICRO_MODEL
 from studio.startup import LOADING_MESSAGE, StartingStudio, StudioLoader, prepare_studio
 from studio.styles import StyleLibrary
-from studio.waiting import WaitingRoom
 from studio.ui import create_demo, launch
 from studio.ui.header import build_header, model_status
 from studio.ui.startup import report_loading
+from studio.waiting import WaitingRoom
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
