@@ -29,16 +29,17 @@ from tests.tiny_model import save_tiny_controlnet, save_tiny_model
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
-BROWSER_MODULES = frozenset(
-    {"test_browser.py", "test_lab_browser.py", "test_models_browser.py", "test_pnginfo_browser.py"}
-)
-"""The modules whose every test drives Chromium (other browser tests are told by their ``browser`` fixture)."""
+
+def _drives_chromium(module: Path) -> bool:
+    """Whether every test of ``module`` drives Chromium: the ``*_browser.py`` modules (other browser tests are told
+    by their ``browser`` fixture, and import Playwright only inside the test)."""
+    return module.name == "test_browser.py" or module.name.endswith("_browser.py")
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """``pytest -m "not browser"`` runs without Playwright installed: the browser modules, which import it, are
     not even read then. Without that mark expression a missing Playwright is an import error, as it should be."""
-    if collection_path.name in BROWSER_MODULES and "not browser" in (config.option.markexpr or ""):
+    if _drives_chromium(collection_path) and "not browser" in (config.option.markexpr or ""):
         return not _playwright_installed() or None
     return None
 
@@ -54,7 +55,7 @@ def _playwright_installed() -> bool:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that drives Chromium is marked ``browser`` (a quick run skips them with ``-m "not browser"``)."""
     for item in items:
-        if item.path.name in BROWSER_MODULES or "browser" in getattr(item, "fixturenames", ()):
+        if _drives_chromium(item.path) or "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
 
 

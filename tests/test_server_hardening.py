@@ -18,13 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import gradio as gr
 import gradio.networking
 import httpx
 import pytest
-from playwright.sync_api import Browser, expect
 from starlette.testclient import TestClient
 
 from studio.composition import Studio, build_studio
@@ -34,8 +34,10 @@ from studio.ui.hosts import own_names
 from studio.ui.jobs import owner_of
 from studio.ui.server import server_app
 from studio.ui.sessions import SessionGuard, SessionOwners
-from tests.browser_helpers import ask_for_a_small_picture, set_number
 from tests.conftest import make_settings
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 ACCOUNTS = (("ann", "pw-ann"), ("bob", "pw-bob"))
 SMALL = {"prompt": "a red circle", "steps": 2, "width": 64, "height": 64, "seed": 1, "batch_size": 1}
@@ -98,6 +100,10 @@ def test_the_login_page_shows_the_login_form_and_nothing_else(locked: tuple[str,
 def test_a_person_logs_in_through_the_form_and_gets_the_studio(
     locked: tuple[str, Studio, gr.Blocks], browser: Browser
 ) -> None:
+    from playwright.sync_api import expect  # only here: `pytest -m "not browser"` runs without Playwright
+
+    from tests.browser_helpers import ask_for_a_small_picture, set_number
+
     page = browser.new_page()
     refused: list[str] = []
     page.on("response", lambda r: refused.append(r.url) if r.status >= 400 else None)
