@@ -50,7 +50,10 @@ from studio.requests import (
     InpaintRequest,
     Txt2ImgRequest,
 )
-from studio.schedulers import check_sampler, check_sampler_steps
+from studio.schedulers import check_sampler, check_sampler_steps, check_schedule
+from studio.schedules import AUTOMATIC
+from studio.soft_blend import SoftBlend, StepCallback, chained, repaint_support
+from studio.soft_inpainting import check_soft_inpainting
 from studio.tiling import tiled
 from studio.token_count import TokenCounter
 from studio.vae_decode import decode_latents
@@ -120,6 +123,7 @@ def _validate_common(request: Any, limits: Limits) -> dict[str, Any]:
         "subseed": subseed,
         "subseed_strength": subseed_strength,
         "tiling": check_flag("tiling", request.tiling),
+        "scheduler": check_schedule(request.sampler, request.scheduler),
     }
 
 
@@ -173,6 +177,8 @@ def validate_txt2img(request: Txt2ImgRequest, limits: Limits) -> Txt2ImgRequest:
     if not check_flag("enable_hr (hires fix)", request.enable_hr):
         return validated
     second = hires_pass(validated, limits)
+    if second.sampler != validated.sampler:
+        check_schedule(second.sampler, validated.scheduler)  # the hires pass follows the first pass's schedule
     return replace(
         validated,
         hr_scale=float(request.hr_scale),
@@ -270,6 +276,7 @@ def validate_inpaint(request: InpaintRequest, limits: Limits) -> InpaintRequest:
         strength=check_strength(request.strength, common["num_inference_steps"]),
         mask_blur=check_range("mask_blur", request.mask_blur, 0, MAX_MASK_BLUR),
         masked_content=check_choice("masked_content", request.masked_content, images.MASKED_CONTENT),
+        soft_inpainting=check_soft_inpainting(request.soft_inpainting),
         inpaint_only_masked=check_flag("inpaint_only_masked", request.inpaint_only_masked),
         padding=check_range("padding", request.padding, 0, MAX_PADDING),
         invert_mask=False,  # already applied to mask_image
@@ -471,6 +478,8 @@ class _Plan:
     hires: HiresPass | None = None
     embeddings: tuple[LoadedEmbedding, ...] = ()
     """The textual inversions its prompts named (for ``TI hashes``), known once the model that served is."""
+    blend: StepCallback | None = None
+    """What each denoising step does to the sample before the rest (soft inpainting's blend), if anything."""
 
 
 class StudioService:
@@ -574,12 +583,19 @@ class StudioService:
         if request.inpaint_only_masked:
             fields.update({"Inpaint area": "Only masked", "Masked area padding": request.padding})
         fields["Masked content"] = request.masked_content
+        start = region.resize(size, Image.LANCZOS)
+        region_soft_mask = soft_mask.crop(box.as_tuple()).resize(size, Image.LANCZOS)
+        blend = None
+        if request.soft_inpainting is not None:
+            fields.update(request.soft_inpainting.fields())
+            blend = SoftBlend(request.soft_inpainting, start, region_soft_mask, batch_seeds(request))
+            region_soft_mask = repaint_support(region_soft_mask)
         plan = _Plan(
             task=Task.INPAINT,
             request=request,
             arguments={
-                "image": region.resize(size, Image.LANCZOS),
-                "mask_image": soft_mask.crop(box.as_tuple()).resize(size, Image.LANCZOS),
+                "image": start,
+                "mask_image": region_soft_mask,
                 "strength": request.strength,
                 "width": size[0],
                 "height": size[1],
@@ -588,6 +604,7 @@ class StudioService:
             finish=paste_back,
             fields=fields,
             notes=tuple(notes),
+            blend=blend,
         )
         return self._run(plan, progress, cancel, preview, image_format)
 
@@ -847,14 +864,17 @@ class StudioService:
         hires: HiresPass | None = None,
         variation: Variation | None = None,
         tiling: bool = False,
+        schedule: str = AUTOMATIC,
+        blend: StepCallback | None = None,
     ) -> tuple[list[Image.Image], list[str], LoadedModel]:
         """One pipeline call on the GPU: one CPU generator per image, latents out, decoded here (with the float32
         retry); with ``hires``, the hires fix's second pass in the same job. ``loras`` apply to this call only;
-        ``variation`` varies the starting noise of both passes; ``tiling`` makes the job's convolutions wrap around.
+        ``variation`` varies the starting noise of both passes; ``tiling`` makes the job's convolutions wrap around;
+        ``schedule`` is A1111's schedule type of both passes; ``blend`` runs first after every step of the first pass.
         Returns the pictures, notes for the user, and the model that made them."""
         try:
             with (
-                self.manager.job(task, sampler, seeds, loras) as job,
+                self.manager.job(task, sampler, seeds, loras, schedule) as job,
                 watch_compiles() as compiles,
                 tiled(job.pipeline, tiling),
             ):
@@ -863,12 +883,11 @@ class StudioService:
                 seed_generators = generators(seeds)
                 if variation is not None:
                     call = {**call, **self._varied(task, job.pipeline, seed_generators, variation, call)}
+                on_step = _step_callback(progress, cancel, preview, self.previews, size, after=after)
                 output = job.pipeline(
                     generator=seed_generators,
                     output_type="latent",
-                    callback_on_step_end=switching(
-                        _step_callback(progress, cancel, preview, self.previews, size, after=after), switch
-                    ),
+                    callback_on_step_end=switching(on_step if blend is None else chained(blend, on_step), switch),
                     **call,
                 )
                 _stop_if_asked(cancel)
@@ -882,7 +901,17 @@ class StudioService:
                         second = {**arguments, **own, "num_inference_steps": hires.steps, "strength": hires.strength}
                         second_call, second_switch = prompt_arguments(job.pipeline, second)
                     latents, notes = self._hires_pass(
-                        job, hires, latents, seeds, second_call, progress, cancel, preview, variation, second_switch
+                        job,
+                        hires,
+                        latents,
+                        seeds,
+                        second_call,
+                        progress,
+                        cancel,
+                        preview,
+                        variation,
+                        second_switch,
+                        schedule,
                     )
                 decoded, more = decode_latents(
                     job.pipeline.vae, job.pipeline.image_processor, latents, upcast=job.model.upcasts_vae
@@ -925,6 +954,7 @@ class StudioService:
         preview: PreviewCallback | None,
         variation: Variation | None = None,
         switch: PromptSwitch | None = None,
+        schedule: str = AUTOMATIC,
     ) -> tuple[torch.Tensor, list[str]]:
         """The hires fix's second pass, inside the first pass's job: upscale what it made (the latents, or the
         decoded pictures), then image to image on the same modules at ``hires.strength``, each image with a
@@ -940,7 +970,7 @@ class StudioService:
         else:
             pictures, notes = decode_latents(first.vae, first.image_processor, latents, upcast=job.model.upcasts_vae)
             start = upscale_pictures(pictures, size, hires.upscaler)
-        pipe = self.manager.image_to_image_of(job, hires.sampler, seeds)
+        pipe = self.manager.image_to_image_of(job, hires.sampler, seeds, schedule)
         if variation is not None:
             vary_added_noise(pipe.scheduler, variation, pipe.vae_scale_factor)
         dropped = ("width", "height", "latents", "strength")
@@ -1020,6 +1050,8 @@ class StudioService:
             plan.hires,
             variation,
             request.tiling,
+            schedule=request.scheduler,
+            blend=plan.blend,
         )
         model = model_name(served.source)
         prompts = [request.prompt, request.negative_prompt]
@@ -1054,6 +1086,7 @@ class StudioService:
                     fields={
                         "Steps": request.num_inference_steps,
                         "Sampler": request.sampler,
+                        **({"Schedule type": request.scheduler} if request.scheduler != AUTOMATIC else {}),
                         "CFG scale": request.guidance_scale,
                         "Seed": seed,
                         "Size": f"{plan.size[0]}x{plan.size[1]}",
