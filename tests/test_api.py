@@ -184,6 +184,28 @@ def test_inpaint_endpoint_with_painted_layers(client: Client, tmp_path: Path) ->
     assert out.getpixel((32, 32)) != (30, 60, 90), "under the stroke: repainted"
 
 
+def test_schedule_type_and_soft_inpainting_through_the_endpoints(client: Client, tmp_path: Path) -> None:
+    source = save_png(Image.new("RGB", (64, 64), (30, 60, 90)), tmp_path / "source.png")
+    white = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(white).rectangle((24, 24, 56, 56), fill=255)
+    mask = save_png(white, tmp_path / "mask.png")
+    gallery, _seeds, parameters, _notes = client.predict(
+        image={"background": handle_file(source), "layers": [], "composite": None}, mask=handle_file(mask),
+        prompt="a cat", negative_prompt="", sampler="Euler", steps=3, guidance_scale=7, strength=0.75, seed=2,
+        mask_blur=8, inpaint_only_masked=False, padding=32, masked_content="original", invert_mask=False, batch_size=1,
+        scheduler="sgm_uniform", soft_inpainting=True, soft_schedule_bias=2, api_name="/inpaint",
+    )  # fmt: skip
+    assert "Sampler: Euler, Schedule type: SGM Uniform, CFG scale" in parameters
+    assert "Soft inpainting enabled: True, Soft inpainting schedule bias: 2," in parameters
+    with Image.open(gallery[0]["image"]) as image:
+        assert image.convert("RGB").getpixel((2, 2)) == (30, 60, 90), "far from the mask: unchanged"
+    with pytest.raises(AppError, match="the Euler a sampler cannot follow the Karras schedule here; with Euler a"):
+        client.predict(
+            prompt="a cat", negative_prompt="", sampler="Euler a", steps=2, guidance_scale=7, width=64, height=64,
+            seed=1, batch_size=1, scheduler="Karras", api_name="/txt2img",
+        )  # fmt: skip
+
+
 def test_inpaint_endpoint_with_an_uploaded_mask_and_an_empty_one(client: Client, tmp_path: Path) -> None:
     source = save_png(Image.new("RGB", (64, 64), (30, 60, 90)), tmp_path / "source.png")
     white_square = Image.new("L", (32, 32), 0)  # half the size: resized to the picture

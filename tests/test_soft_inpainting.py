@@ -141,7 +141,7 @@ def test_the_a1111_api_takes_it_and_writes_it(server: str) -> None:
     assert response.status_code == 200, response.text
     text = info_of(response)["infotexts"][0]
     assert "Sampler: Euler, Schedule type: Normal, CFG scale" in text
-    assert "Soft inpainting enabled: True, Soft inpainting schedule bias: 2.0" in text
+    assert "Soft inpainting enabled: True, Soft inpainting schedule bias: 2," in text
     refused = httpx.post(
         server + "sdapi/v1/img2img",
         json={**body, "alwayson_scripts": {SCRIPT: {"args": [True, 1, 0.5, 4, 0.5]}}},

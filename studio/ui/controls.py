@@ -164,8 +164,14 @@ def build_generation_controls(
     with gr.Row():
         sampler = gr.Dropdown(SAMPLER_NAMES, value=defaults.sampler, label="Sampler", elem_id=f"{tab}-sampler", scale=2)
         scheduler = (
+            # Custom values: API callers may send A1111's names in any case ("sgm_uniform"); the service reads them.
             gr.Dropdown(
-                list(SCHEDULE_LABELS), value=AUTOMATIC, label="Schedule type", elem_id=f"{tab}-scheduler", scale=2
+                list(SCHEDULE_LABELS),
+                value=AUTOMATIC,
+                label="Schedule type",
+                elem_id=f"{tab}-scheduler",
+                scale=2,
+                allow_custom_value=True,
             )
             if with_scheduler
             else None
