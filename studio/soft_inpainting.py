@@ -23,8 +23,8 @@ from studio.errors import InvalidRequest
 
 SCRIPT_NAME = "soft inpainting"
 """The key A1111 clients use for it in ``alwayson_scripts`` (any case)."""
-SCRIPT_TITLE = "Soft Inpainting"
 ENABLED_KEY = "Soft inpainting enabled"
+ENABLED_LABEL = "Soft inpainting"
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,27 @@ PIXEL_COMPOSITE_DEFAULTS: tuple[tuple[str, float], ...] = (
     ("difference contrast", 2.0),
 )
 """A1111's last three script arguments, accepted at their defaults only (the studio composites by the mask)."""
+
+
+def script_info() -> dict[str, Any]:
+    """Its entry in A1111's ``/sdapi/v1/script-info`` (and its name in ``/sdapi/v1/scripts``' img2img list): the
+    seven arguments in A1111's order with their labels, defaults and ranges. The three pixel-composite ones have
+    their default as both minimum and maximum, the only value the studio takes, so clients that read the ranges
+    send what works."""
+
+    def arg(label: str, value: object, low: float | None, high: float | None, step: float | None) -> dict[str, Any]:
+        return {"label": label, "value": value, "minimum": low, "maximum": high, "step": step, "choices": None}
+
+    settings = [arg(s.label, s.default, s.minimum, s.maximum, s.step) for s in SETTINGS]
+    composite = [
+        arg(label.capitalize(), default, default, default, None) for label, default in PIXEL_COMPOSITE_DEFAULTS
+    ]
+    return {
+        "name": SCRIPT_NAME,
+        "is_alwayson": True,
+        "is_img2img": True,
+        "args": [arg(ENABLED_LABEL, False, None, None, None), *settings, *composite],
+    }
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from studio.micro.scenes import PALETTE
 from studio.pnginfo import SentSettings, settings_from_metadata
 from studio.requests import InpaintRequest
 from studio.settings import Settings
-from studio.soft_inpainting import SoftInpainting, from_script_args
+from studio.soft_inpainting import SoftInpainting, from_script_args, script_info
 from studio.validation import Limits
 from tests.a1111_helpers import b64_png, info_of
 
@@ -50,6 +50,23 @@ def test_script_arguments_in_a1111s_order() -> None:
 def test_bad_script_arguments_are_named(args: list[object], message: str) -> None:
     with pytest.raises(InvalidRequest, match=re.escape(message)):
         from_script_args(args)
+
+
+def test_script_info_lists_a1111s_seven_arguments_in_order() -> None:
+    info = script_info()
+    assert info["name"] == "soft inpainting" and info["is_alwayson"] and info["is_img2img"]
+    labels = [arg["label"] for arg in info["args"]]
+    assert labels == [
+        "Soft inpainting",
+        "Schedule bias",
+        "Preservation strength",
+        "Transition contrast boost",
+        "Mask influence",
+        "Difference threshold",
+        "Difference contrast",
+    ]
+    assert [arg["value"] for arg in info["args"]] == [False, 1.0, 0.5, 4.0, 0.0, 0.5, 2.0]
+    assert from_script_args([True, *(arg["value"] for arg in info["args"][1:])]) == SoftInpainting()
 
 
 def sent_by(text: str) -> SentSettings | None:

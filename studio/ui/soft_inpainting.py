@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from studio.soft_inpainting import SETTINGS, SoftInpainting
+from studio.soft_inpainting import ENABLED_LABEL, SETTINGS, SoftInpainting
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,12 @@ class SoftInpaintingControls:
 
 
 def build_soft_inpainting(tab: str) -> SoftInpaintingControls:
-    with gr.Accordion("Soft inpainting", open=False, elem_id=f"{tab}-soft-inpainting"):
+    with gr.Accordion(ENABLED_LABEL, open=False, elem_id=f"{tab}-soft-inpainting"):
         gr.Markdown(
             "Repaints each pixel as much as the blurred mask says, so the edges blend into the picture instead of "
             "seaming. A high **Mask blur** helps."
         )
-        enabled = gr.Checkbox(False, label="Soft inpainting", elem_id=f"{tab}-soft-inpainting-enabled")
+        enabled = gr.Checkbox(False, label=ENABLED_LABEL, elem_id=f"{tab}-soft-inpainting-enabled")
         sliders = [
             gr.Slider(
                 setting.minimum,
