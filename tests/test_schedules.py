@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,8 +14,13 @@ import torch
 from diffusers import PNDMScheduler
 from scipy.stats import beta as beta_distribution
 
+from studio import model_manager
 from studio.api.samplers import sampler_for, scheduler_list
+from studio.composition import Studio
 from studio.errors import InvalidRequest
+from studio.metadata import read_metadata
+from studio.pnginfo import settings_from_metadata
+from studio.requests import Txt2ImgRequest
 from studio.schedulers import SAMPLER_NAMES, build_scheduler, check_schedule, schedules_for
 from studio.schedules import SCHEDULE_LABELS, schedule_label
 
@@ -247,3 +253,33 @@ def test_a1111_sampler_and_scheduler_become_the_studios(
     sampler_name: str, scheduler: str, expected: tuple[str, str]
 ) -> None:
     assert sampler_for(sampler_name, scheduler) == expected
+
+
+# --- Through the service --------------------------------------------------------------------------------------
+
+
+def test_both_passes_follow_the_schedule_type_and_the_parameters_say_it(
+    studio: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[tuple[str, str]] = []
+
+    def recording(name: str, config: object, seeds: object, schedule: str = "Automatic", **options: object) -> object:
+        built.append((name, schedule))
+        return build_scheduler(name, config, seeds, schedule, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(model_manager, "build_scheduler", recording)
+    request = Txt2ImgRequest(
+        "a red house", sampler="Euler", scheduler="align_your_steps", num_inference_steps=3, width=64, height=64,
+        seed=1, enable_hr=True, hr_scale=1.5, hr_sampler_name="DDIM", hr_second_pass_steps=2,
+    )  # fmt: skip
+    with pytest.raises(InvalidRequest, match="the DDIM sampler cannot follow the Align Your Steps schedule"):
+        studio.service.txt2img(request)
+    result = studio.service.txt2img(replace(request, scheduler="normal"))
+    assert built == [("Euler", "Normal"), ("DDIM", "Normal")]
+    text = result.images[0].parameters
+    assert "Sampler: Euler, Schedule type: Normal, CFG scale: 7" in text
+    assert settings_from_metadata(read_metadata(result.images[0].image), max_steps=150, max_side=512).scheduler == (
+        "Normal"
+    )
+    plain = studio.service.txt2img(replace(request, enable_hr=False, scheduler="Automatic"))
+    assert "Schedule type" not in plain.images[0].parameters
