@@ -100,7 +100,8 @@ def parse_parameters(text: str) -> Parameters:
 
     As A1111 does: the last line is the fields line when it holds at least three ``Key: value`` pairs; the lines
     before it are the prompt, up to a line starting ``Negative prompt:``, after which they are the negative prompt.
-    A separate ``Schedule type`` (A1111 1.8+) is folded into the sampler name ("DPM++ 2M" + "Karras").
+    A separate ``Schedule type: Karras`` (A1111 1.9+) is folded into the sampler name ("DPM++ 2M" + "Karras"), as
+    the studio names its Karras samplers; any other schedule type stays a field of its own.
     """
     lines = text.strip().split("\n")
     fields: dict[str, str] = {}
@@ -114,10 +115,13 @@ def parse_parameters(text: str) -> Parameters:
             target = negative_lines
             line = line[len(NEGATIVE_PREFIX) :].lstrip()
         target.append(line)
-    schedule = fields.pop("Schedule type", None)
+    # The studio's samplers have Karras in their names ("DPM++ 2M Karras"); the other schedule types stay a field.
     sampler = fields.get("Sampler")
-    if schedule and schedule.lower() not in ("automatic", "uniform") and sampler and not sampler.endswith(schedule):
-        fields["Sampler"] = f"{sampler} {schedule}"
+    if fields.get("Schedule type", "").lower() == "karras" and sampler and not sampler.endswith(" Karras"):
+        fields["Sampler"] = f"{sampler} Karras"
+        del fields["Schedule type"]
+    elif fields.get("Schedule type", "").lower() == "automatic":
+        del fields["Schedule type"]
     return Parameters("\n".join(prompt_lines), "\n".join(negative_lines), fields)
 
 

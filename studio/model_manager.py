@@ -49,6 +49,7 @@ from studio.loras import AppliedLora
 from studio.micro.location import MICRO_CONTROLNET, MICRO_FAMILY
 from studio.module_cache import ModuleCache
 from studio.schedulers import build_scheduler
+from studio.schedules import AUTOMATIC
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +94,13 @@ def _derive(
     model: LoadedModel,
     sampler: str,
     seeds: Sequence[int],
+    schedule: str = AUTOMATIC,
     **modules: torch.nn.Module,
 ) -> DiffusionPipeline:
     """A ``task`` pipeline over ``source``'s modules (and ``modules``), with a ``sampler`` scheduler of its own made
-    from the loaded model's scheduler config."""
+    from the loaded model's scheduler config, following A1111's schedule type ``schedule``."""
     base = model.pipeline
-    scheduler = build_scheduler(sampler, base.scheduler.config, seeds)
+    scheduler = build_scheduler(sampler, base.scheduler.config, seeds, schedule, sdxl=model.family == "SDXL")
     # Pass the dtype: without it from_pipe casts the shared modules of the base to float32 (diffusers#12754).
     derived = _TASK_PIPELINES[task].from_pipe(source, dtype=base.dtype, scheduler=scheduler, **modules)
     derived.set_progress_bar_config(disable=True)
@@ -358,8 +360,16 @@ class ModelManager:
             self._task_modules(task, model, held)
 
     @contextmanager
-    def job(self, task: Task, sampler: str, seeds: Sequence[int], loras: Sequence[AppliedLora] = ()) -> Iterator[Job]:
-        """A pipeline for ``task`` on the loaded weights, with its own ``sampler`` scheduler, holding the GPU.
+    def job(
+        self,
+        task: Task,
+        sampler: str,
+        seeds: Sequence[int],
+        loras: Sequence[AppliedLora] = (),
+        schedule: str = AUTOMATIC,
+    ) -> Iterator[Job]:
+        """A pipeline for ``task`` on the loaded weights, with its own ``sampler`` scheduler (following A1111's
+        schedule type ``schedule``), holding the GPU.
 
         ``seeds`` are the per-image seeds (SDE samplers seed their noise from them at build time). ``loras`` are put
         on the shared modules only while this job holds the GPU, and taken off before anyone else's job runs.
@@ -367,12 +377,14 @@ class ModelManager:
         model = self.current()
         with ExitStack() as held:
             modules = self._task_modules(task, model, held)
-            derived = _derive(task, model.pipeline, model, sampler, seeds, **modules)
+            derived = _derive(task, model.pipeline, model, sampler, seeds, schedule, **modules)
             with self._gpu_lock, self.lora_weights.applied(derived, loras, model.family):
                 yield Job(derived, model)
 
-    def image_to_image_of(self, job: Job, sampler: str, seeds: Sequence[int]) -> DiffusionPipeline:
+    def image_to_image_of(
+        self, job: Job, sampler: str, seeds: Sequence[int], schedule: str = AUTOMATIC
+    ) -> DiffusionPipeline:
         """An image to image pipeline on the modules ``job`` runs on (its LoRAs on them), with its own ``sampler``
         scheduler: a second pass inside the same job, as the hires fix runs it after text to image. Call it only
         while ``job`` is held; it takes nothing more from the GPU than the job has."""
-        return _derive(Task.IMG2IMG, job.pipeline, job.model, sampler, seeds)
+        return _derive(Task.IMG2IMG, job.pipeline, job.model, sampler, seeds, schedule)

@@ -14,10 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from studio.errors import InvalidRequest
 from studio.hires import MAX_SCALE, SAME_SAMPLER, UPSCALERS
 from studio.metadata import ImageMetadata
 from studio.requests import DEFAULT_HR_SCALE, DEFAULT_HR_STRENGTH, DEFAULT_HR_UPSCALER
-from studio.schedulers import SAMPLERS, sampler_from_a1111
+from studio.schedulers import SAMPLERS, check_schedule, sampler_from_a1111
+from studio.schedules import AUTOMATIC, SCHEDULE_LABELS
+from studio.soft_inpainting import SoftInpainting, from_fields
 from studio.validation import MAX_CLIP_SKIP, MAX_SEED, MIN_SIDE
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[x×]\s*(\d+)\s*$")
@@ -60,6 +63,10 @@ class SentSettings:
     seed_resize_from: tuple[int, int] | None = None
     """"Resize seed from" width and height; (0, 0) means it was made without."""
     tiling: bool | None = None
+    scheduler: str | None = None
+    """A1111's schedule type (label); Automatic when the image names none."""
+    soft_inpainting: SoftInpainting | None = None
+    """Soft inpainting's settings; None when it was off (or the image does not say)."""
 
 
 def _float(text: object) -> float | None:
@@ -99,15 +106,7 @@ def settings_from_metadata(meta: ImageMetadata, *, max_steps: int, max_side: int
     prompt = str(ours.get("prompt", meta.parameters.prompt if meta.parameters else ""))
     negative = str(ours.get("negative_prompt", meta.parameters.negative_prompt if meta.parameters else ""))
 
-    sampler = None
-    written = ours.get("sampler", fields.get("Sampler"))
-    if written is not None:
-        if str(written) in SAMPLERS:
-            sampler = str(written)
-        else:
-            sampler, note = sampler_from_a1111(str(written))
-            if note:
-                notes.append(note)
+    sampler, scheduler = _sampling(ours, fields, meta.parameters is not None, notes)
 
     steps = _int(ours.get("num_inference_steps", fields.get("Steps")))
     if steps is not None and not 1 <= steps <= max_steps:
@@ -163,8 +162,50 @@ def settings_from_metadata(meta: ImageMetadata, *, max_steps: int, max_side: int
         subseed_strength=subseed_strength,
         seed_resize_from=seed_resize_from,
         tiling=None if tiling is None else str(tiling).strip().lower() == "true",
+        scheduler=scheduler,
+        soft_inpainting=_soft_inpainting(ours, fields),
         notes=tuple(notes),
     )
+
+
+def _sampling(
+    ours: Mapping[str, Any], fields: Mapping[str, str], has_text: bool, notes: list[str]
+) -> tuple[str | None, str | None]:
+    """The sampler and the schedule type: our record's, or A1111's "Sampler" and "Schedule type" (a schedule
+    written into the sampler's name, "Euler Exponential", is taken apart); one this studio lacks is explained."""
+    written = ours.get("sampler", fields.get("Sampler"))
+    schedule = ours.get("scheduler", fields.get("Schedule type", AUTOMATIC if has_text else None))
+    if written is None:
+        return None, None
+    sampler = str(written)
+    if sampler not in SAMPLERS:
+        for label in SCHEDULE_LABELS:
+            base = sampler[: -len(label)].strip()
+            if sampler.lower().endswith(f" {label.lower()}") and sampler_from_a1111(base)[1] is None:
+                sampler, schedule = sampler_from_a1111(base)[0], label
+                break
+        else:
+            sampler, note = sampler_from_a1111(sampler)
+            if note:
+                notes.append(note)
+    if schedule is None:
+        return sampler, None
+    try:
+        return sampler, check_schedule(sampler, schedule)
+    except InvalidRequest as error:
+        notes.append(f"Schedule type: {error}; Automatic is used instead")
+        return sampler, AUTOMATIC
+
+
+def _soft_inpainting(ours: Mapping[str, Any], fields: Mapping[str, str]) -> SoftInpainting | None:
+    """Soft inpainting as our record or A1111's "Soft inpainting ..." fields have it (None: off)."""
+    record = ours.get("soft_inpainting")
+    if isinstance(record, dict):
+        try:
+            return SoftInpainting(**{key: float(value) for key, value in record.items()})
+        except (TypeError, ValueError):
+            return None
+    return from_fields(fields)
 
 
 def _variation(

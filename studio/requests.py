@@ -15,6 +15,8 @@ from PIL import Image
 
 from studio.loras import LoraSpec
 from studio.schedulers import DEFAULT_SAMPLER
+from studio.schedules import AUTOMATIC
+from studio.soft_inpainting import SoftInpainting
 
 RANDOM_SEED = -1
 DEFAULT_HR_SCALE = 2.0
@@ -40,7 +42,8 @@ class Txt2ImgRequest:
     noise; A1111's "Resize seed from", 0 for off) build the starting noise around the noise the seed gives at that
     size, so a picture found at one size keeps much of its composition at another (``studio/variation.py``).
     ``tiling`` (in every generation request; A1111's name) makes pictures that repeat without a seam
-    (``studio/tiling.py``).
+    (``studio/tiling.py``). ``scheduler`` (in every generation request but Compare; A1111's name) is A1111's
+    schedule type, the noise levels the sampler visits (``studio/schedules.py``); "Automatic" keeps the sampler's.
 
     ``enable_hr`` turns on the hires fix (``studio/hires.py``); it and its ``hr_*`` fields and
     ``denoising_strength`` have A1111's names, as diffusers has no such argument. ``hr_second_pass_steps`` 0 means
@@ -75,6 +78,7 @@ class Txt2ImgRequest:
     hr_sampler_name: str = ""
     hr_prompt: str = ""
     hr_negative_prompt: str = ""
+    scheduler: str = AUTOMATIC
 
     task: ClassVar[str] = "txt2img"
 
@@ -91,6 +95,8 @@ def _record(request: Any) -> dict[str, Any]:
             record[f"{item.name}_size"] = list(value.size)
         elif isinstance(value, tuple) and value and all(is_dataclass(v) for v in value):
             record[item.name] = [asdict(v) for v in value]
+        elif is_dataclass(value) and not isinstance(value, type):
+            record[item.name] = asdict(value)
         elif value is not None:
             record[item.name] = value
     return record
@@ -118,6 +124,7 @@ class Img2ImgRequest:
     subseed: int = RANDOM_SEED
     subseed_strength: float = 0.0
     tiling: bool = False
+    scheduler: str = AUTOMATIC
 
     task: ClassVar[str] = "img2img"
 
@@ -133,6 +140,8 @@ class InpaintRequest:
     "latent nothing");
     ``inpaint_only_masked`` repaints a crop around the mask (plus ``padding`` pixels) at full resolution and pastes
     it back; ``mask_blur`` softens the mask's edge so the repainted region meets the rest without a seam.
+    ``soft_inpainting`` (A1111's soft inpainting; None for off) repaints each pixel as much as the blurred mask
+    says (``studio/soft_inpainting.py``).
     """
 
     image: Image.Image
@@ -157,6 +166,8 @@ class InpaintRequest:
     subseed: int = RANDOM_SEED
     subseed_strength: float = 0.0
     tiling: bool = False
+    scheduler: str = AUTOMATIC
+    soft_inpainting: SoftInpainting | None = None
 
     task: ClassVar[str] = "inpaint"
 
@@ -198,6 +209,7 @@ class ControlNetRequest:
     seed_resize_from_w: int = 0
     seed_resize_from_h: int = 0
     tiling: bool = False
+    scheduler: str = AUTOMATIC
 
     task: ClassVar[str] = "controlnet"
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from studio.errors import InvalidRequest
+from studio.schedules import AUTOMATIC, SCHEDULE_LABELS, schedule_label, schedule_sigmas, spacing_of, training_sigmas
 
 if TYPE_CHECKING:  # the page lists the samplers before diffusers is imported (studio/startup.py)
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -130,15 +131,91 @@ def check_sampler_steps(name: str, steps: int) -> None:
         )
 
 
-def build_scheduler(name: str, model_config: Mapping[str, Any], seeds: Sequence[int]) -> SchedulerMixin:
-    """A new scheduler for sampler ``name`` that keeps the training schedule in ``model_config``.
+_ENDS_AT_LOWEST_LEVEL = ("EulerDiscreteScheduler", "DPMSolverMultistepScheduler")
+"""Schedulers whose ``final_sigmas_type="sigma_min"`` ends at the model's lowest training level, as KL Optimal
+does; the others end it at 0 (UniPC's "sigma_min" repeats the last level instead)."""
+
+
+def _parameters(sampler: Sampler) -> Mapping[str, inspect.Parameter]:
+    return inspect.signature(sampler.scheduler_class.__init__).parameters
+
+
+def follows_sigmas(sampler: Sampler) -> bool:
+    """Whether the sampler's scheduler takes a list of noise levels (it has Karras sigmas): then it can follow
+    every A1111 schedule type exactly."""
+    return "use_karras_sigmas" in _parameters(sampler)
+
+
+def schedules_for(name: str) -> tuple[str, ...]:
+    """The A1111 schedule types (labels) sampler ``name`` can follow: every one where its scheduler takes noise
+    levels; the timestep spacings where it steps on whole timesteps; only its own (Automatic) for LCM, whose
+    schedule is the one it was distilled for."""
+    sampler = check_sampler(name)
+    if follows_sigmas(sampler):
+        return SCHEDULE_LABELS
+    if sampler.scheduler == "LCMScheduler":
+        return (AUTOMATIC,)
+    return tuple(label for label in SCHEDULE_LABELS if label == AUTOMATIC or spacing_of(label) is not None)
+
+
+def check_schedule(name: str, schedule: object) -> str:
+    """The label of schedule type ``schedule`` for sampler ``name``, or an error naming the ones it can follow."""
+    label = schedule_label(schedule)
+    usable = schedules_for(name)
+    if label not in usable:
+        raise InvalidRequest(
+            f"the {name} sampler cannot follow the {label} schedule here; with {name} choose one of: "
+            f"{', '.join(usable)} (or a sampler such as Euler or DPM++ 2M, which follow every schedule type)"
+        )
+    return label
+
+
+def build_scheduler(
+    name: str,
+    model_config: Mapping[str, Any],
+    seeds: Sequence[int],
+    schedule: str = AUTOMATIC,
+    *,
+    sdxl: bool = False,
+) -> SchedulerMixin:
+    """A new scheduler for sampler ``name`` and A1111 schedule type ``schedule`` that keeps the training schedule
+    in ``model_config`` (``sdxl`` picks the SDXL table of Align Your Steps).
 
     ``seeds`` holds the seed of each image of the batch. Most samplers draw their noise from the per-image
     generators the pipeline is given, but the SDE samplers draw it from a Brownian tree seeded at build time;
     without one seed per image they would pick a random one and never reproduce.
     """
     sampler = check_sampler(name)
+    label = check_schedule(name, schedule)
     overrides = dict(sampler.overrides)
-    if "noise_sampler_seed" in inspect.signature(sampler.scheduler_class.__init__).parameters:
+    parameters = _parameters(sampler)
+    if "noise_sampler_seed" in parameters:
         overrides["noise_sampler_seed"] = list(seeds)
-    return sampler.scheduler_class.from_config(dict(model_config), **overrides)
+    if label != AUTOMATIC and follows_sigmas(sampler):
+        overrides.update(use_karras_sigmas=True, use_exponential_sigmas=False, use_beta_sigmas=False)
+        if label == "KL Optimal" and sampler.scheduler in _ENDS_AT_LOWEST_LEVEL:
+            overrides["final_sigmas_type"] = "sigma_min"  # KL Optimal ends at the lowest level, not at 0
+    elif label != AUTOMATIC:
+        overrides["timestep_spacing"] = spacing_of(label)
+        if label == "DDIM":
+            overrides["steps_offset"] = 1  # A1111's DDIM schedule starts at timestep 1
+    scheduler = sampler.scheduler_class.from_config(dict(model_config), **overrides)
+    if label != AUTOMATIC and follows_sigmas(sampler):
+        _follow(scheduler, label, sdxl)
+    return scheduler
+
+
+def _follow(scheduler: SchedulerMixin, label: str, sdxl: bool) -> None:
+    """Make ``scheduler`` (a request's own, built with Karras sigmas on) visit schedule ``label``'s noise levels.
+
+    Each of these schedulers computes its levels in ``_convert_to_karras`` and derives its timesteps, its
+    second-order repeats and its final level from them; handing it A1111's levels there keeps all of that
+    diffusers' own. (That method is private to diffusers; tests/test_schedules.py checks every sampler's levels
+    against A1111's formulas, so a change in diffusers shows there.)"""
+    train = training_sigmas(scheduler.alphas_cumprod.numpy())
+
+    def a1111_levels(in_sigmas: Any = None, num_inference_steps: int | None = None) -> Any:
+        steps = int(num_inference_steps or scheduler.num_inference_steps)
+        return schedule_sigmas(label, steps, train, sdxl=sdxl)[:-1]  # the scheduler appends its final level
+
+    scheduler._convert_to_karras = a1111_levels  # type: ignore[method-assign]

@@ -52,7 +52,10 @@ from studio.requests import (
     InpaintRequest,
     Txt2ImgRequest,
 )
-from studio.schedulers import check_sampler, check_sampler_steps
+from studio.schedulers import check_sampler, check_sampler_steps, check_schedule
+from studio.schedules import AUTOMATIC
+from studio.soft_blend import SoftBlend, StepCallback, chained, repaint_support
+from studio.soft_inpainting import check_soft_inpainting
 from studio.tiling import tiled
 from studio.token_count import TokenCounter
 from studio.vae_decode import decode_latents
@@ -121,6 +124,7 @@ def _validate_common(request: Any, limits: Limits) -> dict[str, Any]:
         "subseed": subseed,
         "subseed_strength": subseed_strength,
         "tiling": check_flag("tiling", request.tiling),
+        "scheduler": check_schedule(request.sampler, request.scheduler),
     }
 
 
@@ -174,6 +178,8 @@ def validate_txt2img(request: Txt2ImgRequest, limits: Limits) -> Txt2ImgRequest:
     if not check_flag("enable_hr (hires fix)", request.enable_hr):
         return validated
     second = hires_pass(validated, limits)
+    if second.sampler != validated.sampler:
+        check_schedule(second.sampler, validated.scheduler)  # the hires pass follows the first pass's schedule
     return replace(
         validated,
         hr_scale=float(request.hr_scale),
@@ -274,6 +280,7 @@ def validate_inpaint(request: InpaintRequest, limits: Limits) -> InpaintRequest:
         if request.mask_blur_y is None
         else check_range("mask_blur_y", request.mask_blur_y, 0, MAX_MASK_BLUR),
         masked_content=check_choice("masked_content", request.masked_content, images.MASKED_CONTENT),
+        soft_inpainting=check_soft_inpainting(request.soft_inpainting),
         inpaint_only_masked=check_flag("inpaint_only_masked", request.inpaint_only_masked),
         padding=check_range("padding", request.padding, 0, MAX_PADDING),
         invert_mask=False,  # already applied to mask_image
@@ -478,6 +485,8 @@ class _Plan:
     prepare: Callable[[DiffusionPipeline, Mapping[str, Any]], Mapping[str, Any]] | None = None
     """Arguments that need the job's own pipeline (latents its VAE encodes), made from the call's arguments
     inside the job and added to them."""
+    blend: StepCallback | None = None
+    """What each denoising step does to the sample before the rest (soft inpainting's blend), if anything."""
 
 
 class StudioService:
@@ -584,12 +593,19 @@ class StudioService:
         if request.inpaint_only_masked:
             fields.update({"Inpaint area": "Only masked", "Masked area padding": request.padding})
         fields["Masked content"] = request.masked_content
+        start = region.resize(size, Image.LANCZOS)
+        region_soft_mask = soft_mask.crop(box.as_tuple()).resize(size, Image.LANCZOS)
+        blend = None
+        if request.soft_inpainting is not None:
+            fields.update(request.soft_inpainting.fields())
+            blend = SoftBlend(request.soft_inpainting, start, region_soft_mask, batch_seeds(request))
+            region_soft_mask = repaint_support(region_soft_mask)
         plan = _Plan(
             task=Task.INPAINT,
             request=request,
             arguments={
-                "image": region.resize(size, Image.LANCZOS),
-                "mask_image": soft_mask.crop(box.as_tuple()).resize(size, Image.LANCZOS),
+                "image": start,
+                "mask_image": region_soft_mask,
                 "strength": request.strength,
                 "width": size[0],
                 "height": size[1],
@@ -599,6 +615,7 @@ class StudioService:
             fields=fields,
             notes=tuple(notes),
             prepare=latent_nothing if request.masked_content == LATENT_NOTHING else None,
+            blend=blend,
         )
         return self._run(plan, progress, cancel, preview, image_format)
 
@@ -874,14 +891,17 @@ class StudioService:
         variation: Variation | None = None,
         tiling: bool = False,
         prepare: Callable[[DiffusionPipeline, Mapping[str, Any]], Mapping[str, Any]] | None = None,
+        schedule: str = AUTOMATIC,
+        blend: StepCallback | None = None,
     ) -> tuple[list[Image.Image], list[str], LoadedModel]:
         """One pipeline call on the GPU: one CPU generator per image, latents out, decoded here (with the float32
         retry); with ``hires``, the hires fix's second pass in the same job. ``loras`` apply to this call only;
-        ``variation`` varies the starting noise of both passes; ``tiling`` makes the job's convolutions wrap around.
+        ``variation`` varies the starting noise of both passes; ``tiling`` makes the job's convolutions wrap around;
+        ``schedule`` is A1111's schedule type of both passes; ``blend`` runs first after every step of the first pass.
         Returns the pictures, notes for the user, and the model that made them."""
         try:
             with (
-                self.manager.job(task, sampler, seeds, loras) as job,
+                self.manager.job(task, sampler, seeds, loras, schedule) as job,
                 watch_compiles() as compiles,
                 tiled(job.pipeline, tiling),
             ):
@@ -892,12 +912,11 @@ class StudioService:
                 seed_generators = generators(seeds)
                 if variation is not None:
                     call = {**call, **self._varied(task, job.pipeline, seed_generators, variation, call)}
+                on_step = _step_callback(progress, cancel, preview, self.previews, size, after=after)
                 output = job.pipeline(
                     generator=seed_generators,
                     output_type="latent",
-                    callback_on_step_end=switching(
-                        _step_callback(progress, cancel, preview, self.previews, size, after=after), switch
-                    ),
+                    callback_on_step_end=switching(on_step if blend is None else chained(blend, on_step), switch),
                     **call,
                 )
                 _stop_if_asked(cancel)
@@ -911,7 +930,17 @@ class StudioService:
                         second = {**arguments, **own, "num_inference_steps": hires.steps, "strength": hires.strength}
                         second_call, second_switch = prompt_arguments(job.pipeline, second)
                     latents, notes = self._hires_pass(
-                        job, hires, latents, seeds, second_call, progress, cancel, preview, variation, second_switch
+                        job,
+                        hires,
+                        latents,
+                        seeds,
+                        second_call,
+                        progress,
+                        cancel,
+                        preview,
+                        variation,
+                        second_switch,
+                        schedule,
                     )
                 decoded, more = decode_latents(
                     job.pipeline.vae, job.pipeline.image_processor, latents, upcast=job.model.upcasts_vae
@@ -954,6 +983,7 @@ class StudioService:
         preview: PreviewCallback | None,
         variation: Variation | None = None,
         switch: PromptSwitch | None = None,
+        schedule: str = AUTOMATIC,
     ) -> tuple[torch.Tensor, list[str]]:
         """The hires fix's second pass, inside the first pass's job: upscale what it made (the latents, or the
         decoded pictures), then image to image on the same modules at ``hires.strength``, each image with a
@@ -969,7 +999,7 @@ class StudioService:
         else:
             pictures, notes = decode_latents(first.vae, first.image_processor, latents, upcast=job.model.upcasts_vae)
             start = upscale_pictures(pictures, size, hires.upscaler)
-        pipe = self.manager.image_to_image_of(job, hires.sampler, seeds)
+        pipe = self.manager.image_to_image_of(job, hires.sampler, seeds, schedule)
         if variation is not None:
             vary_added_noise(pipe.scheduler, variation, pipe.vae_scale_factor)
         dropped = ("width", "height", "latents", "strength")
@@ -1049,7 +1079,9 @@ class StudioService:
             plan.hires,
             variation,
             request.tiling,
-            plan.prepare,
+            prepare=plan.prepare,
+            schedule=request.scheduler,
+            blend=plan.blend,
         )
         model = model_name(served.source)
         prompts = [request.prompt, request.negative_prompt]
@@ -1089,6 +1121,7 @@ class StudioService:
                     fields={
                         "Steps": request.num_inference_steps,
                         "Sampler": request.sampler,
+                        **({"Schedule type": request.scheduler} if request.scheduler != AUTOMATIC else {}),
                         "CFG scale": request.guidance_scale,
                         "Seed": seed,
                         "Size": f"{plan.size[0]}x{plan.size[1]}",

@@ -300,13 +300,10 @@ def test_connect_time_routes_answer_in_a1111_s_shape(api: tuple[TestClient, Stud
 
 
 def test_the_script_lists_come_from_one_tuple() -> None:
-    more = (
-        *SCRIPTS,
-        Script("soft inpainting", txt2img=False, img2img=True, args=(ScriptArg("Soft inpainting", False),)),
-    )
-    assert scripts_list(more)["img2img"] == ["soft inpainting"]
-    entry = next(item for item in script_info(more) if item["name"] == "soft inpainting")
-    assert entry["is_img2img"] is True and entry["args"][0]["label"] == "Soft inpainting"
+    more = (*SCRIPTS, Script("outpainting", txt2img=False, img2img=True, args=(ScriptArg("Pixels", 128),)))
+    assert scripts_list(more)["img2img"] == ["soft inpainting", "outpainting"]
+    entry = next(item for item in script_info(more) if item["name"] == "outpainting")
+    assert entry["is_img2img"] is True and entry["args"][0]["label"] == "Pixels"
 
 
 def test_sd_models_offers_the_pickers_models_with_their_hashes(

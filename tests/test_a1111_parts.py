@@ -21,34 +21,38 @@ from tests.test_security import png_header_only
 
 
 @pytest.mark.parametrize(
-    ("sampler_name", "scheduler", "sampler"),
+    ("sampler_name", "scheduler", "sampler", "schedule"),
     [
-        ("DPM++ 2M", "Karras", "DPM++ 2M Karras"),
-        ("DPM++ 2M", "karras", "DPM++ 2M Karras"),
-        ("DPM++ 2M", None, "DPM++ 2M"),
-        ("DPM++ 2M", "Automatic", "DPM++ 2M"),
-        ("DPM++ 2M Karras", "automatic", "DPM++ 2M Karras"),
-        ("DPM++ 2M Karras", "Uniform", "DPM++ 2M"),
-        ("DPM++ SDE", "Automatic", "DPM++ SDE Karras"),  # A1111's default schedule for this sampler
-        ("euler a", None, "Euler a"),
-        ("k_euler_a", "Automatic", "Euler a"),
-        ("PLMS", None, "PNDM"),
+        ("DPM++ 2M", "Karras", "DPM++ 2M Karras", "Automatic"),
+        ("DPM++ 2M", "karras", "DPM++ 2M Karras", "Automatic"),
+        ("DPM++ 2M", None, "DPM++ 2M", "Automatic"),
+        ("DPM++ 2M", "Automatic", "DPM++ 2M", "Automatic"),
+        ("DPM++ 2M Karras", "automatic", "DPM++ 2M Karras", "Automatic"),
+        ("DPM++ 2M Karras", "Uniform", "DPM++ 2M", "Uniform"),
+        ("DPM++ SDE", "Automatic", "DPM++ SDE Karras", "Automatic"),  # A1111's default schedule for this sampler
+        ("euler a", None, "Euler a", "Automatic"),
+        ("k_euler_a", "Automatic", "Euler a", "Automatic"),
+        ("PLMS", None, "PNDM", "Automatic"),
+        ("Euler", "Karras", "Euler", "Karras"),
+        ("Euler", "exponential", "Euler", "Exponential"),
     ],
 )
-def test_a1111_sampler_and_scheduler_names(sampler_name: str, scheduler: str | None, sampler: str) -> None:
-    assert sampler_for(sampler_name, scheduler) == sampler
+def test_a1111_sampler_and_scheduler_names(
+    sampler_name: str, scheduler: str | None, sampler: str, schedule: str
+) -> None:
+    assert sampler_for(sampler_name, scheduler) == (sampler, schedule)
 
 
 def test_every_studio_sampler_is_reachable_by_its_own_name() -> None:
-    assert [sampler_for(name, None) for name in SAMPLER_NAMES] == list(SAMPLER_NAMES)
+    assert [sampler_for(name, None)[0] for name in SAMPLER_NAMES] == list(SAMPLER_NAMES)
 
 
 @pytest.mark.parametrize(
     ("sampler_name", "scheduler", "message"),
     [
-        ("Euler", "Karras", "Euler has no Karras schedule here; use scheduler Automatic, or one of: DPM++ 2M Karras"),
-        ("Euler", "Exponential", "scheduler 'Exponential' is not available here; choose one of: Automatic"),
-        ("DPM++ SDE", "Uniform", "DPM++ SDE has no Uniform schedule here; use scheduler Karras"),
+        ("Euler a", "Karras", "the Euler a sampler cannot follow the Karras schedule here; with Euler a choose one"),
+        ("Euler", "cosine", "unknown scheduler 'cosine'; choose one of: Automatic, Uniform, Karras, Exponential"),
+        ("LCM", "Normal", "the LCM sampler cannot follow the Normal schedule here; with LCM choose one of: Automatic"),
         ("DPM3", None, "unknown sampler_name 'DPM3'; choose one of"),
     ],
 )

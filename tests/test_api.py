@@ -16,12 +16,12 @@ ENDPOINT_PARAMETERS = {
         "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "width", "height", "seed", "batch_size",
         "image_format", "enable_hr", "hr_upscaler", "hr_scale", "hr_second_pass_steps", "denoising_strength",
         "clip_skip", "subseed", "subseed_strength", "tiling", "styles", "batch_count", "hr_sampler_name",
-        "hr_prompt", "hr_negative_prompt", "seed_resize_from_w", "seed_resize_from_h",
+        "hr_prompt", "hr_negative_prompt", "seed_resize_from_w", "seed_resize_from_h", "scheduler",
     ],
     "/img2img": [
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",
         "batch_size", "width", "height", "resize_mode", "image_format", "clip_skip", "subseed", "subseed_strength",
-        "tiling", "styles", "batch_count",
+        "tiling", "styles", "batch_count", "scheduler",
     ],
     "/canny": ["image", "low_threshold", "high_threshold", "preprocessor"],
     "/compare": [
@@ -33,12 +33,13 @@ ENDPOINT_PARAMETERS = {
         "image", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "low_threshold", "high_threshold",
         "conditioning_scale", "guidance_start", "guidance_end", "seed", "batch_size", "preprocessor", "width", "height",
         "image_format", "clip_skip", "subseed", "subseed_strength", "tiling", "styles", "batch_count",
-        "seed_resize_from_w", "seed_resize_from_h",
+        "seed_resize_from_w", "seed_resize_from_h", "scheduler",
     ],
     "/inpaint": [
         "image", "mask", "prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "strength", "seed",
         "mask_blur", "inpaint_only_masked", "padding", "masked_content", "invert_mask", "batch_size", "image_format",
-        "clip_skip", "subseed", "subseed_strength", "tiling", "styles", "batch_count",
+        "clip_skip", "subseed", "subseed_strength", "tiling", "styles", "batch_count", "scheduler",
+        "soft_inpainting", "soft_schedule_bias", "soft_preservation_strength", "soft_transition_contrast",
     ],
     "/png_info": ["image"],
     "/forward_process": ["image", "schedule", "timestep", "seed"],
@@ -181,6 +182,28 @@ def test_inpaint_endpoint_with_painted_layers(client: Client, tmp_path: Path) ->
     assert out.size == (72, 64)
     assert out.getpixel((2, 2)) == (30, 60, 90), "outside the stroke: unchanged"
     assert out.getpixel((32, 32)) != (30, 60, 90), "under the stroke: repainted"
+
+
+def test_schedule_type_and_soft_inpainting_through_the_endpoints(client: Client, tmp_path: Path) -> None:
+    source = save_png(Image.new("RGB", (64, 64), (30, 60, 90)), tmp_path / "source.png")
+    white = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(white).rectangle((24, 24, 56, 56), fill=255)
+    mask = save_png(white, tmp_path / "mask.png")
+    gallery, _seeds, parameters, _notes = client.predict(
+        image={"background": handle_file(source), "layers": [], "composite": None}, mask=handle_file(mask),
+        prompt="a cat", negative_prompt="", sampler="Euler", steps=3, guidance_scale=7, strength=0.75, seed=2,
+        mask_blur=8, inpaint_only_masked=False, padding=32, masked_content="original", invert_mask=False, batch_size=1,
+        scheduler="sgm_uniform", soft_inpainting=True, soft_schedule_bias=2, api_name="/inpaint",
+    )  # fmt: skip
+    assert "Sampler: Euler, Schedule type: SGM Uniform, CFG scale" in parameters
+    assert "Soft inpainting enabled: True, Soft inpainting schedule bias: 2," in parameters
+    with Image.open(gallery[0]["image"]) as image:
+        assert image.convert("RGB").getpixel((2, 2)) == (30, 60, 90), "far from the mask: unchanged"
+    with pytest.raises(AppError, match="the Euler a sampler cannot follow the Karras schedule here; with Euler a"):
+        client.predict(
+            prompt="a cat", negative_prompt="", sampler="Euler a", steps=2, guidance_scale=7, width=64, height=64,
+            seed=1, batch_size=1, scheduler="Karras", api_name="/txt2img",
+        )  # fmt: skip
 
 
 def test_inpaint_endpoint_with_an_uploaded_mask_and_an_empty_one(client: Client, tmp_path: Path) -> None:

@@ -158,8 +158,8 @@ def test_the_second_pass_may_have_a_sampler_of_its_own(studio: Studio, monkeypat
     schedulers: list[str] = []
     derive = studio.manager.image_to_image_of
 
-    def spy(job: object, sampler: str, seeds: object) -> object:
-        pipe = derive(job, sampler, seeds)  # type: ignore[arg-type]
+    def spy(job: object, sampler: str, seeds: object, *schedule: str) -> object:
+        pipe = derive(job, sampler, seeds, *schedule)  # type: ignore[arg-type]
         schedulers.append(type(pipe.scheduler).__name__)
         return pipe
 
@@ -188,8 +188,8 @@ def test_the_second_pass_may_have_prompts_of_its_own(studio: Studio, monkeypatch
         first_passes.append(latents.clone())
         return upscale(latents, *args)  # type: ignore[arg-type]
 
-    def spy_derive(job: object, sampler: str, seeds: object) -> object:
-        pipe = derive(job, sampler, seeds)  # type: ignore[arg-type]
+    def spy_derive(job: object, sampler: str, seeds: object, *schedule: str) -> object:
+        pipe = derive(job, sampler, seeds, *schedule)  # type: ignore[arg-type]
         encode = type(pipe).encode_prompt
 
         def spy_encode(*args: object, **kwargs: object) -> object:

@@ -62,6 +62,7 @@ def test_a_hand_written_a1111_text_gives_every_field(text: str, image_format: st
         subseed_strength=0.25 if "Variation seed" in text else 0,  # and the variation only when there is one
         seed_resize_from=(448, 640) if "Seed resize from" in text else (0, 0),  # written only when on
         tiling="Tiling: True" in text,
+        scheduler="Automatic",
     )
 
 
@@ -133,6 +134,7 @@ def test_our_own_files_round_trip_every_field(studio: Studio) -> None:
         subseed_strength=0,
         seed_resize_from=(0, 0),
         tiling=False,
+        scheduler="Automatic",
     )
 
     redrawn = studio.service.img2img(
@@ -167,4 +169,5 @@ def test_our_own_files_round_trip_every_field(studio: Studio) -> None:
         subseed_strength=0,
         tiling=False,
         seed_resize_from=(0, 0),
+        scheduler="Automatic",
     )

@@ -53,6 +53,7 @@ def test_drop_an_a1111_png_and_send_it_to_txt2img(page: Page, a1111_png: Path) -
     expect(page.locator("#txt2img-prompt textarea")).to_have_value("a watercolor fox in a misty forest")
     expect(page.locator("#txt2img-negative-prompt textarea")).to_have_value("blurry, text")
     expect(page.locator("#txt2img-sampler input")).to_have_value("DPM++ 2M Karras")
+    expect(page.locator("#txt2img-scheduler input")).to_have_value("Automatic")
     expect(page.locator("#txt2img-steps input[type=number]")).to_have_value("33")
     expect(page.locator("#txt2img-cfg input[type=number]")).to_have_value("5.5")
     expect(page.locator("#txt2img-seed input")).to_have_value("987654")
@@ -62,6 +63,29 @@ def test_drop_an_a1111_png_and_send_it_to_txt2img(page: Page, a1111_png: Path) -
     expect(page.locator("#txt2img-clip-skip input[type=number]")).to_have_value("1")
     expect(page.locator("#txt2img-seed-extra input")).not_to_be_checked()
     expect(page.locator("#txt2img-tiling input")).not_to_be_checked()
+
+
+def test_a_schedule_type_and_soft_inpainting_are_sent_to_inpaint(page: Page, tmp_path: Path) -> None:
+    soft = (
+        "Mask blur: 8, Soft inpainting enabled: True, Soft inpainting schedule bias: 1.5, "
+        "Soft inpainting preservation strength: 0.7, Soft inpainting transition contrast boost: 6"
+    )
+    text = A1111_TEXT.replace("Sampler: DPM++ 2M, Schedule type: Karras", "Sampler: Euler, Schedule type: Exponential")
+    text = text.replace(", Version:", f", {soft}, Version:")
+    path = tmp_path / "00044-987654.png"
+    write_image(Image.new("RGB", (72, 96), (90, 140, 80)), str(path), "png", text, {})
+    drop_into_pnginfo(page, path, text)
+    page.locator("#pnginfo-send-to-inpaint").click()
+    expect(page.get_by_role("tab", name="Inpaint")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#inpaint-sampler input")).to_have_value("Euler")
+    expect(page.locator("#inpaint-scheduler input")).to_have_value("Exponential")
+    page.locator("#inpaint-soft-inpainting").get_by_text("Soft inpainting").first.click()  # open the accordion
+    expect(page.locator("#inpaint-soft-inpainting-enabled input")).to_be_checked()
+    expect(page.locator("#inpaint-soft-schedule-bias input[type=number]")).to_have_value("1.5")
+    expect(page.locator("#inpaint-soft-preservation-strength input[type=number]")).to_have_value("0.7")
+    expect(page.locator("#inpaint-soft-transition-contrast input[type=number]")).to_have_value("6")
+    page.get_by_role("tab", name="Text to image").click()
+    expect(page.locator("#txt2img-scheduler input")).to_have_value("Automatic")  # the other tabs keep their own
 
 
 def test_a_hires_fixed_tiled_variation_turns_them_all_on(page: Page, tmp_path: Path) -> None:

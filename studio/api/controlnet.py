@@ -85,7 +85,9 @@ def controlnet_unit(
     units: list[Any] = []
     for name, script in scripts.items():
         if name.lower() != SCRIPT:
-            raise InvalidRequest(f"always-on script {name!r} is not available here; the studio has: controlnet")
+            raise InvalidRequest(
+                f"always-on script {name!r} is not available here; the studio has: controlnet, soft inpainting"
+            )
         args = script.get("args", []) if isinstance(script, dict) else None
         if not isinstance(args, list):
             raise InvalidRequest('alwayson_scripts.controlnet must be {"args": [unit, ...]}')

@@ -31,6 +31,7 @@ from studio.requests import (
     InpaintRequest,
     Txt2ImgRequest,
 )
+from studio.soft_inpainting import SCRIPT_NAME, SoftInpainting, from_script_args
 from studio.styles import StyleLibrary
 from studio.validation import Limits, check_size, check_variation, resolve_seed
 
@@ -125,10 +126,12 @@ def _common(body: GenerationBody, facts: ServerFacts) -> dict[str, Any]:
         body.n_iter, subseed if subseed_strength else seed, bool(subseed_strength), body.batch_size, facts.limits
     )
     prompt, negative_prompt = facts.styles.apply(body.prompt, body.negative_prompt, body.styles)
+    sampler, schedule = sampler_for(body.sampler_name or body.sampler_index, body.scheduler)
     return {
         "prompt": prompt,
         "negative_prompt": negative_prompt,
         "sampler": sampler,
+        "scheduler": schedule,
         "num_inference_steps": body.steps,
         "guidance_scale": body.cfg_scale,
         "seed": seed,
@@ -166,17 +169,49 @@ def _job(task: str, request: GenerationRequest, body: GenerationBody) -> A1111Jo
     )
 
 
+def _soft_inpainting(scripts: dict[str, Any]) -> tuple[dict[str, Any], SoftInpainting | None]:
+    """A1111's "soft inpainting" always-on script taken out of ``scripts``: the other scripts, and its settings
+    (None when it is absent or off)."""
+    rest: dict[str, Any] = {}
+    soft = None
+    for name, script in scripts.items():
+        if name.lower() != SCRIPT_NAME:
+            rest[name] = script
+            continue
+        args = script.get("args", []) if isinstance(script, dict) else None
+        if not isinstance(args, list):
+            raise InvalidRequest(
+                'alwayson_scripts["soft inpainting"] must be {"args": [enabled, schedule bias, preservation '
+                "strength, transition contrast boost, mask influence, difference threshold, difference contrast]}"
+            )
+        soft = from_script_args(args, f"alwayson_scripts[{name!r}].args")
+    return rest, soft
+
+
+def _no_soft_inpainting(soft: SoftInpainting | None) -> None:
+    if soft is not None:
+        raise InvalidRequest(
+            "soft inpainting repaints a masked picture: send it with an img2img request that has a mask, or turn "
+            "it off (its first argument false)"
+        )
+
+
 def txt2img_job(body: Txt2ImgBody, facts: ServerFacts) -> A1111Job:
     """Text to image, or ControlNet when ``alwayson_scripts`` has an enabled unit."""
+    scripts, soft = _soft_inpainting(body.alwayson_scripts)
+    _no_soft_inpainting(soft)
     common = {
         **_common(body, facts),
         "seed_resize_from_w": body.seed_resize_from_w,
         "seed_resize_from_h": body.seed_resize_from_h,
     }
-    unit = controlnet_unit(body.alwayson_scripts, facts.controlnet_name, facts.max_upload_megapixels, img2img=False)
+    unit = controlnet_unit(scripts, facts.controlnet_name, facts.max_upload_megapixels, img2img=False)
     if unit is None:
         request = Txt2ImgRequest(
-            width=body.width, height=body.height, **common, **_hires(body, common["sampler"], facts.styles)
+            width=body.width,
+            height=body.height,
+            **common,
+            **_hires(body, common["sampler"], common["scheduler"], facts.styles),
         )
         return _job("txt2img", request, body)
     if body.enable_hr:
@@ -201,7 +236,7 @@ SAME_AS_FIRST_PASS = (None, "", "Use same sampler", "Use same scheduler", "Use s
 """What A1111 clients send for "the hires pass uses the first pass's sampler, schedule, model"."""
 
 
-def _hires(body: Txt2ImgBody, sampler: str, styles: StyleLibrary) -> dict[str, Any]:
+def _hires(body: Txt2ImgBody, sampler: str, first_schedule: str, styles: StyleLibrary) -> dict[str, Any]:
     """The hires fix fields of a text to image request (the service checks their ranges), its own sampler,
     schedule and prompts (with the request's styles) included. A model of the hires pass's own is refused: the
     second pass runs on the first pass's."""
@@ -209,7 +244,13 @@ def _hires(body: Txt2ImgBody, sampler: str, styles: StyleLibrary) -> dict[str, A
         return {}
     name = body.hr_sampler_name if body.hr_sampler_name not in SAME_AS_FIRST_PASS else None
     schedule = body.hr_scheduler if body.hr_scheduler not in SAME_AS_FIRST_PASS else body.scheduler
-    second_sampler = sampler_for(name or body.sampler_name or body.sampler_index, schedule)
+    second_sampler, second_schedule = sampler_for(name or body.sampler_name or body.sampler_index, schedule)
+    if second_schedule != first_schedule:
+        raise InvalidRequest(
+            f"the hires pass ({second_sampler}, schedule type {second_schedule}) must follow the first pass's "
+            f"schedule type ({first_schedule}) here; leave hr_scheduler empty or 'Use same scheduler', or choose "
+            "another hr_sampler_name"
+        )
     if body.hr_checkpoint_name not in SAME_AS_FIRST_PASS:
         raise InvalidRequest(
             "not supported by this studio: hr_checkpoint_name (another model for the hires pass); leave it empty"
@@ -250,12 +291,14 @@ def img2img_job(body: Img2ImgBody, facts: ServerFacts) -> A1111Job:
             "seed_resize_from_w/h (resize seed from) applies to txt2img, where a picture starts from the seed's "
             "noise; leave it at -1 here"
         )
-    controlnet_unit(body.alwayson_scripts, facts.controlnet_name, facts.max_upload_megapixels, img2img=True)
+    scripts, soft = _soft_inpainting(body.alwayson_scripts)
+    controlnet_unit(scripts, facts.controlnet_name, facts.max_upload_megapixels, img2img=True)
     if len(body.init_images) != 1:
         raise InvalidRequest(f"send exactly one image in init_images (base64), got {len(body.init_images)}")
     mode = _resize_mode(body.resize_mode)
     picture = to_rgb(decode_image(body.init_images[0], "init_images[0]", facts.max_upload_megapixels))
     if body.mask is None:
+        _no_soft_inpainting(soft)
         request = Img2ImgRequest(
             image=picture,
             strength=body.denoising_strength,
@@ -290,6 +333,7 @@ def img2img_job(body: Img2ImgBody, facts: ServerFacts) -> A1111Job:
         inpaint_only_masked=body.inpaint_full_res,
         padding=body.inpaint_full_res_padding,
         invert_mask=body.inpainting_mask_invert == 1,
+        soft_inpainting=soft,
         **common,
     )
     return _job("inpaint", request, body)

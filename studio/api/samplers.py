@@ -1,17 +1,16 @@
 """A1111's sampler and scheduler names, as clients send them, mapped to the studio's samplers.
 
-Since A1111 1.9 the noise schedule is its own field: ``sampler_name="DPM++ 2M", scheduler="Karras"`` is what
-older versions (and the studio) call "DPM++ 2M Karras". Both spellings are accepted, and so are A1111's aliases
-(``k_euler_a``). Pure Python: no torch, no web framework.
+Since A1111 1.9 the noise schedule is its own field, ``scheduler`` (A1111's twelve schedule types, by name or
+label, any case: ``studio/schedules.py``). ``sampler_name="DPM++ 2M", scheduler="Karras"`` is what older versions
+(and the studio's sampler menu) call "DPM++ 2M Karras"; both spellings are accepted, and so are A1111's aliases
+(``k_euler_a``). No web framework here.
 """
 
 from __future__ import annotations
 
 from studio.errors import InvalidRequest
-from studio.schedulers import SAMPLER_NAMES
-
-SCHEDULERS = {"automatic": "Automatic", "uniform": "Uniform", "karras": "Karras"}
-"""The schedule choices the studio has, as A1111's /schedulers names (keys) and labels (values) them."""
+from studio.schedulers import SAMPLER_NAMES, check_schedule
+from studio.schedules import AUTOMATIC, SCHEDULES, schedule_label
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "DPM++ 2M": ("k_dpmpp_2m",),
@@ -40,32 +39,25 @@ def _canonical(name: str) -> str | None:
     return None
 
 
-def sampler_for(sampler_name: str, scheduler: str | None) -> str:
-    """The studio's sampler for A1111's ``sampler_name`` and ``scheduler`` (None or "Automatic": the
-    sampler's own default schedule)."""
+def sampler_for(sampler_name: str, scheduler: str | None) -> tuple[str, str]:
+    """The studio's sampler and schedule type (label) for A1111's ``sampler_name`` and ``scheduler`` (None or
+    "Automatic": the sampler's own schedule). A Karras schedule on a sampler the studio has a Karras name for is
+    that name ("DPM++ 2M Karras", Automatic), as before A1111 1.9; any other schedule type goes with the sampler
+    (a " Karras" name gives up its Karras for it). A schedule the sampler cannot follow is refused, naming the ones
+    it can."""
     sampler = _canonical(sampler_name)
     if sampler is None:
         raise InvalidRequest(f"unknown sampler_name {sampler_name!r}; choose one of: {', '.join(SAMPLER_NAMES)}")
-    schedule = (scheduler or "automatic").strip().lower()
-    schedule = next((key for key, label in SCHEDULERS.items() if schedule in (key, label.lower())), schedule)
-    if schedule not in SCHEDULERS:
-        raise InvalidRequest(
-            f"scheduler {scheduler!r} is not available here; choose one of: {', '.join(SCHEDULERS.values())}"
-        )
-    base = sampler.removesuffix(_KARRAS)
-    karras = _KARRAS_BY_DEFAULT.get(sampler) or f"{base}{_KARRAS}"
-    if schedule == "karras" or (schedule == "automatic" and sampler in _KARRAS_BY_DEFAULT):
-        if karras not in SAMPLER_NAMES:
-            with_karras = ", ".join(name for name in SAMPLER_NAMES if name.endswith(_KARRAS))
-            raise InvalidRequest(
-                f"{base} has no Karras schedule here; use scheduler Automatic, or one of: {with_karras}"
-            )
-        return karras
-    if schedule == "uniform":
-        if base not in SAMPLER_NAMES:
-            raise InvalidRequest(f"{sampler} has no Uniform schedule here; use scheduler Karras")
-        return base
-    return sampler
+    label = schedule_label(scheduler)
+    if sampler in _KARRAS_BY_DEFAULT and label in (AUTOMATIC, "Karras"):
+        return _KARRAS_BY_DEFAULT[sampler], AUTOMATIC
+    base = _KARRAS_BY_DEFAULT.get(sampler, sampler).removesuffix(_KARRAS)
+    if label == "Karras" and f"{base}{_KARRAS}" in SAMPLER_NAMES:
+        return f"{base}{_KARRAS}", AUTOMATIC
+    if label == AUTOMATIC:
+        return sampler, AUTOMATIC
+    sampler = base if base in SAMPLER_NAMES else _KARRAS_BY_DEFAULT.get(sampler, sampler)
+    return sampler, check_schedule(sampler, label)
 
 
 def sampler_list() -> list[dict[str, object]]:
@@ -73,9 +65,21 @@ def sampler_list() -> list[dict[str, object]]:
     return [{"name": name, "aliases": list(ALIASES.get(name, ())), "options": {}} for name in SAMPLER_NAMES]
 
 
+_DEFAULT_RHO = {"karras": 7.0, "polyexponential": 1.0}
+"""A1111's ``default_rho`` of the schedules that have one (-1 for the others)."""
+_NEED_INNER_MODEL = {"uniform", "sgm_uniform", "simple", "normal", "ddim", "beta"}
+"""The schedules A1111 computes from the model's own noise levels (``need_inner_model`` in its list)."""
+
+
 def scheduler_list() -> list[dict[str, object]]:
-    """``GET /sdapi/v1/schedulers``, in A1111's shape."""
+    """``GET /sdapi/v1/schedulers``: A1111's twelve schedule types, in A1111's shape and order."""
     return [
-        {"name": name, "label": label, "aliases": None, "default_rho": -1, "need_inner_model": False}
-        for name, label in SCHEDULERS.items()
+        {
+            "name": schedule.name,
+            "label": schedule.label,
+            "aliases": list(schedule.aliases) or None,
+            "default_rho": _DEFAULT_RHO.get(schedule.name, -1),
+            "need_inner_model": schedule.name in _NEED_INNER_MODEL,
+        }
+        for schedule in SCHEDULES
     ]

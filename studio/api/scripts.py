@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from studio import soft_inpainting
+
 
 @dataclass(frozen=True)
 class ScriptArg:
@@ -35,9 +37,27 @@ class Script:
     args: tuple[ScriptArg, ...] = ()
 
 
+SOFT_INPAINTING = Script(
+    soft_inpainting.SCRIPT_NAME,
+    txt2img=False,
+    img2img=True,
+    args=(
+        ScriptArg(soft_inpainting.ENABLED_LABEL, False),
+        *(ScriptArg(s.label, s.default, s.minimum, s.maximum, s.step) for s in soft_inpainting.SETTINGS),
+        # A1111's pixel-composite arguments, whose default is the only value the studio takes: their range says so,
+        # so clients that read the ranges send what works.
+        *(
+            ScriptArg(label.capitalize(), default, default, default)
+            for label, default in soft_inpainting.PIXEL_COMPOSITE_DEFAULTS
+        ),
+    ),
+)
+"""A1111 1.8's soft inpainting, its seven arguments in A1111's order (``soft_inpainting.from_script_args``)."""
+
 SCRIPTS: tuple[Script, ...] = (
     # The sd-webui-controlnet extension's units (alwayson_scripts.controlnet.args): text to image only here.
     Script("controlnet", txt2img=True, img2img=False),
+    SOFT_INPAINTING,
 )
 """Every script the studio honours; append to it where a feature adds one."""
 

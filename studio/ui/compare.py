@@ -135,7 +135,12 @@ def build_compare_tab(studio: Studio) -> CompareTab:
                         scale=3,
                     )
                 controls = build_generation_controls(
-                    "compare", studio, with_batch=False, with_variation_reuse=False, with_seed_resize=False
+                    "compare",
+                    studio,
+                    with_batch=False,
+                    with_variation_reuse=False,
+                    with_seed_resize=False,
+                    with_scheduler=False,
                 )
                 with gr.Accordion("Image to image source (needed for the Strength axis)", open=False):
                     image = CheckedImage(

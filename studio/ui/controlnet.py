@@ -10,6 +10,7 @@ from PIL import Image
 
 from studio.images import PREPROCESSORS, as_edge_map, canny, to_rgb
 from studio.requests import MAX_CONTROL_WEIGHT, ControlNetRequest, GenerationResult
+from studio.schedules import AUTOMATIC
 from studio.ui.controls import build_generation_controls, build_prompt_row, wire_size_follows_image
 from studio.ui.errors import user_errors
 from studio.ui.jobs import in_batches, progress_reporter, run_job
@@ -137,6 +138,7 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
         batch_count: float = 1,
         seed_resize_from_w: float = 0,
         seed_resize_from_h: float = 0,
+        scheduler: str = AUTOMATIC,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -170,6 +172,9 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
             seed_resize_from_w: "resize seed from" width: with the height, the starting noise is built around the
                 seed's noise at that size, keeping a picture's composition at another size (0 for off).
             seed_resize_from_h: "resize seed from" height (0 for off).
+            scheduler: A1111's schedule type: "Automatic" (the sampler's own), "Uniform", "Karras", "Exponential",
+                "Polyexponential", "SGM Uniform", "KL Optimal", "Align Your Steps", "Simple", "Normal", "DDIM" or
+                "Beta" (name or label, any case).
         Returns:
             The gallery: the images (with A1111 metadata) and, last, the edge map they followed (a PNG).
         """
@@ -197,6 +202,7 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
             seed_resize_from_w=seed_resize_from_w,  # type: ignore[arg-type]  # whole floats pass the checks
             seed_resize_from_h=seed_resize_from_h,  # type: ignore[arg-type]
             tiling=tiling,
+            scheduler=scheduler,
         )
 
         def with_edge_map(result: GenerationResult) -> tuple[Any, ...]:
@@ -240,6 +246,7 @@ def build_controlnet_tab(studio: Studio) -> GenerationTab:
         row.styles.styles,
         controls.batch_count,
         *controls.seed_resize_inputs(),
+        controls.scheduler,
     ]
     parts = TabParts(
         "controlnet",

@@ -11,6 +11,7 @@ from PIL import Image
 from studio.images import fit_within
 from studio.requests import RANDOM_SEED
 from studio.schedulers import SAMPLER_NAMES
+from studio.schedules import AUTOMATIC, SCHEDULE_LABELS
 from studio.settings import Settings
 from studio.ui.styles import StylePicker, build_style_picker, wire_style_picker
 from studio.ui.variation import VariationControls, build_extra_box, build_variation_controls
@@ -38,6 +39,8 @@ class GenerationControls:
     batch_count: gr.Slider | None = None
     variation: VariationControls | None = None
     tiling: gr.Checkbox | None = None
+    scheduler: gr.Dropdown | None = None
+    """A1111's "Schedule type" beside the sampler (tabs whose handlers take it)."""
 
     def variation_inputs(self) -> list[gr.components.Component]:
         assert self.variation is not None
@@ -147,9 +150,11 @@ def build_generation_controls(
     with_variation_reuse: bool = True,
     with_seed_resize: bool = True,
     with_tiling: bool = True,
+    with_scheduler: bool = True,
 ) -> GenerationControls:
     """Sampler, steps, CFG, size, seed and batch widgets for ``tab`` (used in elem_ids for tests and CSS), and the
-    variation seed and "Resize seed from" behind the seed's "Extra" box, and "Tiling".
+    variation seed and "Resize seed from" behind the seed's "Extra" box, and "Tiling"; with ``with_scheduler``,
+    A1111 1.9's "Schedule type" beside the sampler (Automatic: the sampler's own; studio/schedules.py).
 
     Sampler, steps and CFG open with the served model's own defaults (``studio.generation_defaults``): DPM++ 2M
     Karras, 25 steps and CFG 7 for most models, a few steps without CFG for Turbo and LCM models
@@ -161,6 +166,19 @@ def build_generation_controls(
     defaults = studio.generation_defaults
     with gr.Row():
         sampler = gr.Dropdown(SAMPLER_NAMES, value=defaults.sampler, label="Sampler", elem_id=f"{tab}-sampler", scale=2)
+        scheduler = (
+            # Custom values: API callers may send A1111's names in any case ("sgm_uniform"); the service reads them.
+            gr.Dropdown(
+                list(SCHEDULE_LABELS),
+                value=AUTOMATIC,
+                label="Schedule type",
+                elem_id=f"{tab}-scheduler",
+                scale=2,
+                allow_custom_value=True,
+            )
+            if with_scheduler
+            else None
+        )
         steps = gr.Slider(
             1,
             settings.max_steps,
@@ -239,6 +257,7 @@ def build_generation_controls(
         batch_count=batch_count,
         variation=variation,
         tiling=tiling,
+        scheduler=scheduler,
     )
 
 

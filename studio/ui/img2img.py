@@ -10,6 +10,7 @@ from PIL import Image
 
 from studio.images import RESIZE_MODES
 from studio.requests import Img2ImgRequest
+from studio.schedules import AUTOMATIC
 from studio.ui.controls import build_generation_controls, build_prompt_row, wire_size_follows_image
 from studio.ui.errors import user_errors
 from studio.ui.jobs import in_batches, progress_reporter, run_job
@@ -71,6 +72,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
         tiling: bool = False,
         styles: list[str] | None = None,
         batch_count: float = 1,
+        scheduler: str = AUTOMATIC,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -97,6 +99,9 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
             tiling: make a picture that repeats without a seam (textures, patterns).
             styles: names of prompt styles (the studio's styles.csv) to add to the prompts, in order.
             batch_count: how many batches to make one after another (seeds continue from batch to batch).
+            scheduler: A1111's schedule type: "Automatic" (the sampler's own), "Uniform", "Karras", "Exponential",
+                "Polyexponential", "SGM Uniform", "KL Optimal", "Align Your Steps", "Simple", "Normal", "DDIM" or
+                "Beta" (name or label, any case).
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
@@ -118,6 +123,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
             subseed=subseed,  # type: ignore[arg-type]  # whole floats pass the checks
             subseed_strength=subseed_strength,
             tiling=tiling,
+            scheduler=scheduler,
         )
         yield from run_job(
             studio,
@@ -149,6 +155,7 @@ def build_img2img_tab(studio: Studio) -> GenerationTab:
         controls.tiling,
         row.styles.styles,
         controls.batch_count,
+        controls.scheduler,
     ]
     parts = TabParts(
         "img2img",

@@ -12,10 +12,13 @@ from studio.errors import InvalidRequest
 from studio.images import MASKED_CONTENT, mask_from_image, mask_from_layers
 from studio.requests import RANDOM_SEED, InpaintRequest
 from studio.schedulers import DEFAULT_SAMPLER
+from studio.schedules import AUTOMATIC
+from studio.soft_inpainting import PRESERVATION_STRENGTH, SCHEDULE_BIAS, TRANSITION_CONTRAST, SoftInpainting
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
 from studio.ui.jobs import in_batches, progress_reporter, run_job
 from studio.ui.results import RESULT_OUTPUTS, build_results, present
+from studio.ui.soft_inpainting import build_soft_inpainting
 from studio.ui.tabs import GenerationTab, TabParts, wire_generation_tab
 from studio.ui.uploads import CheckedImage, CheckedImageMask
 from studio.ui.zerogpu import gpu
@@ -103,6 +106,7 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
                 strength = gr.Slider(
                     0, 1, value=0.75, step=0.01, label="Denoising strength", elem_id="inpaint-strength"
                 )
+                soft = build_soft_inpainting("inpaint")
                 controls = build_generation_controls("inpaint", studio, with_size=False, with_seed_resize=False)
             with gr.Column():
                 panel = build_results("inpaint", studio.settings.save_format)
@@ -133,6 +137,11 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
         tiling: bool = False,
         styles: list[str] | None = None,
         batch_count: float = 1,
+        scheduler: str = AUTOMATIC,
+        soft_inpainting: bool = False,
+        soft_schedule_bias: float = SCHEDULE_BIAS.default,
+        soft_preservation_strength: float = PRESERVATION_STRENGTH.default,
+        soft_transition_contrast: float = TRANSITION_CONTRAST.default,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -164,6 +173,15 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
             tiling: make a picture that repeats without a seam (textures, patterns).
             styles: names of prompt styles (the studio's styles.csv) to add to the prompts, in order.
             batch_count: how many batches to make one after another (seeds continue from batch to batch).
+            scheduler: A1111's schedule type: "Automatic" (the sampler's own), "Uniform", "Karras", "Exponential",
+                "Polyexponential", "SGM Uniform", "KL Optimal", "Align Your Steps", "Simple", "Normal", "DDIM" or
+                "Beta" (name or label, any case).
+            soft_inpainting: A1111's soft inpainting: each pixel is repainted as much as the blurred mask says, so
+                the edges blend instead of seaming (a high mask blur helps).
+            soft_schedule_bias: soft inpainting's schedule bias (0-8): below 1 the original is kept more near the
+                end of the steps, above 1 more at the start.
+            soft_preservation_strength: how strongly partly masked pixels keep the original (0-8).
+            soft_transition_contrast: soft inpainting's transition contrast boost (1-32).
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
@@ -189,6 +207,12 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
             subseed=subseed,  # type: ignore[arg-type]  # whole floats pass the checks
             subseed_strength=subseed_strength,
             tiling=tiling,
+            scheduler=scheduler,
+            soft_inpainting=(
+                SoftInpainting(soft_schedule_bias, soft_preservation_strength, soft_transition_contrast)
+                if soft_inpainting
+                else None
+            ),
         )
         yield from run_job(
             studio,
@@ -223,6 +247,8 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
         controls.tiling,
         row.styles.styles,
         controls.batch_count,
+        controls.scheduler,
+        *soft.inputs(),
     ]
     parts = TabParts(
         "inpaint",
@@ -234,5 +260,6 @@ def build_inpaint_tab(studio: Studio) -> GenerationTab:
         inputs,
         image=editor,
         strength=strength,
+        soft_inpainting=soft,
     )
     return wire_generation_tab(tab, parts, studio)

@@ -280,7 +280,13 @@ def build_lab_tab(studio: Studio) -> list[SendSource]:
         with gr.Row():
             with gr.Column(scale=2, min_width=280):
                 controls = build_generation_controls(
-                    "lab", studio, with_batch=False, with_clip_skip=False, with_variation=False, with_tiling=False
+                    "lab",
+                    studio,
+                    with_batch=False,
+                    with_clip_skip=False,
+                    with_variation=False,
+                    with_tiling=False,
+                    with_scheduler=False,
                 )
                 every = gr.Slider(
                     1, settings.max_steps, value=5, step=1, label="A frame every k model calls", elem_id="lab-every"

@@ -134,6 +134,7 @@ def field_updates(sent: SentSettings, target: GenerationTab) -> list[Any]:
         sent.prompt,
         sent.negative_prompt,
         _value(sent.sampler),
+        *([_value(sent.scheduler)] if target.controls.scheduler is not None else []),
         _value(sent.steps),
         _value(sent.guidance_scale),
         _value(sent.seed),
@@ -162,6 +163,8 @@ def field_updates(sent: SentSettings, target: GenerationTab) -> list[Any]:
         else:
             values += [True, hires.upscaler, hires.scale, hires.steps, hires.strength]
             values += [hires.sampler, hires.prompt, hires.negative_prompt]
+    if target.soft_inpainting is not None:
+        values += target.soft_inpainting.values(sent.soft_inpainting)
     return values
 
 
@@ -171,6 +174,7 @@ def field_outputs(target: GenerationTab) -> list[gr.components.Component]:
         target.prompt,
         target.negative_prompt,
         controls.sampler,
+        *([controls.scheduler] if controls.scheduler is not None else []),
         controls.steps,
         controls.guidance_scale,
         controls.seed,
@@ -188,6 +192,8 @@ def field_outputs(target: GenerationTab) -> list[gr.components.Component]:
         outputs.append(controls.tiling)
     if target.hires is not None:
         outputs += [*target.hires.inputs(), *target.hires.second_pass_inputs()]
+    if target.soft_inpainting is not None:
+        outputs += target.soft_inpainting.inputs()
     return outputs
 
 

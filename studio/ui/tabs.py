@@ -15,6 +15,7 @@ from studio.ui.examples import add_examples
 from studio.ui.hires import HiresControls
 from studio.ui.jobs import GPU_QUEUE, wire_stop
 from studio.ui.results import ResultsPanel, wire_results
+from studio.ui.soft_inpainting import SoftInpaintingControls
 
 if TYPE_CHECKING:  # hints only: the page is built before torch loads (studio/startup.py)
     from studio.composition import Studio
@@ -34,6 +35,7 @@ class GenerationTab:
     controls: GenerationControls
     strength: gr.Slider | None = None
     hires: HiresControls | None = None
+    soft_inpainting: SoftInpaintingControls | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class TabParts:
     image: gr.components.Component | None = None
     strength: gr.Slider | None = None
     hires: HiresControls | None = None
+    soft_inpainting: SoftInpaintingControls | None = None
 
 
 def wire_generation_tab(tab: gr.Tab, parts: TabParts, studio: Studio) -> GenerationTab:
@@ -79,6 +82,7 @@ def wire_generation_tab(tab: gr.Tab, parts: TabParts, studio: Studio) -> Generat
         parts.controls,
         parts.strength,
         parts.hires,
+        parts.soft_inpainting,
     )
 
 

@@ -9,6 +9,7 @@ import gradio as gr
 
 from studio.hires import SAME_SAMPLER
 from studio.requests import DEFAULT_HR_SCALE, DEFAULT_HR_STRENGTH, DEFAULT_HR_UPSCALER, Txt2ImgRequest
+from studio.schedules import AUTOMATIC
 from studio.ui.controls import build_generation_controls, build_prompt_row
 from studio.ui.errors import user_errors
 from studio.ui.hires import build_hires_controls
@@ -61,6 +62,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         hr_negative_prompt: str = "",
         seed_resize_from_w: float = 0,
         seed_resize_from_h: float = 0,
+        scheduler: str = AUTOMATIC,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio finds the progress tracker by this default
     ) -> Iterator[tuple[Any, ...]]:
@@ -96,6 +98,9 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             seed_resize_from_w: "resize seed from" width: with the height, the starting noise is built around the
                 seed's noise at that size, keeping a picture's composition at another size (0 for off).
             seed_resize_from_h: "resize seed from" height (0 for off).
+            scheduler: A1111's schedule type: "Automatic" (the sampler's own), "Uniform", "Karras", "Exponential",
+                "Polyexponential", "SGM Uniform", "KL Optimal", "Align Your Steps", "Simple", "Normal", "DDIM" or
+                "Beta" (name or label, any case).
         Returns:
             The gallery of images (with A1111 "parameters" metadata), the seeds used, and the parameters text.
         """
@@ -125,6 +130,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
             seed_resize_from_w=seed_resize_from_w,  # type: ignore[arg-type]  # whole floats pass the checks
             seed_resize_from_h=seed_resize_from_h,  # type: ignore[arg-type]
             tiling=tiling,
+            scheduler=scheduler,
         )
         yield from run_job(
             studio,
@@ -151,6 +157,7 @@ def build_txt2img_tab(studio: Studio) -> GenerationTab:
         controls.batch_count,
         *hires.second_pass_inputs(),
         *controls.seed_resize_inputs(),
+        controls.scheduler,
     ]
     parts = TabParts("txt2img", "Text to image", row, controls, panel, txt2img, inputs, hires=hires)
     return wire_generation_tab(tab, parts, studio)
