@@ -284,7 +284,7 @@ def decoded_first(client: TestClient) -> Image.Image:
 
 def test_connect_time_routes_answer_in_a1111_s_shape(api: tuple[TestClient, Studio]) -> None:
     client, _studio = api
-    assert client.get("/sdapi/v1/scripts").json() == {"txt2img": ["controlnet"], "img2img": []}
+    assert client.get("/sdapi/v1/scripts").json() == {"txt2img": ["controlnet"], "img2img": ["soft inpainting"]}
     for entry in client.get("/sdapi/v1/script-info").json():
         assert set(entry) == {"name", "is_alwayson", "is_img2img", "args"}
     assert {"name": "Latent"} in client.get("/sdapi/v1/latent-upscale-modes").json()

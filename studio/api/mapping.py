@@ -115,7 +115,7 @@ def _refuse_unsupported(body: GenerationBody, sampler: str) -> None:
 
 def _common(body: GenerationBody, facts: ServerFacts) -> dict[str, Any]:
     """The request fields every task shares, with the seed resolved once for all batches."""
-    sampler = sampler_for(body.sampler_name or body.sampler_index, body.scheduler)
+    sampler, schedule = sampler_for(body.sampler_name or body.sampler_index, body.scheduler)
     _refuse_unsupported(body, sampler)
     max_batches = facts.limits.max_batch
     if not 1 <= body.n_iter <= max_batches:
@@ -126,7 +126,6 @@ def _common(body: GenerationBody, facts: ServerFacts) -> dict[str, Any]:
         body.n_iter, subseed if subseed_strength else seed, bool(subseed_strength), body.batch_size, facts.limits
     )
     prompt, negative_prompt = facts.styles.apply(body.prompt, body.negative_prompt, body.styles)
-    sampler, schedule = sampler_for(body.sampler_name or body.sampler_index, body.scheduler)
     return {
         "prompt": prompt,
         "negative_prompt": negative_prompt,
