@@ -1,7 +1,7 @@
 """Every named endpoint needs only its real inputs (a prompt, and an image where the task takes one): gradio_client
 and MCP see a natural default for everything else, "" for every text a person may leave empty."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,14 +9,26 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image, ImageDraw
 
+from studio.composition import build_studio
+from studio.ui import create_demo, launch
+from tests.conftest import make_settings
 from tests.test_api import ENDPOINT_PARAMETERS, save_png
 
 REAL_INPUTS = {"prompt", "prompts", "image"}
 
 
 @pytest.fixture(scope="module")
-def client(server: str) -> Client:
-    return Client(server, verbose=False)
+def client(tiny_model: Path, tiny_controlnet: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """The studio with its usual widgets, its steps capped at 5 (``--max-steps``) so that every endpoint's own
+    defaults, the Lab's sampler race among them, make a quick job."""
+    settings = make_settings(
+        tiny_model, tmp_path_factory.mktemp("defaults-outputs"), controlnet_model=str(tiny_controlnet), max_steps=5
+    )
+    studio = build_studio(settings)
+    demo = create_demo(studio)
+    launch(demo, studio, prevent_thread_lock=True, quiet=True)
+    yield Client(f"http://{settings.host}:{settings.port}/", verbose=False)
+    demo.close()
 
 
 def test_only_the_real_inputs_are_required(client: Client) -> None:
