@@ -35,6 +35,7 @@ from studio.micro.location import MICRO_MODEL
 from studio.pnginfo import settings_from_metadata
 from tests.a1111_helpers import TIMEOUT, b64_png, decoded, square_picture
 from tests.conftest import make_settings
+from tests.test_a1111_api import folder_sha256
 from tests.test_a1111_clients import paused_at_step
 
 SMALL = {"steps": 3, "width": 64, "height": 64, "cfg_scale": 7, "sampler_name": "Euler", "seed": 5}
@@ -89,14 +90,6 @@ def whole_info(response: httpx.Response) -> dict[str, Any]:
     A1111Info.model_validate(info)
     GenerationInfoData.model_validate(info)
     return info
-
-
-def folder_sha256(folder: Path) -> str:
-    files = sorted((p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin")), key=lambda p: str(p))
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")
